@@ -1,0 +1,1602 @@
+/**
+ * The AutoMPI node: discovery, links and their cleanup, routing, workers and worker locations,
+ * written once against the {@link Platform} seam so it runs unchanged on real sockets and in
+ * the simulator.
+ *
+ * Everything here reacts synchronously to events from the platform (bytes arrived, a timer
+ * fired) and never awaits: in the simulator a whole cluster runs as one ordered event loop.
+ *
+ * @module
+ */
+import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
+import { ProtocolError } from "./errors.ts";
+import { Emitter, type Unsubscribe } from "./events.ts";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./framing.ts";
+import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
+import {
+  type Address,
+  type CloseReason,
+  type DatagramSocket,
+  formatAddress,
+  parseAddress,
+  type Platform,
+  type StreamConn,
+  type StreamHandlers,
+  type StreamListener,
+  type Timer,
+} from "./platform.ts";
+import {
+  decodeHello,
+  encodeHello,
+  HandshakeError,
+  PROTOCOL_VERSION,
+  SYSTEM_KEY,
+  SystemField,
+  SystemKind,
+} from "./system.ts";
+import type { Worker, WorkerContext } from "./worker.ts";
+
+/** Discovery by broadcast heartbeats. */
+export interface DiscoveryOptions {
+  /** UDP port every node of the cluster shares. Default 9999. */
+  readonly port?: number;
+  /** Where heartbeats go: the subnet broadcast address (e.g. `127.255.255.255`). */
+  readonly broadcastAddress: string;
+  /** Address the discovery socket binds to. Default `0.0.0.0`. */
+  readonly bindHost?: string;
+}
+
+/** Options of a node. Every duration is in milliseconds. */
+export interface NodeOptions {
+  /** The node's GUID; default: 32 random hex digits. */
+  readonly guid?: string;
+  /** Where links are accepted. Default `{ host: "0.0.0.0", port: 8888 }`. */
+  readonly listen?: Address;
+  /** Host put in heartbeats and hellos; default the listen host (required if that is 0.0.0.0). */
+  readonly advertiseHost?: string;
+  /** If the listen port is taken, try up to this many following ports. Default 1 (no search). */
+  readonly portSearch?: number;
+  /** Broadcast discovery; `false` for none (seeds and peer lists only). */
+  readonly discovery?: DiscoveryOptions | false;
+  /** Link addresses (`host:port`) to dial whether heard or not. */
+  readonly seeds?: ReadonlyArray<string | Address>;
+  /** Heartbeat and housekeeping interval. Default 1000. */
+  readonly heartbeatIntervalMs?: number;
+  /** Each interval is drawn in `interval × (1 ± jitter)`. Default 0.1. */
+  readonly heartbeatJitter?: number;
+  /** A link with nothing heard for this many intervals is dropped. Default 3. */
+  readonly silenceIntervals?: number;
+  /** A link whose handshake is not done in this time is dropped. Default 2000. */
+  readonly handshakeTimeoutMs?: number;
+  /** A dial not connected in this time is abandoned. Default 2000. */
+  readonly connectTimeoutMs?: number;
+  /** First delay before redialling a failed peer; doubles up to the max. Default 250. */
+  readonly reconnectMinMs?: number;
+  /** Longest redial delay. Default 8000. */
+  readonly reconnectMaxMs?: number;
+  /**
+   * Of two nodes that hear each other, the one with the lower GUID dials; the other dials too
+   * only if no link appeared within this time. Default 2 intervals.
+   */
+  readonly dialGraceMs?: number;
+  /** Codec of this node's MapMessage frames and heartbeats. Default `"msgpack"`. */
+  readonly codec?: CodecName;
+  /** Largest frame accepted on a link. Default 16 MiB. */
+  readonly maxFrameBytes?: number;
+  /** A link with more than this many bytes waiting to be sent refuses more. Default 8 MiB. */
+  readonly maxLinkBufferBytes?: number;
+  /** How often workers' `doWork` runs. Default 100. */
+  readonly workerTickMs?: number;
+  /** Send a peer list to one random link every this many intervals; 0 never. Default 5. */
+  readonly gossipIntervals?: number;
+  /** An external message handler, as if added with `onMessage`. */
+  readonly onMessage?: MessageHandler;
+}
+
+/** Where a received message came from. */
+export interface MessageInfo {
+  /** GUID of the node it came from over a link, or `undefined` (datagram or local send). */
+  readonly fromNode: string | undefined;
+  readonly via: "link" | "datagram" | "local";
+}
+
+/** An external message handler: gets `ALLNodes` and messages addressed to the node. */
+export type MessageHandler = (message: MapMessage, info: MessageInfo) => void;
+
+/** Why a link went down. */
+export type LinkDownReason =
+  | CloseReason
+  | "silence"
+  | "goodbye"
+  | "peer-restarted"
+  | "protocol-error"
+  | "replaced"
+  | "closing"
+  | "buffer-full";
+
+/** Why a message could not be delivered. */
+export type UndeliverableReason =
+  | "unknown-destination"
+  | "no-link"
+  | "not-here"
+  | "worker-queue-full"
+  | "link-buffer-full"
+  | "node-closed";
+
+/** Lifecycle events of a node and their payloads. */
+export interface NodeEvents {
+  started: { guid: string; incarnation: string; address: string };
+  "peer-discovered": {
+    peer: string;
+    address: string;
+    via: "heartbeat" | "seed" | "gossip" | "link";
+  };
+  "link-up": { peer: string; address: string; direction: "in" | "out" };
+  "link-down": { peer: string; address: string; reason: LinkDownReason; detail?: string };
+  "peer-lost": { peer: string; address: string };
+  undeliverable: { message: MapMessage; reason: UndeliverableReason; detail?: string };
+  "duplicate-guid": { guid: string; address: string; incarnation: string };
+  "protocol-error": { address: string; stage: "handshake" | "frame" | "datagram"; error: string };
+  "location-added": { worker: string; node: string };
+  "location-removed": { worker: string; node: string };
+  "worker-attached": { worker: string };
+  "worker-detached": { worker: string };
+  closed: Record<string, never>;
+}
+
+/** One link in a state snapshot. */
+export interface LinkState {
+  readonly peer: string;
+  readonly address: string;
+  readonly incarnation: string;
+  readonly direction: "in" | "out";
+  readonly ageMs: number;
+  readonly lastHeardMs: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly framesIn: number;
+  readonly framesOut: number;
+  readonly bufferedBytes: number;
+}
+
+/** Counters of a node. */
+export interface NodeStats {
+  heartbeatsSent: number;
+  heartbeatsReceived: number;
+  framesIn: number;
+  framesOut: number;
+  messagesSent: number;
+  messagesReceived: number;
+  undeliverable: number;
+  protocolErrors: number;
+  datagramErrors: number;
+  listenerErrors: number;
+  workerErrors: number;
+  linksUp: number;
+  linksDown: number;
+  duplicateGuids: number;
+}
+
+/** A snapshot of a node's state. */
+export interface NodeState {
+  readonly guid: string;
+  readonly incarnation: string;
+  readonly address: string;
+  readonly codec: CodecName;
+  readonly state: "new" | "starting" | "running" | "closed";
+  readonly uptimeMs: number;
+  readonly links: readonly LinkState[];
+  readonly peers: ReadonlyArray<
+    { guid: string; address: string; lastHeardMs: number; linked: boolean }
+  >;
+  readonly workers: ReadonlyArray<{ guid: string; ageMs: number }>;
+  /** Worker GUID → GUID of the node hosting it, for workers on other nodes. */
+  readonly locations: Readonly<Record<string, string>>;
+  readonly stats: Readonly<NodeStats>;
+}
+
+interface Peer {
+  readonly guid: string;
+  address: string;
+  incarnation: string;
+  lastHeardMs: number;
+  /** Since when it has been known without a link (for the dial grace of the higher GUID). */
+  unlinkedSinceMs: number;
+  backoffMs: number;
+  nextDialAtMs: number;
+  pending: Connection | undefined;
+  via: "heartbeat" | "seed" | "gossip" | "link";
+}
+
+interface CachedDatagram {
+  readonly bytes: Uint8Array;
+  readonly message: MapMessage;
+  /** Set when the datagram is a well-formed heartbeat. */
+  readonly heartbeat: { guid: string; address: string; incarnation: string } | undefined;
+}
+
+interface Seed {
+  readonly address: Address;
+  readonly text: string;
+  guid: string | undefined;
+  self: boolean;
+  backoffMs: number;
+  nextDialAtMs: number;
+  pending: Connection | undefined;
+}
+
+class Connection {
+  state: "connecting" | "handshaking" | "active" | "closed" = "connecting";
+  peerGuid = "";
+  peerIncarnation = "";
+  peerAddress = "";
+  peerCodec: Codec = msgpackCodec;
+  readonly decoder: FrameDecoder;
+  readonly createdAtMs: number;
+  activeAtMs = 0;
+  lastReceivedMs: number;
+  lastSentMs: number;
+  bytesIn = 0;
+  bytesOut = 0;
+  framesIn = 0;
+  framesOut = 0;
+  conn!: StreamConn;
+  peer: Peer | undefined;
+  seed: Seed | undefined;
+
+  constructor(readonly direction: "in" | "out", nowMs: number, maxFrameBytes: number) {
+    this.decoder = new FrameDecoder({ maxFrameBytes });
+    this.createdAtMs = nowMs;
+    this.lastReceivedMs = nowMs;
+    this.lastSentMs = nowMs;
+  }
+
+  get closed(): boolean {
+    return this.state === "closed";
+  }
+
+  get remote(): string {
+    return this.peerAddress || formatAddress(this.conn.remote);
+  }
+}
+
+const HEX = "0123456789abcdef";
+
+function randomHex(platform: Platform, digits: number): string {
+  let out = "";
+  for (let i = 0; i < digits; i++) out += HEX[platform.random.int(0, 15)];
+  return out;
+}
+
+function keepAlivePayload(codec: Codec): Uint8Array {
+  return codec.encode({
+    destination: "",
+    source: "",
+    message: { [SYSTEM_KEY]: SystemKind.KeepAlive },
+  });
+}
+
+const KEEPALIVE: Record<CodecName, Uint8Array> = {
+  msgpack: keepAlivePayload(msgpackCodec),
+  json: keepAlivePayload(jsonCodec),
+};
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  // Identity first: received bytes are read-only, and a simulated broadcast shares its array.
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  const result = value ?? fallback;
+  if (!(typeof result === "number" && result > 0 && Number.isFinite(result))) {
+    throw new RangeError(`Cannot create node: ${name} ${result} is not a positive number`);
+  }
+  return result;
+}
+
+/**
+ * A node: hosts workers, finds and links to other nodes, routes messages.
+ *
+ * @example
+ * ```ts
+ * import { AutoMpiNode } from "./node.ts";
+ * import type { Platform } from "./platform.ts";
+ *
+ * // The platform comes from an adapter (real sockets) or from a simulated host.
+ * export function startNode(platform: Platform): AutoMpiNode {
+ *   const node = new AutoMpiNode(platform, {
+ *     guid: "NodeA",
+ *     listen: { host: "127.0.0.1", port: 8888 },
+ *     discovery: { broadcastAddress: "127.255.255.255" },
+ *   });
+ *   node.on("link-up", ({ peer }) => console.log("linked", peer));
+ *   node.onMessage((message) => console.log("got", message.message));
+ *   node.start();
+ *   return node;
+ * }
+ * ```
+ */
+export class AutoMpiNode {
+  readonly guid: string;
+  readonly incarnation: string;
+  readonly #platform: Platform;
+  readonly #codec: Codec;
+  readonly #options: NodeOptions;
+  readonly #intervalMs: number;
+  readonly #jitter: number;
+  readonly #silenceMs: number;
+  readonly #keepAliveMs: number;
+  readonly #handshakeTimeoutMs: number;
+  readonly #connectTimeoutMs: number;
+  readonly #reconnectMinMs: number;
+  readonly #reconnectMaxMs: number;
+  readonly #dialGraceMs: number;
+  readonly #maxFrameBytes: number;
+  readonly #maxLinkBufferBytes: number;
+  readonly #workerTickMs: number;
+  readonly #gossipIntervals: number;
+  readonly #events: Emitter<NodeEvents>;
+  readonly #handlers: MessageHandler[] = [];
+  readonly #peers = new Map<string, Peer>();
+  readonly #links = new Map<string, Connection>();
+  readonly #connections = new Set<Connection>();
+  readonly #seeds: Seed[] = [];
+  readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
+  readonly #locations = new Map<string, string>();
+  readonly #hosted = new Map<string, Set<string>>();
+  readonly #pendingWorkers = new Set<Worker>();
+  /** Last system datagram per source host and port, so an unchanged heartbeat is not decoded again. */
+  readonly #datagramCache = new Map<string, Map<number, CachedDatagram>>();
+  #datagramCacheSize = 0;
+  readonly #datagramErrorLogged = new Map<string, number>();
+  readonly #duplicateReported = new Set<string>();
+  readonly #stats: NodeStats = {
+    heartbeatsSent: 0,
+    heartbeatsReceived: 0,
+    framesIn: 0,
+    framesOut: 0,
+    messagesSent: 0,
+    messagesReceived: 0,
+    undeliverable: 0,
+    protocolErrors: 0,
+    datagramErrors: 0,
+    listenerErrors: 0,
+    workerErrors: 0,
+    linksUp: 0,
+    linksDown: 0,
+    duplicateGuids: 0,
+  };
+  #state: "new" | "starting" | "running" | "closed" = "new";
+  #startedAtMs = 0;
+  #listener: StreamListener | undefined;
+  #socket: DatagramSocket | undefined;
+  #address = "";
+  #heartbeatFrame: Uint8Array | undefined;
+  #helloFrame: Uint8Array | undefined;
+  #keepAliveFrame: Uint8Array;
+  #tickTimer: Timer | undefined;
+  #workerTimer: Timer | undefined;
+  #workerPassScheduled = false;
+  #ticks = 0;
+
+  constructor(platform: Platform, options: NodeOptions = {}) {
+    if (platform === null || typeof platform !== "object" || !platform.clock || !platform.net) {
+      throw new TypeError("Cannot create node: platform must be a Platform object");
+    }
+    this.#platform = platform;
+    this.#options = options;
+    const guid = options.guid ?? randomHex(platform, 32);
+    if (typeof guid !== "string" || guid === "" || guid.length > 256) {
+      throw new TypeError("Cannot create node: guid must be a string of 1..256 characters");
+    }
+    if (guid === ALL_NODES || guid === ALL_WORKERS) {
+      throw new TypeError(`Cannot create node: "${guid}" is a reserved destination`);
+    }
+    this.guid = guid;
+    this.incarnation = randomHex(platform, 16);
+    this.#codec = codecByName(options.codec ?? "msgpack");
+    this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
+    this.#jitter = options.heartbeatJitter ?? 0.1;
+    if (!(this.#jitter >= 0 && this.#jitter < 1)) {
+      throw new RangeError(`Cannot create node: heartbeatJitter ${this.#jitter} is not in [0, 1)`);
+    }
+    this.#silenceMs = this.#intervalMs * positive(options.silenceIntervals, 3, "silenceIntervals");
+    // An idle link gets a keepalive once half the silence bound has passed, checked at each
+    // tick: with jittered ticks the longest gap stays under the bound by most of an interval.
+    this.#keepAliveMs = Math.max(
+      this.#intervalMs * 0.75,
+      this.#silenceMs / 2 - this.#intervalMs * 0.3,
+    );
+    this.#handshakeTimeoutMs = positive(options.handshakeTimeoutMs, 2000, "handshakeTimeoutMs");
+    this.#connectTimeoutMs = positive(options.connectTimeoutMs, 2000, "connectTimeoutMs");
+    this.#reconnectMinMs = positive(options.reconnectMinMs, 250, "reconnectMinMs");
+    this.#reconnectMaxMs = positive(options.reconnectMaxMs, 8000, "reconnectMaxMs");
+    this.#dialGraceMs = positive(options.dialGraceMs, 2 * this.#intervalMs, "dialGraceMs");
+    this.#maxFrameBytes = positive(options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes");
+    this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
+    this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
+    this.#gossipIntervals = options.gossipIntervals ?? 5;
+    if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
+      throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
+    }
+    const listen = options.listen ?? { host: "0.0.0.0", port: 8888 };
+    if ((options.advertiseHost ?? listen.host) === "0.0.0.0") {
+      throw new TypeError(
+        "Cannot create node: listening on 0.0.0.0 needs advertiseHost, the address peers dial",
+      );
+    }
+    for (const seed of options.seeds ?? []) {
+      const address = typeof seed === "string" ? parseAddress(seed) : seed;
+      this.#seeds.push({
+        address,
+        text: formatAddress(address),
+        guid: undefined,
+        self: false,
+        backoffMs: 0,
+        nextDialAtMs: 0,
+        pending: undefined,
+      });
+    }
+    this.#keepAliveFrame = encodeFrame(KEEPALIVE[this.#codec.name]);
+    this.#events = new Emitter<NodeEvents>((error, type) => {
+      this.#stats.listenerErrors++;
+      this.#platform.log.log("error", "listener.error", { event: type, error: String(error) });
+    });
+    if (options.onMessage) this.onMessage(options.onMessage);
+  }
+
+  // ---- public API --------------------------------------------------------------------------------
+
+  /** `host:port` peers dial to reach this node (final once started). */
+  get address(): string {
+    return this.#address;
+  }
+
+  /** Whether the node is running. */
+  get running(): boolean {
+    return this.#state === "running";
+  }
+
+  /** Listens to a lifecycle event; returns a function that stops listening. */
+  on<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): Unsubscribe {
+    return this.#events.on(type, listener);
+  }
+
+  /** Adds an external message handler; returns a function that removes it. */
+  onMessage(handler: MessageHandler): Unsubscribe {
+    if (typeof handler !== "function") {
+      throw new TypeError("Cannot add message handler: it is not a function");
+    }
+    this.#handlers.push(handler);
+    return () => {
+      const index = this.#handlers.indexOf(handler);
+      if (index >= 0) this.#handlers.splice(index, 1);
+    };
+  }
+
+  /** Starts listening, discovery and housekeeping. Emits `started` once listening. */
+  start(): void {
+    if (this.#state !== "new") {
+      throw new Error(`Cannot start node ${this.guid}: it is ${this.#state}`);
+    }
+    this.#state = "starting";
+    this.#startedAtMs = this.#now();
+    const listen = this.#options.listen ?? { host: "0.0.0.0", port: 8888 };
+    const search = Math.max(1, Math.floor(this.#options.portSearch ?? 1));
+    this.#listen(listen, 0, search);
+  }
+
+  /** Attaches a worker: it starts getting messages, and every linked node learns where it is. */
+  attachWorker(worker: Worker): void {
+    if (
+      worker === null || typeof worker !== "object" || typeof worker.guid !== "string" ||
+      !worker.guid
+    ) {
+      throw new TypeError("Cannot attach worker: it needs a non-empty string guid");
+    }
+    if (worker.guid === ALL_NODES || worker.guid === ALL_WORKERS || worker.guid === this.guid) {
+      throw new TypeError(`Cannot attach worker "${worker.guid}": the GUID is reserved`);
+    }
+    if (this.#workers.has(worker.guid)) {
+      throw new Error(`Cannot attach worker "${worker.guid}": one with that GUID is attached`);
+    }
+    if (this.#state === "closed") {
+      throw new Error(`Cannot attach worker: node ${this.guid} is closed`);
+    }
+    const context: WorkerContext = {
+      nodeGuid: this.guid,
+      send: (message) => this.send(message),
+      clock: this.#platform.clock,
+      random: this.#platform.random,
+      log: this.#platform.log,
+    };
+    worker.attach(context);
+    this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
+    this.#broadcastSystem({
+      [SYSTEM_KEY]: SystemKind.WorkerLocation,
+      [SystemField.NodeGuid]: this.guid,
+      [SystemField.WorkerGuid]: worker.guid,
+    });
+    this.#events.emit("worker-attached", { worker: worker.guid });
+    this.#ensureWorkerTick();
+  }
+
+  /** Detaches and closes a worker; linked nodes forget its location. Returns whether it was here. */
+  detachWorker(guid: string): boolean {
+    const entry = this.#workers.get(guid);
+    if (!entry) return false;
+    this.#workers.delete(guid);
+    this.#pendingWorkers.delete(entry.worker);
+    this.#safeWorker(entry.worker, () => entry.worker.close());
+    this.#broadcastSystem({
+      [SYSTEM_KEY]: SystemKind.WorkerRemoved,
+      [SystemField.NodeGuid]: this.guid,
+      [SystemField.WorkerGuid]: guid,
+    });
+    this.#events.emit("worker-detached", { worker: guid });
+    return true;
+  }
+
+  /** The worker attached with this GUID, if any. */
+  worker(guid: string): Worker | undefined {
+    return this.#workers.get(guid)?.worker;
+  }
+
+  /**
+   * Sends a message: to a local worker directly, to a remote worker or node over its link,
+   * to `ALLNodes`/`ALLWorkers` over every link and locally. Returns `false` if it could not be
+   * handed on anywhere; an `undeliverable` event then says why. Do not modify the message
+   * afterwards: local receivers get the same object.
+   */
+  send(message: MapMessage): boolean {
+    checkMessage(message);
+    if (this.#state === "closed") return this.#undeliverable(message, "node-closed");
+    this.#stats.messagesSent++;
+    const destination = message.destination;
+    const local = this.#workers.get(destination);
+    if (local !== undefined) return this.#queueToWorker(local.worker, message);
+    if (destination === ALL_NODES || destination === ALL_WORKERS) {
+      const frame = this.#frame(message);
+      for (const link of this.#links.values()) this.#write(link, frame);
+      if (destination === ALL_WORKERS) {
+        for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
+      } else {
+        this.#toHandlers(message, { fromNode: undefined, via: "local" });
+      }
+      return true;
+    }
+    if (destination === this.guid) {
+      this.#toHandlers(message, { fromNode: undefined, via: "local" });
+      return true;
+    }
+    const host = this.#locations.get(destination) ?? destination;
+    const link = this.#links.get(host);
+    if (link === undefined) {
+      const known = host !== destination || this.#peers.has(destination);
+      return this.#undeliverable(
+        message,
+        known ? "no-link" : "unknown-destination",
+        known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
+      );
+    }
+    if (link.conn.bufferedBytes > this.#maxLinkBufferBytes) {
+      return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
+    }
+    this.#write(link, this.#frame(message));
+    return true;
+  }
+
+  /** A snapshot of the node's state. */
+  state(): NodeState {
+    const now = this.#now();
+    const links: LinkState[] = [];
+    for (const link of this.#links.values()) {
+      links.push({
+        peer: link.peerGuid,
+        address: link.peerAddress,
+        incarnation: link.peerIncarnation,
+        direction: link.direction,
+        ageMs: now - link.activeAtMs,
+        lastHeardMs: now - link.lastReceivedMs,
+        bytesIn: link.bytesIn,
+        bytesOut: link.bytesOut,
+        framesIn: link.framesIn,
+        framesOut: link.framesOut,
+        bufferedBytes: link.conn.bufferedBytes,
+      });
+    }
+    const locations: Record<string, string> = {};
+    for (const [worker, node] of this.#locations) locations[worker] = node;
+    return {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      address: this.#address,
+      codec: this.#codec.name,
+      state: this.#state,
+      uptimeMs: this.#state === "new" ? 0 : now - this.#startedAtMs,
+      links,
+      peers: [...this.#peers.values()].map((peer) => ({
+        guid: peer.guid,
+        address: peer.address,
+        lastHeardMs: now - peer.lastHeardMs,
+        linked: this.#links.has(peer.guid),
+      })),
+      workers: [...this.#workers.values()].map(({ worker }) => ({
+        guid: worker.guid,
+        ageMs: worker.age(),
+      })),
+      locations,
+      stats: { ...this.#stats },
+    };
+  }
+
+  /** GUIDs of the nodes linked now. */
+  linkedPeers(): string[] {
+    return [...this.#links.keys()];
+  }
+
+  /** Where a worker lives: this node's GUID, another node's, or `undefined`. */
+  locate(worker: string): string | undefined {
+    return this.#workers.has(worker) ? this.guid : this.#locations.get(worker);
+  }
+
+  /** How many remote worker locations this node knows. */
+  get knownLocations(): number {
+    return this.#locations.size;
+  }
+
+  /**
+   * Closes the node: says goodbye on every link (so peers drop it at once), closes sockets
+   * and workers. Idempotent.
+   */
+  close(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#tickTimer?.cancel();
+    this.#workerTimer?.cancel();
+    const goodbye = this.#frame({
+      destination: "",
+      source: this.guid,
+      message: {
+        [SYSTEM_KEY]: SystemKind.Goodbye,
+        [SystemField.NodeGuid]: this.guid,
+        [SystemField.Reason]: "closing",
+      },
+    });
+    for (const connection of [...this.#connections]) {
+      if (connection.state === "active") this.#write(connection, goodbye);
+      this.#closeConnection(connection, "closing", true);
+    }
+    this.#listener?.close();
+    this.#socket?.close();
+    for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
+    this.#workers.clear();
+    this.#pendingWorkers.clear();
+    this.#platform.log.log("info", "node.closed", { guid: this.guid });
+    this.#events.emit("closed", {});
+  }
+
+  // ---- start-up ----------------------------------------------------------------------------------
+
+  #listen(listen: Address, attempt: number, search: number): void {
+    const port = listen.port === 0 ? 0 : listen.port + attempt;
+    this.#listener = this.#platform.net.listen({ host: listen.host, port }, {
+      onListening: (listener) => {
+        if (this.#state !== "starting") return listener.close();
+        const host = this.#options.advertiseHost ?? listen.host;
+        this.#address = formatAddress({ host, port: listener.local.port });
+        this.#onListening();
+      },
+      onError: (error) => {
+        const code = (error as { code?: string }).code;
+        if (code === "EADDRINUSE" && attempt + 1 < search && listen.port !== 0) {
+          this.#listen(listen, attempt + 1, search);
+          return;
+        }
+        this.#platform.log.log("error", "node.listen-failed", { port, error: error.message });
+        this.#state = "closed";
+        this.#events.emit("closed", {});
+      },
+      onConnection: (conn) => this.#accept(conn),
+    });
+  }
+
+  #onListening(): void {
+    this.#state = "running";
+    this.#helloFrame = encodeFrame(encodeHello({
+      version: PROTOCOL_VERSION,
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      address: this.#address,
+    }));
+    const discovery = this.#options.discovery;
+    if (discovery) {
+      this.#heartbeatFrame = this.#codec.encode({
+        destination: "",
+        source: "",
+        message: {
+          [SYSTEM_KEY]: SystemKind.NodeLocation,
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.HostEndpoint]: this.#address,
+          [SystemField.Version]: String(PROTOCOL_VERSION),
+          [SystemField.Incarnation]: this.incarnation,
+        },
+      });
+      this.#socket = this.#platform.net.bindDatagram(
+        {
+          host: discovery.bindHost ?? "0.0.0.0",
+          port: discovery.port ?? 9999,
+          reuseAddress: true,
+          broadcast: true,
+        },
+        {
+          onMessage: (data, from) => this.#onDatagram(data, from),
+          onReady: () => this.#sendHeartbeat(),
+          onError: (error) =>
+            this.#platform.log.log("error", "discovery.error", { error: error.message }),
+        },
+      );
+    }
+    this.#platform.log.log("info", "node.started", {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      address: this.#address,
+    });
+    this.#events.emit("started", {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      address: this.#address,
+    });
+    for (const seed of this.#seeds) this.#dialSeed(seed);
+    this.#scheduleTick(this.#platform.random.next() * this.#intervalMs);
+  }
+
+  // ---- housekeeping ------------------------------------------------------------------------------
+
+  #now(): number {
+    return this.#platform.clock.now();
+  }
+
+  #scheduleTick(delayMs: number): void {
+    this.#tickTimer = this.#platform.clock.schedule(delayMs, () => this.#tick());
+  }
+
+  #tick(): void {
+    if (this.#state !== "running") return;
+    this.#ticks++;
+    const now = this.#now();
+    this.#sendHeartbeat();
+    for (const connection of [...this.#connections]) {
+      if (connection.state === "active") {
+        if (now - connection.lastReceivedMs > this.#silenceMs) {
+          this.#closeConnection(
+            connection,
+            "silence",
+            false,
+            `nothing heard for ${Math.round(now - connection.lastReceivedMs)} ms`,
+          );
+        } else if (now - connection.lastSentMs >= this.#keepAliveMs) {
+          this.#writeRaw(connection, this.#keepAliveFrame);
+        }
+      } else if (connection.state === "handshaking") {
+        if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
+          this.#protocolFailure(
+            connection,
+            "handshake",
+            new HandshakeError("Cannot link: handshake timed out"),
+          );
+        }
+      } else if (connection.state === "connecting") {
+        if (now - connection.createdAtMs > this.#connectTimeoutMs) {
+          this.#closeConnection(connection, "timeout", false, "connect timed out");
+        }
+      }
+    }
+    for (const peer of [...this.#peers.values()]) {
+      if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
+      if (now - peer.lastHeardMs > this.#silenceMs) {
+        this.#peers.delete(peer.guid);
+        this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });
+        this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address });
+      } else {
+        this.#maybeDial(peer);
+      }
+    }
+    for (const seed of this.#seeds) this.#dialSeed(seed);
+    if (
+      this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
+    ) {
+      const links = [...this.#links.values()];
+      this.#sendPeerList(links[this.#platform.random.int(0, links.length - 1)]);
+    }
+    const spread = this.#intervalMs * this.#jitter;
+    this.#scheduleTick(this.#intervalMs - spread + 2 * spread * this.#platform.random.next());
+  }
+
+  #sendHeartbeat(): void {
+    const discovery = this.#options.discovery;
+    if (!discovery || this.#socket === undefined || this.#heartbeatFrame === undefined) return;
+    if (this.#state !== "running") return;
+    try {
+      this.#socket.send(this.#heartbeatFrame, {
+        host: discovery.broadcastAddress,
+        port: discovery.port ?? 9999,
+      });
+      this.#stats.heartbeatsSent++;
+    } catch (error) {
+      this.#platform.log.log("warn", "discovery.send-failed", { error: String(error) });
+    }
+  }
+
+  // ---- discovery ---------------------------------------------------------------------------------
+
+  #onDatagram(data: Uint8Array, from: Address): void {
+    if (this.#state !== "running") return;
+    let byPort = this.#datagramCache.get(from.host);
+    const cached = byPort?.get(from.port);
+    if (cached !== undefined && sameBytes(cached.bytes, data)) {
+      // The same heartbeat as last time from this source: no decoding, no field lookups.
+      if (cached.heartbeat !== undefined) {
+        this.#onHeartbeat(
+          cached.heartbeat.guid,
+          cached.heartbeat.address,
+          cached.heartbeat.incarnation,
+        );
+      } else {
+        this.#onSystem(cached.message, undefined, from);
+      }
+      return;
+    }
+    let message: MapMessage;
+    try {
+      message = (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
+    } catch (error) {
+      this.#stats.datagramErrors++;
+      this.#logDatagramError(formatAddress(from), error);
+      return;
+    }
+    const fields = message.message;
+    const kind = fields[SYSTEM_KEY];
+    if (kind === undefined) {
+      this.#receive(message, undefined);
+      return;
+    }
+    // Only system messages are cached: they never reach user code, so nobody can modify them.
+    let heartbeat: CachedDatagram["heartbeat"];
+    if (kind === SystemKind.NodeLocation || kind === SystemKind.ConnectToMe) {
+      const guid = fields[SystemField.NodeGuid];
+      const address = fields[SystemField.HostEndpoint];
+      if (typeof guid !== "string" || guid === "" || typeof address !== "string") {
+        this.#stats.datagramErrors++;
+        this.#logDatagramError(
+          formatAddress(from),
+          new ProtocolError("Cannot use heartbeat: no node GUID or address"),
+        );
+        return;
+      }
+      heartbeat = { guid, address, incarnation: fields[SystemField.Incarnation] ?? "" };
+    }
+    if (this.#datagramCacheSize >= 4096) {
+      this.#datagramCache.clear();
+      this.#datagramCacheSize = 0;
+      byPort = undefined;
+    }
+    if (byPort === undefined) this.#datagramCache.set(from.host, byPort = new Map());
+    if (!byPort.has(from.port)) this.#datagramCacheSize++;
+    byPort.set(from.port, { bytes: data, message, heartbeat });
+    if (heartbeat !== undefined) {
+      this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+    } else {
+      this.#onSystem(message, undefined, from);
+    }
+  }
+
+  #logDatagramError(source: string, error: unknown): void {
+    // One line per source per 10 s: junk on the discovery port must not flood the log.
+    const now = this.#now();
+    const last = this.#datagramErrorLogged.get(source);
+    if (last !== undefined && now - last < 10_000) return;
+    if (this.#datagramErrorLogged.size > 1024) this.#datagramErrorLogged.clear();
+    this.#datagramErrorLogged.set(source, now);
+    const text = error instanceof Error ? error.message : String(error);
+    this.#platform.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
+    this.#events.emit("protocol-error", { address: source, stage: "datagram", error: text });
+  }
+
+  #onHeartbeat(guid: string, address: string, incarnation: string): void {
+    this.#stats.heartbeatsReceived++;
+    if (guid === this.guid) {
+      if (incarnation !== this.incarnation) this.#reportDuplicate(guid, address, incarnation);
+      return;
+    }
+    this.#learnPeer(guid, address, incarnation, "heartbeat");
+  }
+
+  #reportDuplicate(guid: string, address: string, incarnation: string): void {
+    const key = `${address}/${incarnation}`;
+    if (this.#duplicateReported.has(key)) return;
+    this.#duplicateReported.add(key);
+    this.#stats.duplicateGuids++;
+    this.#platform.log.log("error", "node.duplicate-guid", { guid, address, incarnation });
+    this.#events.emit("duplicate-guid", { guid, address, incarnation });
+  }
+
+  #learnPeer(
+    guid: string,
+    address: string,
+    incarnation: string,
+    via: "heartbeat" | "seed" | "gossip" | "link",
+  ): Peer {
+    const now = this.#now();
+    let peer = this.#peers.get(guid);
+    if (
+      peer !== undefined && via === "heartbeat" && peer.incarnation === incarnation &&
+      peer.address === address
+    ) {
+      // The common case, a linked peer's heartbeat: note it and go.
+      peer.lastHeardMs = now;
+      if (!this.#links.has(guid)) this.#maybeDial(peer);
+      return peer;
+    }
+    if (peer === undefined) {
+      peer = {
+        guid,
+        address,
+        incarnation,
+        lastHeardMs: now,
+        unlinkedSinceMs: now,
+        backoffMs: 0,
+        nextDialAtMs: 0,
+        pending: undefined,
+        via,
+      };
+      this.#peers.set(guid, peer);
+      this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
+      this.#events.emit("peer-discovered", { peer: guid, address, via });
+    } else {
+      if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
+        const link = this.#links.get(guid);
+        if (link !== undefined && link.peerIncarnation !== incarnation) {
+          this.#closeConnection(link, "peer-restarted", false, `now incarnation ${incarnation}`);
+        }
+        peer.incarnation = incarnation;
+        peer.backoffMs = 0;
+        peer.nextDialAtMs = 0;
+      }
+      if (via !== "gossip" || !this.#links.has(guid)) peer.address = address;
+      peer.lastHeardMs = now;
+    }
+    if (via !== "link") this.#maybeDial(peer);
+    return peer;
+  }
+
+  #maybeDial(peer: Peer): void {
+    if (this.#state !== "running" || this.#links.has(peer.guid) || peer.pending !== undefined) {
+      return;
+    }
+    const now = this.#now();
+    if (now < peer.nextDialAtMs) return;
+    // The lower GUID dials; the higher one waits a grace period so a pair makes one connection.
+    if (this.guid > peer.guid && now - peer.unlinkedSinceMs < this.#dialGraceMs) return;
+    let address: Address;
+    try {
+      address = parseAddress(peer.address);
+    } catch {
+      this.#platform.log.log("warn", "peer.bad-address", {
+        peer: peer.guid,
+        address: peer.address,
+      });
+      peer.nextDialAtMs = now + this.#reconnectMaxMs;
+      return;
+    }
+    peer.pending = this.#dial(address, peer, undefined);
+  }
+
+  #dialSeed(seed: Seed): void {
+    if (this.#state !== "running" || seed.self || seed.pending !== undefined) return;
+    if (
+      seed.guid !== undefined && (this.#links.has(seed.guid) || this.#peers.get(seed.guid)?.pending)
+    ) return;
+    if (this.#now() < seed.nextDialAtMs) return;
+    seed.pending = this.#dial(seed.address, undefined, seed);
+  }
+
+  #backoff(target: { backoffMs: number; nextDialAtMs: number }): void {
+    target.backoffMs = Math.min(
+      this.#reconnectMaxMs,
+      target.backoffMs === 0 ? this.#reconnectMinMs : target.backoffMs * 2,
+    );
+    // Jitter in [0.5, 1.5) so that nodes that failed together do not retry together.
+    target.nextDialAtMs = this.#now() + target.backoffMs * (0.5 + this.#platform.random.next());
+  }
+
+  // ---- connections -------------------------------------------------------------------------------
+
+  #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Connection {
+    const connection = new Connection("out", this.#now(), this.#maxFrameBytes);
+    connection.peer = peer;
+    connection.seed = seed;
+    this.#connections.add(connection);
+    connection.conn = this.#platform.net.connect(address, this.#streamHandlers(connection));
+    return connection;
+  }
+
+  #accept(conn: StreamConn): StreamHandlers {
+    const connection = new Connection("in", this.#now(), this.#maxFrameBytes);
+    connection.conn = conn;
+    if (this.#state !== "running") {
+      conn.destroy();
+      connection.state = "closed";
+      return this.#streamHandlers(connection);
+    }
+    this.#connections.add(connection);
+    connection.state = "handshaking";
+    this.#writeRaw(connection, this.#helloFrame!);
+    return this.#streamHandlers(connection);
+  }
+
+  #streamHandlers(connection: Connection): StreamHandlers {
+    return {
+      onOpen: () => {
+        if (connection.state !== "connecting") return;
+        connection.state = "handshaking";
+        connection.lastReceivedMs = this.#now();
+        this.#writeRaw(connection, this.#helloFrame!);
+      },
+      onData: (_conn, data) => this.#onBytes(connection, data),
+      onClose: (_conn, reason, error) => this.#onClosed(connection, reason, error),
+    };
+  }
+
+  #onBytes(connection: Connection, data: Uint8Array): void {
+    if (connection.state === "closed") return;
+    connection.bytesIn += data.length;
+    connection.lastReceivedMs = this.#now();
+    let frames: Uint8Array[];
+    try {
+      frames = connection.decoder.push(data);
+    } catch (error) {
+      const preceding = (error as { precedingFrames?: Uint8Array[] }).precedingFrames ?? [];
+      for (const frame of preceding) {
+        this.#onFrame(connection, frame);
+        if (connection.closed) return;
+      }
+      this.#protocolFailure(
+        connection,
+        connection.state === "active" ? "frame" : "handshake",
+        error,
+      );
+      return;
+    }
+    for (const frame of frames) {
+      this.#onFrame(connection, frame);
+      if (connection.closed) return;
+    }
+  }
+
+  #onFrame(connection: Connection, frame: Uint8Array): void {
+    if (connection.state === "handshaking") {
+      let hello;
+      try {
+        hello = decodeHello(frame);
+      } catch (error) {
+        this.#protocolFailure(connection, "handshake", error);
+        return;
+      }
+      this.#onHello(connection, hello);
+      return;
+    }
+    connection.framesIn++;
+    this.#stats.framesIn++;
+    const peer = connection.peer;
+    if (peer !== undefined) peer.lastHeardMs = connection.lastReceivedMs;
+    const keepAlive = KEEPALIVE[connection.peerCodec.name];
+    if (frame.length === keepAlive.length && sameBytes(frame, keepAlive)) return;
+    let message: MapMessage;
+    try {
+      message = connection.peerCodec.decode(frame);
+    } catch (error) {
+      this.#protocolFailure(connection, "frame", error);
+      return;
+    }
+    if (message.message[SYSTEM_KEY] !== undefined) {
+      this.#onSystem(message, connection, connection.remote);
+    } else {
+      this.#receive(message, connection);
+    }
+  }
+
+  #onHello(connection: Connection, hello: ReturnType<typeof decodeHello>): void {
+    if (hello.guid === this.guid) {
+      if (hello.incarnation === this.incarnation) {
+        // We dialled ourselves (a seed or a heard address that is our own): never again.
+        if (connection.seed) connection.seed.self = true;
+        this.#closeConnection(connection, "local", true);
+      } else {
+        this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
+        this.#protocolFailure(
+          connection,
+          "handshake",
+          new HandshakeError(
+            `Cannot link: node ${hello.address} claims this node's GUID ${hello.guid}`,
+          ),
+        );
+      }
+      return;
+    }
+    connection.peerGuid = hello.guid;
+    connection.peerIncarnation = hello.incarnation;
+    connection.peerAddress = hello.address;
+    connection.peerCodec = codecByName(hello.codec);
+    if (connection.seed) connection.seed.guid = hello.guid;
+    const existing = this.#links.get(hello.guid);
+    if (existing !== undefined) {
+      if (existing.peerIncarnation !== hello.incarnation) {
+        this.#closeConnection(
+          existing,
+          "peer-restarted",
+          false,
+          `now incarnation ${hello.incarnation}`,
+        );
+      } else if (existing.direction === connection.direction) {
+        // The same side dialled again: it no longer believes in the old link.
+        this.#closeConnection(existing, "replaced", false);
+      } else {
+        // Both dialled at once: keep the connection the lower GUID dialled, on both sides.
+        const keepNew = (connection.direction === "out") === (this.guid < hello.guid);
+        if (!keepNew) {
+          this.#detach(connection);
+          this.#closeConnection(connection, "local", true);
+          return;
+        }
+        this.#swapLink(existing, connection);
+        return;
+      }
+    }
+    this.#activate(connection);
+  }
+
+  /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
+  #swapLink(old: Connection, next: Connection): void {
+    this.#detach(old);
+    next.state = "active";
+    next.activeAtMs = this.#now();
+    next.peer = old.peer ?? this.#peers.get(next.peerGuid);
+    if (next.peer) next.peer.pending = undefined;
+    this.#links.set(next.peerGuid, next);
+    this.#closeConnection(old, "local", true);
+  }
+
+  /** Unhooks a connection from its peer's or seed's pending dial. */
+  #detach(connection: Connection): void {
+    if (connection.peer?.pending === connection) connection.peer.pending = undefined;
+    if (connection.seed?.pending === connection) connection.seed.pending = undefined;
+  }
+
+  #activate(connection: Connection): void {
+    const now = this.#now();
+    this.#detach(connection);
+    connection.state = "active";
+    connection.activeAtMs = now;
+    const known = this.#peers.get(connection.peerGuid);
+    const peer = this.#learnPeer(
+      connection.peerGuid,
+      connection.peerAddress,
+      connection.peerIncarnation,
+      "link",
+    );
+    connection.peer = peer;
+    peer.backoffMs = 0;
+    peer.nextDialAtMs = 0;
+    if (connection.seed) connection.seed.backoffMs = 0;
+    this.#links.set(connection.peerGuid, connection);
+    this.#stats.linksUp++;
+    this.#platform.log.log("info", "link.up", {
+      peer: connection.peerGuid,
+      address: connection.peerAddress,
+      direction: connection.direction,
+    });
+    this.#events.emit("link-up", {
+      peer: connection.peerGuid,
+      address: connection.peerAddress,
+      direction: connection.direction,
+    });
+    if (connection.state !== "active") return;
+    for (const { worker } of this.#workers.values()) {
+      this.#write(
+        connection,
+        this.#frame({
+          destination: "",
+          source: this.guid,
+          message: {
+            [SYSTEM_KEY]: SystemKind.WorkerLocation,
+            [SystemField.NodeGuid]: this.guid,
+            [SystemField.WorkerGuid]: worker.guid,
+          },
+        }),
+      );
+    }
+    // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
+    if (known === undefined || known.via !== "heartbeat") this.#sendPeerList(connection);
+  }
+
+  #onClosed(connection: Connection, reason: CloseReason, error?: Error): void {
+    if (connection.state === "closed") return;
+    const wasActive = this.#links.get(connection.peerGuid) === connection;
+    const handshaken = connection.state === "active";
+    connection.state = "closed";
+    this.#connections.delete(connection);
+    this.#detach(connection);
+    if (wasActive) {
+      this.#linkDown(connection, reason, error?.message);
+    } else if (!handshaken) {
+      this.#dialFailed(connection);
+    }
+  }
+
+  #dialFailed(connection: Connection): void {
+    if (connection.direction !== "out") return;
+    if (connection.peer) this.#backoff(connection.peer);
+    if (connection.seed) this.#backoff(connection.seed);
+  }
+
+  /** Closes a connection from this side; emits `link-down` at once if it was the active link. */
+  #closeConnection(
+    connection: Connection,
+    reason: LinkDownReason,
+    graceful: boolean,
+    detail?: string,
+  ): void {
+    if (connection.state === "closed") return;
+    const wasActive = this.#links.get(connection.peerGuid) === connection;
+    const handshaken = connection.state === "active";
+    connection.state = "closed";
+    this.#connections.delete(connection);
+    this.#detach(connection);
+    if (graceful) connection.conn.end();
+    else connection.conn.destroy();
+    if (wasActive) this.#linkDown(connection, reason, detail);
+    else if (!handshaken && reason !== "local" && reason !== "closing") {
+      this.#dialFailed(connection);
+    }
+  }
+
+  #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
+    const peerGuid = connection.peerGuid;
+    this.#links.delete(peerGuid);
+    this.#stats.linksDown++;
+    const hosted = this.#hosted.get(peerGuid);
+    if (hosted !== undefined) {
+      this.#hosted.delete(peerGuid);
+      for (const worker of hosted) {
+        if (this.#locations.get(worker) === peerGuid) {
+          this.#locations.delete(worker);
+          this.#events.emit("location-removed", { worker, node: peerGuid });
+        }
+      }
+    }
+    const peer = this.#peers.get(peerGuid);
+    if (peer !== undefined) {
+      peer.unlinkedSinceMs = this.#now();
+      if (reason === "goodbye" || reason === "closing") {
+        // It left on purpose: forget it now rather than redial a node that is gone.
+        if (reason === "goodbye") {
+          this.#peers.delete(peerGuid);
+        }
+      } else {
+        this.#backoff(peer);
+      }
+    }
+    this.#platform.log.log("info", "link.down", {
+      peer: peerGuid,
+      address: connection.peerAddress,
+      reason,
+      ...(detail ? { detail } : {}),
+    });
+    this.#events.emit("link-down", {
+      peer: peerGuid,
+      address: connection.peerAddress,
+      reason,
+      ...(detail ? { detail } : {}),
+    });
+    if (reason === "goodbye" && peer !== undefined) {
+      this.#platform.log.log("info", "peer.lost", { peer: peerGuid, address: peer.address });
+      this.#events.emit("peer-lost", { peer: peerGuid, address: peer.address });
+    }
+  }
+
+  #protocolFailure(connection: Connection, stage: "handshake" | "frame", error: unknown): void {
+    this.#stats.protocolErrors++;
+    const text = error instanceof Error ? error.message : String(error);
+    const address = connection.state === "active"
+      ? connection.peerAddress
+      : formatAddress(connection.conn.remote);
+    this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
+    this.#events.emit("protocol-error", { address, stage, error: text });
+    this.#closeConnection(connection, "protocol-error", false, text);
+  }
+
+  // ---- frames out --------------------------------------------------------------------------------
+
+  #frame(message: MapMessage): Uint8Array {
+    return encodeFrame(this.#codec.encode(message));
+  }
+
+  #write(connection: Connection, frame: Uint8Array): void {
+    connection.framesOut++;
+    this.#stats.framesOut++;
+    this.#writeRaw(connection, frame);
+  }
+
+  #writeRaw(connection: Connection, frame: Uint8Array): void {
+    if (connection.state === "closed") return;
+    connection.bytesOut += frame.length;
+    connection.lastSentMs = this.#now();
+    connection.conn.write(frame);
+  }
+
+  #broadcastSystem(fields: Record<string, string>): void {
+    if (this.#links.size === 0) return;
+    const frame = this.#frame({ destination: "", source: this.guid, message: fields });
+    for (const link of this.#links.values()) this.#write(link, frame);
+  }
+
+  #sendPeerList(connection: Connection): void {
+    const peers: Array<[string, string, string]> = [];
+    for (const link of this.#links.values()) {
+      if (link !== connection) peers.push([link.peerGuid, link.peerAddress, link.peerIncarnation]);
+    }
+    if (peers.length === 0) return;
+    this.#write(
+      connection,
+      this.#frame({
+        destination: "",
+        source: this.guid,
+        message: {
+          [SYSTEM_KEY]: SystemKind.PeerList,
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.Peers]: JSON.stringify(peers),
+        },
+      }),
+    );
+  }
+
+  // ---- receipt -----------------------------------------------------------------------------------
+
+  #onSystem(
+    message: MapMessage,
+    connection: Connection | undefined,
+    source: Address | string,
+  ): void {
+    const fields = message.message;
+    switch (fields[SYSTEM_KEY]) {
+      case SystemKind.NodeLocation:
+      case SystemKind.ConnectToMe: {
+        const guid = fields[SystemField.NodeGuid];
+        const address = fields[SystemField.HostEndpoint];
+        if (typeof guid === "string" && guid !== "" && typeof address === "string") {
+          this.#onHeartbeat(guid, address, fields[SystemField.Incarnation] ?? "");
+        }
+        return;
+      }
+      case SystemKind.KeepAlive:
+        return;
+      case SystemKind.WorkerLocation: {
+        const node = fields[SystemField.NodeGuid];
+        const worker = fields[SystemField.WorkerGuid];
+        // Only a node may say where its own workers are, and only over its link.
+        if (connection === undefined || node !== connection.peerGuid || !worker) return;
+        if (this.#workers.has(worker)) {
+          this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
+        }
+        const previous = this.#locations.get(worker);
+        if (previous === node) return;
+        if (previous !== undefined) this.#hosted.get(previous)?.delete(worker);
+        this.#locations.set(worker, node);
+        let hosted = this.#hosted.get(node);
+        if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
+        hosted.add(worker);
+        this.#events.emit("location-added", { worker, node });
+        return;
+      }
+      case SystemKind.WorkerRemoved: {
+        const node = fields[SystemField.NodeGuid];
+        const worker = fields[SystemField.WorkerGuid];
+        if (connection === undefined || node !== connection.peerGuid || !worker) return;
+        if (this.#locations.get(worker) !== node) return;
+        this.#locations.delete(worker);
+        this.#hosted.get(node)?.delete(worker);
+        this.#events.emit("location-removed", { worker, node });
+        return;
+      }
+      case SystemKind.PeerList: {
+        if (connection === undefined) return;
+        this.#onPeerList(fields[SystemField.Peers], connection);
+        return;
+      }
+      case SystemKind.Goodbye:
+        if (connection !== undefined) this.#closeConnection(connection, "goodbye", true);
+        return;
+      default:
+        this.#platform.log.log("debug", "system.unknown", {
+          kind: fields[SYSTEM_KEY],
+          from: source,
+        });
+    }
+  }
+
+  #onPeerList(text: string | undefined, connection: Connection): void {
+    let entries: unknown;
+    try {
+      entries = JSON.parse(text ?? "");
+    } catch {
+      entries = undefined;
+    }
+    if (!Array.isArray(entries)) {
+      this.#protocolFailure(
+        connection,
+        "frame",
+        new ProtocolError("Cannot use peer list: not a JSON array"),
+      );
+      return;
+    }
+    for (const entry of entries.slice(0, 10_000)) {
+      if (!Array.isArray(entry) || entry.length < 3) continue;
+      const [guid, address, incarnation] = entry;
+      if (
+        typeof guid !== "string" || typeof address !== "string" || typeof incarnation !== "string"
+      ) continue;
+      if (guid === "" || guid === this.guid || this.#links.has(guid)) continue;
+      this.#learnPeer(guid, address, incarnation, "gossip");
+    }
+  }
+
+  #receive(message: MapMessage, connection: Connection | undefined): void {
+    this.#stats.messagesReceived++;
+    const destination = message.destination;
+    const local = this.#workers.get(destination);
+    if (local !== undefined) {
+      this.#queueToWorker(local.worker, message);
+      return;
+    }
+    if (destination === ALL_WORKERS) {
+      for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
+      return;
+    }
+    if (destination === ALL_NODES || destination === this.guid || destination === "") {
+      this.#toHandlers(message, {
+        fromNode: connection?.peerGuid,
+        via: connection ? "link" : "datagram",
+      });
+      return;
+    }
+    this.#undeliverable(message, "not-here", `no worker "${destination}" on node ${this.guid}`);
+  }
+
+  #toHandlers(message: MapMessage, info: MessageInfo): void {
+    for (const handler of [...this.#handlers]) {
+      try {
+        handler(message, info);
+      } catch (error) {
+        this.#stats.listenerErrors++;
+        this.#platform.log.log("error", "handler.error", { error: String(error) });
+      }
+    }
+  }
+
+  #undeliverable(message: MapMessage, reason: UndeliverableReason, detail?: string): false {
+    this.#stats.undeliverable++;
+    this.#platform.log.log("debug", "message.undeliverable", {
+      destination: message.destination,
+      reason,
+    });
+    this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) });
+    return false;
+  }
+
+  // ---- workers -----------------------------------------------------------------------------------
+
+  #queueToWorker(worker: Worker, message: MapMessage): boolean {
+    let accepted = false;
+    this.#safeWorker(worker, () => accepted = worker.queueMessage(message));
+    if (!accepted) {
+      return this.#undeliverable(
+        message,
+        "worker-queue-full",
+        `worker "${worker.guid}" refused it`,
+      );
+    }
+    this.#pendingWorkers.add(worker);
+    if (!this.#workerPassScheduled) {
+      this.#workerPassScheduled = true;
+      this.#platform.clock.schedule(0, () => this.#workerPass());
+    }
+    return true;
+  }
+
+  #workerPass(): void {
+    this.#workerPassScheduled = false;
+    const pending = [...this.#pendingWorkers];
+    this.#pendingWorkers.clear();
+    for (const worker of pending) {
+      if (this.#workers.get(worker.guid)?.worker !== worker) continue;
+      this.#safeWorker(worker, () => worker.processMessages());
+    }
+  }
+
+  #ensureWorkerTick(): void {
+    if (this.#workerTimer !== undefined || this.#state === "closed") return;
+    this.#workerTimer = this.#platform.clock.schedule(this.#workerTickMs, () => {
+      this.#workerTimer = undefined;
+      if (this.#state === "closed" || this.#workers.size === 0) return;
+      const now = this.#now();
+      for (const entry of [...this.#workers.values()]) {
+        const elapsedMs = now - entry.lastWorkMs;
+        entry.lastWorkMs = now;
+        this.#safeWorker(entry.worker, () => entry.worker.doWork(elapsedMs));
+      }
+      this.#ensureWorkerTick();
+    });
+  }
+
+  #safeWorker(worker: Worker, fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.#stats.workerErrors++;
+      this.#platform.log.log("error", "worker.error", {
+        worker: worker.guid,
+        error: String(error),
+      });
+    }
+  }
+}
+
+/**
+ * Checks that a value is a well-formed MapMessage to send; throws a `TypeError` naming the
+ * first problem.
+ */
+export function checkMessage(message: MapMessage): void {
+  if (message === null || typeof message !== "object") {
+    throw new TypeError("Cannot send: the message is not an object");
+  }
+  if (typeof message.destination !== "string" || message.destination === "") {
+    throw new TypeError("Cannot send: destination must be a non-empty string");
+  }
+  if (typeof message.source !== "string") {
+    throw new TypeError("Cannot send: source must be a string");
+  }
+  const fields = message.message;
+  if (fields === null || typeof fields !== "object") {
+    throw new TypeError("Cannot send: message must be an object of strings");
+  }
+  for (const key in fields) {
+    if (typeof fields[key] !== "string") {
+      throw new TypeError(`Cannot send: message["${key}"] is not a string`);
+    }
+  }
+  if (fields[SYSTEM_KEY] !== undefined) {
+    throw new TypeError(`Cannot send: "${SYSTEM_KEY}" is reserved for the nodes' own messages`);
+  }
+  if (message.data !== undefined && !(message.data instanceof Uint8Array)) {
+    throw new TypeError("Cannot send: data must be a Uint8Array");
+  }
+}
+
+/**
+ * Creates (without starting) a node; the same as `new AutoMpiNode(platform, options)`.
+ *
+ * @example
+ * ```ts
+ * import { createNode } from "./node.ts";
+ * import type { Platform } from "./platform.ts";
+ * export const make = (platform: Platform) => createNode(platform, { guid: "A" });
+ * ```
+ */
+export function createNode(platform: Platform, options: NodeOptions = {}): AutoMpiNode {
+  return new AutoMpiNode(platform, options);
+}

@@ -1,0 +1,239 @@
+/**
+ * Workers: agents hosted by a node, each owning its private state, reached by GUID from
+ * anywhere in the cluster.
+ *
+ * {@link Worker} is the contract (in the spirit of the original's `IWorker`); {@link WorkerBase}
+ * implements the plumbing (a bounded, ordered queue; the context; the age) so that a worker
+ * only says what it does with a message and on each tick. {@link TemplateWorker} is the
+ * skeleton to copy.
+ *
+ * @module
+ */
+import type { MapMessage } from "./message.ts";
+import type { Clock, Logger, Random } from "./platform.ts";
+
+/** What a node gives each worker it hosts. */
+export interface WorkerContext {
+  /** GUID of the hosting node. */
+  readonly nodeGuid: string;
+  /**
+   * Sends a message anywhere in the cluster (to a worker, a node, `ALLNodes`, `ALLWorkers`).
+   * Returns `false` if it could not be handed on; the node also reports it as undeliverable.
+   */
+  send(message: MapMessage): boolean;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+}
+
+/**
+ * The contract between a node and a worker. The node calls these from its own event loop, never
+ * concurrently; a worker that does I/O of its own (a fetch, say) must not block in them.
+ */
+export interface Worker {
+  /** The worker's GUID: unique in the cluster. */
+  readonly guid: string;
+  /** Called once when a node attaches the worker (the original's `Attach*` methods). */
+  attach(context: WorkerContext): void;
+  /**
+   * Queues a message for the worker; returns `false` when the queue is full and the message is
+   * rejected (the node then reports it undeliverable with reason `"worker-queue-full"`).
+   */
+  queueMessage(message: MapMessage): boolean;
+  /** Handles the queued messages, in arrival order. */
+  processMessages(): void;
+  /** Periodic work; `elapsedMs` is the time since the previous call (or since attach). */
+  doWork(elapsedMs: number): void;
+  /** Called once when the worker is detached or its node closes. */
+  close(): void;
+  /** Milliseconds since the worker was attached. */
+  age(): number;
+}
+
+/** Options of {@link WorkerBase}. */
+export interface WorkerBaseOptions {
+  /** Most messages waiting at once; further ones are rejected. Default 10000. */
+  readonly queueLimit?: number;
+}
+
+/**
+ * The base to extend: override {@link WorkerBase.onMessage} and, if the worker does something
+ * over time, {@link WorkerBase.onWork}.
+ *
+ * Overflow policy: the queue holds at most `queueLimit` messages; a message arriving at a full
+ * queue is rejected (never an older one dropped), so the sender's node reports it undeliverable
+ * and the order of what is accepted is preserved.
+ *
+ * @example
+ * ```ts
+ * import { WorkerBase } from "./worker.ts";
+ * import type { MapMessage } from "./message.ts";
+ *
+ * class Counter extends WorkerBase {
+ *   #count = 0; // private state: only this worker touches it
+ *   protected override onMessage(message: MapMessage): void {
+ *     if (message.message.command === "add") this.#count += Number(message.message.n ?? 1);
+ *     if (message.message.command === "get") {
+ *       this.send({ destination: message.source, source: this.guid, message: { count: String(this.#count) } });
+ *     }
+ *   }
+ * }
+ * const counter = new Counter("Counter0001");
+ * console.assert(counter.guid === "Counter0001");
+ * ```
+ */
+export abstract class WorkerBase implements Worker {
+  readonly guid: string;
+  readonly #queueLimit: number;
+  #queue: MapMessage[] = [];
+  #head = 0;
+  #context: WorkerContext | undefined;
+  #attachedAtMs = 0;
+  #closed = false;
+
+  constructor(guid: string, options: WorkerBaseOptions = {}) {
+    if (typeof guid !== "string" || guid === "") {
+      throw new TypeError("Cannot create worker: guid must be a non-empty string");
+    }
+    const queueLimit = options.queueLimit ?? 10_000;
+    if (!Number.isInteger(queueLimit) || queueLimit < 1) {
+      throw new RangeError(
+        `Cannot create worker: queueLimit ${queueLimit} is not a positive integer`,
+      );
+    }
+    this.guid = guid;
+    this.#queueLimit = queueLimit;
+  }
+
+  /** The hosting node's context; throws if the worker is not attached. */
+  protected get context(): WorkerContext {
+    if (this.#context === undefined) {
+      throw new Error(`Cannot use worker "${this.guid}": it is not attached to a node`);
+    }
+    return this.#context;
+  }
+
+  /** Whether a node has attached the worker (and it is not closed). */
+  get attached(): boolean {
+    return this.#context !== undefined && !this.#closed;
+  }
+
+  /** Messages waiting. */
+  get queuedMessages(): number {
+    return this.#queue.length - this.#head;
+  }
+
+  attach(context: WorkerContext): void {
+    if (this.#context !== undefined) {
+      throw new Error(`Cannot attach worker "${this.guid}": it is already attached`);
+    }
+    this.#context = context;
+    this.#attachedAtMs = context.clock.now();
+    this.onAttach();
+  }
+
+  queueMessage(message: MapMessage): boolean {
+    if (this.#closed || this.queuedMessages >= this.#queueLimit) return false;
+    this.#queue.push(message);
+    return true;
+  }
+
+  processMessages(): void {
+    // Messages queued while handling these wait for the next pass: a worker messaging itself
+    // cannot starve the node.
+    const end = this.#queue.length;
+    while (this.#head < end && !this.#closed) {
+      const message = this.#queue[this.#head];
+      this.#queue[this.#head++] = undefined as unknown as MapMessage;
+      this.onMessage(message);
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  doWork(elapsedMs: number): void {
+    if (!this.#closed) this.onWork(elapsedMs);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue = [];
+    this.#head = 0;
+    this.onClose();
+  }
+
+  age(): number {
+    return this.#context === undefined ? 0 : this.#context.clock.now() - this.#attachedAtMs;
+  }
+
+  /** Sends a message through the hosting node. */
+  protected send(message: MapMessage): boolean {
+    return this.context.send(message);
+  }
+
+  /** Handles one message; messages come in arrival order. */
+  protected abstract onMessage(message: MapMessage): void;
+
+  /** Periodic work; does nothing unless overridden. */
+  protected onWork(_elapsedMs: number): void {}
+
+  /** Called once attached; does nothing unless overridden. */
+  protected onAttach(): void {}
+
+  /** Called once on close; does nothing unless overridden. */
+  protected onClose(): void {}
+}
+
+/**
+ * The skeleton worker to copy, like the original's `WorkerTemplate`: it logs a line every
+ * `intervalMs` (default 5 s) and logs every message it gets.
+ *
+ * @example
+ * ```ts
+ * import { TemplateWorker } from "./worker.ts";
+ * const worker = new TemplateWorker("Template0001");
+ * console.assert(worker.guid === "Template0001" && worker.handled === 0);
+ * ```
+ */
+export class TemplateWorker extends WorkerBase {
+  readonly #intervalMs: number;
+  #sinceLastMs = 0;
+  #handled = 0;
+
+  constructor(guid: string, options: WorkerBaseOptions & { intervalMs?: number } = {}) {
+    super(guid, options);
+    this.#intervalMs = options.intervalMs ?? 5000;
+  }
+
+  /** How many messages it has handled. */
+  get handled(): number {
+    return this.#handled;
+  }
+
+  protected override onMessage(message: MapMessage): void {
+    // Your worker's reaction to a command goes here; its state stays in its own fields.
+    this.#handled++;
+    this.context.log.log("info", "worker.message", {
+      worker: this.guid,
+      from: message.source,
+      command: message.message.command ?? "",
+    });
+  }
+
+  protected override onWork(elapsedMs: number): void {
+    // Periodic work goes here: keep it short, the node calls every worker in turn.
+    this.#sinceLastMs += elapsedMs;
+    if (this.#sinceLastMs < this.#intervalMs) return;
+    this.#sinceLastMs = 0;
+    this.context.log.log("debug", "worker.tick", {
+      worker: this.guid,
+      ageMs: Math.round(this.age()),
+    });
+  }
+}
