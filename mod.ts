@@ -4,7 +4,7 @@
  * to know where a recipient lives. One core runs on real sockets and in a seeded simulator.
  *
  * Run as a program (`deno run -A mod.ts`, `bun run mod.ts`) it starts a small simulated
- * cluster and prints what happens; the real-socket node arrives with the adapters.
+ * cluster of real nodes and prints what happens; the real-socket node arrives with the adapters.
  *
  * @example
  * ```ts
@@ -20,9 +20,13 @@ export * from "./src/message.ts";
 export * from "./src/codec.ts";
 export * from "./src/framing.ts";
 export * from "./src/errors.ts";
+export * from "./src/events.ts";
+export * from "./src/system.ts";
+export * from "./src/worker.ts";
+export * from "./src/node.ts";
 
-import { Simulation } from "./sim/simulation.ts";
-import { startChatter } from "./sim/chatter.ts";
+import { createSimCluster, workerGuid } from "./sim/cluster.ts";
+import { createMessage } from "./src/message.ts";
 
 /** Options of {@link runDemo}. */
 export interface DemoOptions {
@@ -34,62 +38,84 @@ export interface DemoOptions {
 }
 
 /**
- * Runs a small simulated cluster: hosts discover each other by broadcast and link up; one
- * crashes and restarts. Prints one line per lifecycle event and returns the trace hash.
+ * Runs a small simulated cluster of real nodes: they discover each other by broadcast and link
+ * up, a message reaches a worker on another node, one node crashes and restarts. Prints one
+ * line per lifecycle event and returns the trace hash.
  *
  * @example
  * ```ts
  * import { runDemo } from "./mod.ts";
  * const lines: string[] = [];
- * const hash = runDemo({ nodes: 3, seconds: 3, seed: 1, print: (line) => lines.push(line) });
+ * const hash = runDemo({ nodes: 3, seconds: 6, seed: 1, print: (line) => lines.push(line) });
  * console.assert(hash.length === 16 && lines.length > 0);
  * ```
  */
 export function runDemo(options: DemoOptions = {}): string {
   const nodes = options.nodes ?? 4;
-  const seconds = options.seconds ?? 8;
+  const seconds = options.seconds ?? 10;
   const seed = options.seed ?? 1;
   const print = options.print ?? ((line: string) => console.log(line));
   if (!Number.isInteger(nodes) || nodes < 2 || nodes > 1000) {
     throw new RangeError(`Cannot run demo with ${nodes} nodes: need an integer in 2..1000`);
   }
-  if (!(seconds > 0 && seconds <= 3600)) {
-    throw new RangeError(`Cannot run demo for ${seconds} s: need 0 < seconds <= 3600`);
+  if (!(seconds >= 5 && seconds <= 3600)) {
+    throw new RangeError(`Cannot run demo for ${seconds} s: need 5 <= seconds <= 3600`);
   }
-  const sim = new Simulation({
+  const stamp = (timeMs: number) => `${(timeMs / 1000).toFixed(3).padStart(8)}s`;
+  const cluster = createSimCluster({
+    nodes,
     seed,
     latencyMsMin: 1,
     latencyMsMax: 10,
     logLevel: "info",
     onLog: (entry) => {
-      const fields = Object.entries(entry.fields ?? {}).map(([k, v]) => `${k}=${v}`).join(" ");
-      print(
-        `${(entry.timeMs / 1000).toFixed(3).padStart(8)}s  ${
-          entry.host.padEnd(6)
-        } ${entry.event} ${fields}`,
-      );
+      if (!/^(node\.|link\.|peer\.)/.test(entry.event)) return;
+      const fields = Object.entries(entry.fields ?? {})
+        .filter(([key]) => key !== "guid")
+        .map(([key, value]) => `${key}=${value}`)
+        .join(" ");
+      print(`${stamp(entry.timeMs)}  ${entry.host.padEnd(5)} ${entry.event.padEnd(15)} ${fields}`);
     },
   });
-  print(`AutoMPI demo: ${nodes} simulated hosts on 10.0.0.0/16, seed ${seed}, ${seconds} s`);
-  const hosts = Array.from({ length: nodes }, (_, i) =>
-    sim.addHost(
-      `n${i}`,
-      (platform, host) =>
-        startChatter(platform, { address: host.address, broadcastAddress: "10.0.255.255" }),
-    ));
-  const victim = hosts[nodes - 1].name;
-  sim.schedule(seconds * 400, () => {
-    print(`${(sim.now / 1000).toFixed(3).padStart(8)}s  ${victim.padEnd(6)} CRASH (simulated)`);
+  const { sim, hosts } = cluster;
+  print(`AutoMPI demo: ${nodes} simulated nodes on 10.0.0.0/16, one worker each, seed ${seed}`);
+  const victim = hosts[nodes - 1];
+  sim.schedule(1000, () => {
+    const from = hosts[0].app!;
+    const to = workerGuid(nodes - 1);
+    from.send(createMessage(to, { command: "hello" }, { source: from.guid }));
+    print(
+      `${stamp(sim.now)}  ${
+        hosts[0].name.padEnd(5)
+      } sends "hello" to worker ${to} on ${victim.name}`,
+    );
+  });
+  sim.schedule(1100, () => {
+    const worker = victim.app?.worker(workerGuid(nodes - 1)) as
+      | { received?: unknown[] }
+      | undefined;
+    print(
+      `${stamp(sim.now)}  ${victim.name.padEnd(5)} worker ${workerGuid(nodes - 1)} has ${
+        worker?.received?.length ?? 0
+      } message(s)`,
+    );
+  });
+  sim.schedule(2000, () => {
+    print(`${stamp(sim.now)}  ${victim.name.padEnd(5)} CRASH (simulated power cut: no goodbye)`);
     sim.crash(victim);
   });
-  sim.schedule(seconds * 600, () => {
-    print(`${(sim.now / 1000).toFixed(3).padStart(8)}s  ${victim.padEnd(6)} RESTART (simulated)`);
+  sim.schedule(2000 + (seconds * 1000 - 2000) / 2, () => {
+    print(`${stamp(sim.now)}  ${victim.name.padEnd(5)} RESTART`);
     sim.restart(victim);
   });
   sim.run(seconds * 1000);
-  const links = hosts.map((host) => `${host.name}:${host.app?.linked.size ?? 0}`).join(" ");
-  print(`done: ${sim.events} events, open links per host ${links}`);
-  print(`trace hash ${sim.traceHash}; the same --seed ${seed} replays this run exactly`);
+  print(
+    `done: ${sim.events} events; ${cluster.linkedPairs()} of ${
+      (nodes * (nodes - 1)) / 2
+    } pairs linked, ` +
+      `${cluster.locationsKnown()} worker locations known`,
+  );
+  print(`trace hash ${sim.traceHash}; --seed ${seed} replays this run exactly`);
   return sim.traceHash;
 }
 
