@@ -144,6 +144,13 @@ export interface NodeEvents {
   closed: Record<string, never>;
 }
 
+/** The cluster as one node sees it. */
+export interface ClusterView {
+  readonly nodes: ReadonlyArray<{ guid: string; address: string; self: boolean; linked: boolean }>;
+  /** Pairs of linked nodes, each pair once, lower GUID first. */
+  readonly links: ReadonlyArray<readonly [string, string]>;
+}
+
 /** One link in a state snapshot. */
 export interface LinkState {
   readonly peer: string;
@@ -347,6 +354,8 @@ export class AutoMpiNode {
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations = new Map<string, string>();
   readonly #hosted = new Map<string, Set<string>>();
+  /** Each linked peer's links, from its latest peer list. */
+  readonly #peerLinks = new Map<string, Set<string>>();
   readonly #pendingWorkers = new Set<Worker>();
   /** Last system datagram per source host and port, so an unchanged heartbeat is not decoded again. */
   readonly #datagramCache = new Map<string, Map<number, CachedDatagram>>();
@@ -1268,6 +1277,7 @@ export class AutoMpiNode {
   #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#links.delete(peerGuid);
+    this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
     const hosted = this.#hosted.get(peerGuid);
     if (hosted !== undefined) {
@@ -1444,15 +1454,58 @@ export class AutoMpiNode {
       );
       return;
     }
+    const linked = new Set<string>([this.guid]);
     for (const entry of entries.slice(0, 10_000)) {
       if (!Array.isArray(entry) || entry.length < 3) continue;
       const [guid, address, incarnation] = entry;
       if (
         typeof guid !== "string" || typeof address !== "string" || typeof incarnation !== "string"
       ) continue;
-      if (guid === "" || guid === this.guid || this.#links.has(guid)) continue;
+      if (guid === "") continue;
+      linked.add(guid);
+      if (guid === this.guid || this.#links.has(guid)) continue;
       this.#learnPeer(guid, address, incarnation, "gossip");
     }
+    // The sender links everyone it listed, and us: remembered for the cluster picture.
+    this.#peerLinks.set(connection.peerGuid, linked);
+  }
+
+  /**
+   * The cluster as this node sees it: itself, the peers it knows, its own links, and the links
+   * its linked peers reported in their latest peer lists (so it may lag by a few intervals).
+   */
+  clusterView(): ClusterView {
+    const nodes: Array<ClusterView["nodes"][number]> = [{
+      guid: this.guid,
+      address: this.#address,
+      self: true,
+      linked: false,
+    }];
+    for (const peer of this.#peers.values()) {
+      nodes.push({
+        guid: peer.guid,
+        address: peer.address,
+        self: false,
+        linked: this.#links.has(peer.guid),
+      });
+    }
+    const known = new Set(nodes.map((node) => node.guid));
+    const edges = new Set<string>();
+    const links: Array<[string, string]> = [];
+    const add = (a: string, b: string) => {
+      if (a === b || !known.has(a) || !known.has(b)) return;
+      const [x, y] = a < b ? [a, b] : [b, a];
+      const key = `${x}\u0000${y}`;
+      if (edges.has(key)) return;
+      edges.add(key);
+      links.push([x, y]);
+    };
+    for (const peer of this.#links.keys()) add(this.guid, peer);
+    for (const [sender, linked] of this.#peerLinks) {
+      if (!this.#links.has(sender)) continue;
+      for (const other of linked) add(sender, other);
+    }
+    return { nodes, links };
   }
 
   #receive(message: MapMessage, connection: Connection | undefined): void {

@@ -1,0 +1,129 @@
+/**
+ * The HTML of the state page: one self-contained document (no external assets) whose script
+ * polls `/state` and listens to `/events`, so the page updates without reloading.
+ *
+ * @module
+ */
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Renders the page for the node with this GUID. */
+export function renderStatePage(guid: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>AutoMPI node ${escapeHtml(guid)}</title>
+<style>
+  :root { font-family: system-ui, sans-serif; color: #1d2433; background: #f6f7fb; }
+  body { margin: 0; padding: 1.2rem 1.6rem; }
+  h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
+  h2 { font-size: 1rem; margin: 1.2rem 0 .4rem; }
+  .sub { color: #5b6478; font-size: .9rem; }
+  .grid { display: grid; grid-template-columns: minmax(320px, 460px) 1fr; gap: 1.2rem; align-items: start; }
+  .card { background: #fff; border-radius: 10px; padding: .8rem 1rem; box-shadow: 0 1px 3px #0002; }
+  table { border-collapse: collapse; width: 100%; font-size: .85rem; }
+  th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #e6e8ef; white-space: nowrap; }
+  th { color: #5b6478; font-weight: 600; }
+  code { font-size: .85em; }
+  .pill { display: inline-block; padding: 0 .5rem; border-radius: 99px; background: #e3f4e8; color: #19703a; font-size: .8rem; }
+  .pill.off { background: #fde8e8; color: #9b1c1c; }
+  #log { font: .8rem ui-monospace, monospace; max-height: 16rem; overflow: auto; white-space: pre-wrap; }
+  svg text { font: 11px system-ui, sans-serif; fill: #1d2433; }
+</style>
+</head>
+<body>
+<h1>AutoMPI node <code id="guid">${
+    escapeHtml(guid)
+  }</code> <span id="status" class="pill">connecting…</span></h1>
+<div class="sub" id="summary">loading state…</div>
+<div class="grid">
+  <div class="card">
+    <h2>Cluster</h2>
+    <svg id="cluster" viewBox="0 0 420 420" width="100%" role="img" aria-label="cluster picture"></svg>
+    <div class="sub" id="cluster-caption"></div>
+  </div>
+  <div>
+    <div class="card"><h2>Links</h2><table id="links"></table></div>
+    <div class="card"><h2>Workers on this node</h2><table id="workers"></table></div>
+    <div class="card"><h2>Worker locations known</h2><table id="locations"></table></div>
+    <div class="card"><h2>Recent messages to this node</h2><table id="messages"></table></div>
+    <div class="card"><h2>Events</h2><div id="log"></div></div>
+  </div>
+</div>
+<script>
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";");
+const ms = (v) => v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(1) + " s";
+const bytes = (v) => v < 1024 ? v + " B" : v < 1048576 ? (v / 1024).toFixed(1) + " KiB" : (v / 1048576).toFixed(1) + " MiB";
+function table(el, head, rows) {
+  el.innerHTML = "<tr>" + head.map((h) => "<th>" + esc(h) + "</th>").join("") + "</tr>" +
+    (rows.length ? rows.map((r) => "<tr>" + r.map((c) => "<td>" + c + "</td>").join("") + "</tr>").join("")
+      : "<tr><td colspan=" + head.length + ">none</td></tr>");
+}
+function drawCluster(view, self) {
+  const svg = $("cluster");
+  const nodes = view.nodes;
+  const n = nodes.length, cx = 210, cy = 210, r = n > 1 ? 160 : 0;
+  const pos = new Map(nodes.map((node, i) => {
+    const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
+    return [node.guid, [cx + r * Math.cos(a), cy + r * Math.sin(a)]];
+  }));
+  let out = "";
+  for (const [a, b] of view.links) {
+    const p = pos.get(a), q = pos.get(b);
+    if (!p || !q) continue;
+    const mine = a === self || b === self;
+    out += '<line x1="' + p[0] + '" y1="' + p[1] + '" x2="' + q[0] + '" y2="' + q[1] +
+      '" stroke="' + (mine ? "#2f6fde" : "#b8c0d4") + '" stroke-width="' + (mine ? 2.5 : 1.2) + '"/>';
+  }
+  for (const node of nodes) {
+    const [x, y] = pos.get(node.guid);
+    const fill = node.self ? "#2f6fde" : node.linked ? "#37a05b" : "#c9cfdc";
+    out += '<g data-node="' + esc(node.guid) + '"><circle cx="' + x + '" cy="' + y + '" r="' + (node.self ? 13 : 10) +
+      '" fill="' + fill + '"/><text x="' + x + '" y="' + (y + 26) + '" text-anchor="middle">' + esc(node.guid) + "</text></g>";
+  }
+  svg.innerHTML = out;
+  $("cluster-caption").textContent = n + " node(s), " + view.links.length + " link(s) known; blue: this node, green: linked";
+}
+async function refresh() {
+  try {
+    const s = await (await fetch("state")).json();
+    $("status").textContent = s.state; $("status").className = "pill" + (s.state === "running" ? "" : " off");
+    $("summary").textContent = "incarnation " + s.incarnation + " · links at " + s.address + " · codec " + s.codec +
+      " · up " + ms(s.uptimeMs) + " · " + s.links.length + " link(s), " + s.workers.length + " worker(s)";
+    table($("links"), ["peer", "address", "direction", "age", "last heard", "in", "out"], s.links.map((l) => [
+      "<code>" + esc(l.peer) + "</code>", esc(l.address), esc(l.direction), ms(l.ageMs), ms(l.lastHeardMs),
+      bytes(l.bytesIn) + " / " + l.framesIn, bytes(l.bytesOut) + " / " + l.framesOut]));
+    table($("workers"), ["worker", "age"], s.workers.map((w) => ["<code>" + esc(w.guid) + "</code>", ms(w.ageMs)]));
+    table($("locations"), ["worker", "node"], Object.entries(s.locations).map(([w, n]) =>
+      ["<code>" + esc(w) + "</code>", "<code>" + esc(n) + "</code>"]));
+    drawCluster(s.cluster, s.guid);
+    const m = await (await fetch("messages")).json();
+    table($("messages"), ["from", "to", "message", "data"], m.slice(-10).reverse().map((x) =>
+      [esc(x.source || x.fromNode || "?"), esc(x.destination), esc(JSON.stringify(x.message)), x.data ? bytes(atob(x.data).length) : ""]));
+  } catch (e) {
+    $("status").textContent = "unreachable"; $("status").className = "pill off";
+  }
+}
+refresh();
+setInterval(refresh, 1000);
+const log = $("log");
+const events = new EventSource("events");
+const kinds = ["started", "peer-discovered", "link-up", "link-down", "peer-lost", "undeliverable", "duplicate-guid",
+  "protocol-error", "location-added", "location-removed", "worker-attached", "worker-detached", "closed"];
+for (const kind of kinds) {
+  events.addEventListener(kind, (e) => {
+    const line = new Date().toLocaleTimeString() + "  " + e.data + "\\n";
+    log.textContent = (line + log.textContent).slice(0, 20000);
+    refresh();
+  });
+}
+</script>
+</body>
+</html>
+`;
+}
