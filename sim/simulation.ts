@@ -1624,7 +1624,9 @@ class SimDatagramSocket implements DatagramSocket {
 
   set local(address: Address) {
     this.#local = address;
-    this.source = address.host === ANY ? { host: this.host.address, port: address.port } : address;
+    // Bound to any or to the broadcast address, a datagram leaves from the host's own address.
+    const own = address.host === ANY || parseIpv4(address.host) === this.host.subnetInfo.broadcast;
+    this.source = own ? { host: this.host.address, port: address.port } : address;
   }
 
   send(data: Uint8Array, to: Address): void {

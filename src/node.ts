@@ -29,6 +29,7 @@ import {
   decodeHello,
   encodeHello,
   HandshakeError,
+  type Hello,
   PROTOCOL_VERSION,
   SYSTEM_KEY,
   SystemField,
@@ -213,6 +214,8 @@ interface Peer {
   nextDialAtMs: number;
   pending: Connection | undefined;
   via: "heartbeat" | "seed" | "gossip" | "link";
+  /** Speaks the original protocol (learned from its handshake). */
+  legacy: boolean;
 }
 
 interface CachedDatagram {
@@ -250,6 +253,10 @@ class Connection {
   conn!: StreamConn;
   peer: Peer | undefined;
   seed: Seed | undefined;
+  /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
+  legacy = false;
+  /** The address dialled, for outgoing connections. */
+  dialled = "";
 
   constructor(readonly direction: "in" | "out", nowMs: number, maxFrameBytes: number) {
     this.decoder = new FrameDecoder({ maxFrameBytes });
@@ -345,6 +352,8 @@ export class AutoMpiNode {
   readonly #maxLinkBufferBytes: number;
   readonly #workerTickMs: number;
   readonly #gossipIntervals: number;
+  /** `codec: "json"` speaks the original AutoMPI protocol, handshake included. */
+  readonly #legacy: boolean;
   readonly #events: Emitter<NodeEvents>;
   readonly #handlers: MessageHandler[] = [];
   readonly #peers = new Map<string, Peer>();
@@ -354,6 +363,10 @@ export class AutoMpiNode {
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations = new Map<string, string>();
   readonly #hosted = new Map<string, Set<string>>();
+  /** Connections original-protocol peers dialled to us: they send on these, we only read. */
+  readonly #legacyInbound = new Map<string, Connection>();
+  /** Workers still to announce by datagram (original protocol): GUID → announcements left. */
+  readonly #announce = new Map<string, number>();
   /** Each linked peer's links, from its latest peer list. */
   readonly #peerLinks = new Map<string, Set<string>>();
   readonly #pendingWorkers = new Set<Worker>();
@@ -407,6 +420,7 @@ export class AutoMpiNode {
     this.guid = guid;
     this.incarnation = randomHex(platform, 16);
     this.#codec = codecByName(options.codec ?? "msgpack");
+    this.#legacy = this.#codec.name === "json";
     this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
     this.#jitter = options.heartbeatJitter ?? 0.1;
     if (!(this.#jitter >= 0 && this.#jitter < 1)) {
@@ -529,6 +543,8 @@ export class AutoMpiNode {
       [SystemField.NodeGuid]: this.guid,
       [SystemField.WorkerGuid]: worker.guid,
     });
+    // The original announces a new worker by datagram on three heartbeats.
+    if (this.#legacy) this.#announce.set(worker.guid, 3);
     this.#events.emit("worker-attached", { worker: worker.guid });
     this.#ensureWorkerTick();
   }
@@ -538,6 +554,7 @@ export class AutoMpiNode {
     const entry = this.#workers.get(guid);
     if (!entry) return false;
     this.#workers.delete(guid);
+    this.#announce.delete(guid);
     this.#pendingWorkers.delete(entry.worker);
     this.#safeWorker(entry.worker, () => entry.worker.close());
     this.#broadcastSystem({
@@ -676,7 +693,7 @@ export class AutoMpiNode {
       },
     });
     for (const connection of [...this.#connections]) {
-      if (connection.state === "active") this.#write(connection, goodbye);
+      if (connection.state === "active" && !connection.legacy) this.#write(connection, goodbye);
       this.#closeConnection(connection, "closing", true);
     }
     this.#listener?.close();
@@ -715,13 +732,16 @@ export class AutoMpiNode {
 
   #onListening(): void {
     this.#state = "running";
-    this.#helloFrame = encodeFrame(encodeHello({
-      version: PROTOCOL_VERSION,
-      guid: this.guid,
-      incarnation: this.incarnation,
-      codec: this.#codec.name,
-      address: this.#address,
-    }));
+    // The original protocol's handshake is the GUID alone; ours carries more (see system.ts).
+    this.#helloFrame = this.#legacy
+      ? encodeFrame(new TextEncoder().encode(this.guid))
+      : encodeFrame(encodeHello({
+        version: PROTOCOL_VERSION,
+        guid: this.guid,
+        incarnation: this.incarnation,
+        codec: this.#codec.name,
+        address: this.#address,
+      }));
     const discovery = this.#options.discovery;
     if (discovery) {
       this.#heartbeatFrame = this.#codec.encode({
@@ -781,14 +801,18 @@ export class AutoMpiNode {
     this.#sendHeartbeat();
     for (const connection of [...this.#connections]) {
       if (connection.state === "active") {
-        if (now - connection.lastReceivedMs > this.#silenceMs) {
+        // Original-protocol peers send no keepalives: their heartbeats vouch for their links.
+        const heardMs = connection.legacy
+          ? Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0)
+          : connection.lastReceivedMs;
+        if (now - heardMs > this.#silenceMs) {
           this.#closeConnection(
             connection,
             "silence",
             false,
-            `nothing heard for ${Math.round(now - connection.lastReceivedMs)} ms`,
+            `nothing heard for ${Math.round(now - heardMs)} ms`,
           );
-        } else if (now - connection.lastSentMs >= this.#keepAliveMs) {
+        } else if (!connection.legacy && now - connection.lastSentMs >= this.#keepAliveMs) {
           this.#writeRaw(connection, this.#keepAliveFrame);
         }
       } else if (connection.state === "handshaking") {
@@ -830,12 +854,26 @@ export class AutoMpiNode {
     const discovery = this.#options.discovery;
     if (!discovery || this.#socket === undefined || this.#heartbeatFrame === undefined) return;
     if (this.#state !== "running") return;
+    const to = { host: discovery.broadcastAddress, port: discovery.port ?? 9999 };
     try {
-      this.#socket.send(this.#heartbeatFrame, {
-        host: discovery.broadcastAddress,
-        port: discovery.port ?? 9999,
-      });
+      this.#socket.send(this.#heartbeatFrame, to);
       this.#stats.heartbeatsSent++;
+      for (const [worker, left] of this.#announce) {
+        this.#socket.send(
+          this.#codec.encode({
+            destination: "",
+            source: "",
+            message: {
+              [SYSTEM_KEY]: SystemKind.WorkerLocation,
+              [SystemField.NodeGuid]: this.guid,
+              [SystemField.WorkerGuid]: worker,
+            },
+          }),
+          to,
+        );
+        if (left <= 1) this.#announce.delete(worker);
+        else this.#announce.set(worker, left - 1);
+      }
     } catch (error) {
       this.#platform.log.log("warn", "discovery.send-failed", { error: String(error) });
     }
@@ -962,6 +1000,7 @@ export class AutoMpiNode {
         nextDialAtMs: 0,
         pending: undefined,
         via,
+        legacy: false,
       };
       this.#peers.set(guid, peer);
       this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
@@ -976,7 +1015,12 @@ export class AutoMpiNode {
         peer.backoffMs = 0;
         peer.nextDialAtMs = 0;
       }
-      if (via !== "gossip" || !this.#links.has(guid)) peer.address = address;
+      if (
+        (via !== "gossip" || !this.#links.has(guid)) && address !== "" && peer.address !== address
+      ) {
+        peer.address = address;
+        peer.nextDialAtMs = 0;
+      }
       peer.lastHeardMs = now;
     }
     if (via !== "link") this.#maybeDial(peer);
@@ -990,16 +1034,23 @@ export class AutoMpiNode {
     const now = this.#now();
     if (now < peer.nextDialAtMs) return;
     // The lower GUID dials; the higher one waits a grace period so a pair makes one connection.
-    if (this.guid > peer.guid && now - peer.unlinkedSinceMs < this.#dialGraceMs) return;
+    // (Original-protocol peers send only on links they dialled, so both sides always dial.)
+    if (
+      !this.#legacy && this.guid > peer.guid && now - peer.unlinkedSinceMs < this.#dialGraceMs
+    ) return;
     let address: Address;
     try {
       address = parseAddress(peer.address);
     } catch {
-      this.#platform.log.log("warn", "peer.bad-address", {
-        peer: peer.guid,
-        address: peer.address,
-      });
-      peer.nextDialAtMs = now + this.#reconnectMaxMs;
+      // Not dialable (yet): an original-protocol peer that dialled us is known by GUID only
+      // until its heartbeat brings its address.
+      if (peer.address !== "") {
+        this.#platform.log.log("warn", "peer.bad-address", {
+          peer: peer.guid,
+          address: peer.address,
+        });
+        this.#backoff(peer);
+      }
       return;
     }
     peer.pending = this.#dial(address, peer, undefined);
@@ -1029,6 +1080,7 @@ export class AutoMpiNode {
     const connection = new Connection("out", this.#now(), this.#maxFrameBytes);
     connection.peer = peer;
     connection.seed = seed;
+    connection.dialled = formatAddress(address);
     this.#connections.add(connection);
     connection.conn = this.#platform.net.connect(address, this.#streamHandlers(connection));
     return connection;
@@ -1089,9 +1141,9 @@ export class AutoMpiNode {
 
   #onFrame(connection: Connection, frame: Uint8Array): void {
     if (connection.state === "handshaking") {
-      let hello;
+      let hello: Hello;
       try {
-        hello = decodeHello(frame);
+        hello = this.#legacy ? this.#legacyHello(connection, frame) : decodeHello(frame);
       } catch (error) {
         this.#protocolFailure(connection, "handshake", error);
         return;
@@ -1119,7 +1171,34 @@ export class AutoMpiNode {
     }
   }
 
-  #onHello(connection: Connection, hello: ReturnType<typeof decodeHello>): void {
+  /** Reads the original protocol's handshake: the peer's GUID as UTF-8, nothing else. */
+  #legacyHello(connection: Connection, frame: Uint8Array): Hello {
+    let guid: string;
+    try {
+      guid = new TextDecoder("utf-8", { fatal: true }).decode(frame);
+    } catch {
+      throw new HandshakeError("Cannot link: the handshake is not a UTF-8 GUID");
+    }
+    // deno-lint-ignore no-control-regex
+    if (guid === "" || guid.length > 256 || /[\u0000-\u001f]/.test(guid)) {
+      throw new HandshakeError("Cannot link: the handshake is not a GUID of 1..256 characters");
+    }
+    connection.legacy = true;
+    const known = this.#peers.get(guid);
+    return {
+      version: 0,
+      guid,
+      incarnation: known?.incarnation ?? "",
+      codec: "json",
+      address: connection.direction === "out" ? connection.dialled : known?.address ?? "",
+    };
+  }
+
+  #onHello(connection: Connection, hello: Hello): void {
+    if (connection.legacy) {
+      this.#onLegacyHello(connection, hello);
+      return;
+    }
     if (hello.guid === this.guid) {
       if (hello.incarnation === this.incarnation) {
         // We dialled ourselves (a seed or a heard address that is our own): never again.
@@ -1169,6 +1248,45 @@ export class AutoMpiNode {
     this.#activate(connection);
   }
 
+  /**
+   * An original-protocol link: like the Go original, each side sends on the connection it
+   * dialled and reads the one it accepted, so a pair holds two connections.
+   */
+  #onLegacyHello(connection: Connection, hello: Hello): void {
+    if (hello.guid === this.guid) {
+      // Our own GUID: we dialled ourselves, or a twin does (heartbeats report twins).
+      if (connection.seed) connection.seed.self = true;
+      this.#closeConnection(connection, "local", true);
+      return;
+    }
+    connection.peerGuid = hello.guid;
+    connection.peerIncarnation = hello.incarnation;
+    connection.peerAddress = hello.address;
+    connection.peerCodec = jsonCodec;
+    if (connection.seed) connection.seed.guid = hello.guid;
+    if (connection.direction === "in") {
+      const previous = this.#legacyInbound.get(hello.guid);
+      this.#legacyInbound.set(hello.guid, connection);
+      if (previous !== undefined) this.#closeConnection(previous, "replaced", true);
+      connection.state = "active";
+      connection.activeAtMs = this.#now();
+      const peer = this.#peers.get(hello.guid) ??
+        this.#learnPeer(hello.guid, hello.address, hello.incarnation, "link");
+      peer.legacy = true;
+      connection.peer = peer;
+      // We send on a connection of our own: dial back if there is none yet.
+      if (!this.#links.has(hello.guid)) {
+        peer.nextDialAtMs = 0;
+        this.#maybeDial(peer);
+      }
+      return;
+    }
+    const existing = this.#links.get(hello.guid);
+    if (existing !== undefined) this.#closeConnection(existing, "replaced", false);
+    this.#activate(connection);
+    if (connection.peer) connection.peer.legacy = true;
+  }
+
   /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
   #swapLink(old: Connection, next: Connection): void {
     this.#detach(old);
@@ -1178,6 +1296,25 @@ export class AutoMpiNode {
     if (next.peer) next.peer.pending = undefined;
     this.#links.set(next.peerGuid, next);
     this.#closeConnection(old, "local", true);
+  }
+
+  /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
+  #dropInbound(connection: Connection): void {
+    if (!connection.legacy || this.#legacyInbound.get(connection.peerGuid) !== connection) return;
+    this.#legacyInbound.delete(connection.peerGuid);
+    if (!this.#links.has(connection.peerGuid)) this.#forgetLocations(connection.peerGuid);
+  }
+
+  #forgetLocations(peerGuid: string): void {
+    const hosted = this.#hosted.get(peerGuid);
+    if (hosted === undefined) return;
+    this.#hosted.delete(peerGuid);
+    for (const worker of hosted) {
+      if (this.#locations.get(worker) === peerGuid) {
+        this.#locations.delete(worker);
+        this.#events.emit("location-removed", { worker, node: peerGuid });
+      }
+    }
   }
 
   /** Unhooks a connection from its peer's or seed's pending dial. */
@@ -1240,6 +1377,7 @@ export class AutoMpiNode {
     connection.state = "closed";
     this.#connections.delete(connection);
     this.#detach(connection);
+    this.#dropInbound(connection);
     if (wasActive) {
       this.#linkDown(connection, reason, error?.message);
     } else if (!handshaken) {
@@ -1266,6 +1404,7 @@ export class AutoMpiNode {
     connection.state = "closed";
     this.#connections.delete(connection);
     this.#detach(connection);
+    this.#dropInbound(connection);
     if (graceful) connection.conn.end();
     else connection.conn.destroy();
     if (wasActive) this.#linkDown(connection, reason, detail);
@@ -1279,16 +1418,7 @@ export class AutoMpiNode {
     this.#links.delete(peerGuid);
     this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
-    const hosted = this.#hosted.get(peerGuid);
-    if (hosted !== undefined) {
-      this.#hosted.delete(peerGuid);
-      for (const worker of hosted) {
-        if (this.#locations.get(worker) === peerGuid) {
-          this.#locations.delete(worker);
-          this.#events.emit("location-removed", { worker, node: peerGuid });
-        }
-      }
-    }
+    this.#forgetLocations(peerGuid);
     const peer = this.#peers.get(peerGuid);
     if (peer !== undefined) {
       peer.unlinkedSinceMs = this.#now();
@@ -1356,6 +1486,7 @@ export class AutoMpiNode {
   }
 
   #sendPeerList(connection: Connection): void {
+    if (connection.legacy) return; // The original has no peer lists.
     const peers: Array<[string, string, string]> = [];
     for (const link of this.#links.values()) {
       if (link !== connection) peers.push([link.peerGuid, link.peerAddress, link.peerIncarnation]);
@@ -1398,8 +1529,12 @@ export class AutoMpiNode {
       case SystemKind.WorkerLocation: {
         const node = fields[SystemField.NodeGuid];
         const worker = fields[SystemField.WorkerGuid];
-        // Only a node may say where its own workers are, and only over its link.
-        if (connection === undefined || node !== connection.peerGuid || !worker) return;
+        // Only a node may say where its own workers are: over its link, or (original protocol)
+        // by datagram while linked to it.
+        const fromItself = connection !== undefined
+          ? node === connection.peerGuid
+          : this.#legacy && this.#links.has(node);
+        if (!fromItself || !worker) return;
         if (this.#workers.has(worker)) {
           this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
         }

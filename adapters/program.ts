@@ -1,0 +1,381 @@
+/**
+ * The node program behind `deno run -A mod.ts` and `bun run mod.ts`: parses flags, starts a
+ * node on the runtime's platform adapter, serves the state page, prints one line per lifecycle
+ * event, and closes links cleanly on Ctrl-C or SIGTERM.
+ *
+ * Everything runtime-specific comes in through a {@link ProgramEnvironment}, so the flag
+ * parsing and wiring are tested without sockets.
+ *
+ * @module
+ */
+import { AutoMpiNode, type NodeEvents } from "../src/node.ts";
+import { createStateApp } from "../src/http.ts";
+import type { CodecName } from "../src/codec.ts";
+import type { Platform } from "../src/platform.ts";
+import { TemplateWorker, type Worker } from "../src/worker.ts";
+
+/** What the flags say. */
+export interface ProgramOptions {
+  readonly guid: string | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly discoveryPort: number;
+  readonly broadcast: string | undefined;
+  readonly peers: readonly string[];
+  readonly httpHost: string;
+  readonly httpPort: number;
+  readonly codec: CodecName;
+  readonly workers: ReadonlyArray<{ kind: string; guid: string; argument?: string }>;
+  readonly token: string | undefined;
+  readonly heartbeatMs: number;
+  readonly silenceIntervals: number;
+  readonly json: boolean;
+}
+
+/** A flag was wrong; the message says which and how. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** The `--help` text. */
+export const USAGE = `usage: deno run -A mod.ts [flags]      (or: bun run mod.ts [flags])
+
+Starts an AutoMPI node. With no flags it joins a cluster on loopback: start it twice and the two
+nodes find each other. It never broadcasts beyond loopback unless --host says so.
+
+  --guid GUID            node GUID (default: generated)
+  --host HOST            address to listen on and advertise (default 127.0.0.1)
+  --port N               link port (default 8888; taken -> the next free one)
+  --discovery-port N     UDP heartbeat port shared by the cluster (default 9999)
+  --broadcast ADDR       heartbeat destination (default: the subnet broadcast of --host;
+                         127.255.255.255 on loopback)
+  --peers H:P,H:P        static seed addresses to dial, heard or not
+  --http-port N          state page port (default 8800; taken -> the next free one; 0 = none)
+  --http-host HOST       state page address (default 127.0.0.1)
+  --token TOKEN          bearer token for POST /messages (needed when --http-host is not loopback)
+  --codec msgpack|json   wire codec (default msgpack)
+  --worker KIND:GUID     attach a worker (repeatable); kinds: template
+  --heartbeat-ms N       heartbeat interval (default 1000)
+  --silence N            drop a link silent for N heartbeat intervals (default 3)
+  --json                 print events as JSON lines
+  --demo                 run the simulated demo cluster instead (see --help of the demo)
+  --help                 this text
+`;
+
+const WORKER_KINDS = new Set(["template"]);
+
+function isLoopback(host: string): boolean {
+  return host.startsWith("127.") || host === "::1" || host === "localhost";
+}
+
+function parsePort(text: string | undefined, flag: string, allowZero = false): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text ?? "") || value > 65535 || (value === 0 && !allowZero)) {
+    throw new UsageError(`Cannot use ${flag} "${text ?? ""}": expected a port number`);
+  }
+  return value;
+}
+
+/** Parses the program's flags; throws {@link UsageError} for anything wrong. */
+export function parseProgramArgs(args: readonly string[]): ProgramOptions | "help" {
+  const options = {
+    guid: undefined as string | undefined,
+    host: "127.0.0.1",
+    port: 8888,
+    discoveryPort: 9999,
+    broadcast: undefined as string | undefined,
+    peers: [] as string[],
+    httpHost: "127.0.0.1",
+    httpPort: 8800,
+    codec: "msgpack" as CodecName,
+    workers: [] as Array<{ kind: string; guid: string; argument?: string }>,
+    token: undefined as string | undefined,
+    heartbeatMs: 1000,
+    silenceIntervals: 3,
+    json: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const [flag, inline] = arg.startsWith("--") && arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [arg, undefined];
+    const value = () => {
+      const next = inline ?? args[++i];
+      if (next === undefined) throw new UsageError(`Cannot use ${flag}: it needs a value`);
+      return next;
+    };
+    switch (flag) {
+      case "--help":
+      case "-h":
+        return "help";
+      case "--guid":
+        options.guid = value();
+        if (options.guid === "") throw new UsageError("Cannot use --guid: it is empty");
+        break;
+      case "--host":
+        options.host = value();
+        break;
+      case "--port":
+        options.port = parsePort(value(), flag);
+        break;
+      case "--discovery-port":
+        options.discoveryPort = parsePort(value(), flag);
+        break;
+      case "--broadcast":
+        options.broadcast = value();
+        break;
+      case "--peers":
+        options.peers.push(...value().split(",").map((p) => p.trim()).filter(Boolean));
+        break;
+      case "--http-port":
+        options.httpPort = parsePort(value(), flag, true);
+        break;
+      case "--http-host":
+        options.httpHost = value();
+        break;
+      case "--token":
+        options.token = value();
+        break;
+      case "--codec": {
+        const codec = value();
+        if (codec !== "msgpack" && codec !== "json") {
+          throw new UsageError(`Cannot use --codec "${codec}": expected msgpack or json`);
+        }
+        options.codec = codec;
+        break;
+      }
+      case "--worker": {
+        const spec = value();
+        const match = /^([a-z]+):([^@]+)(?:@(.+))?$/.exec(spec);
+        if (!match || !WORKER_KINDS.has(match[1])) {
+          throw new UsageError(
+            `Cannot use --worker "${spec}": expected KIND:GUID with KIND one of ${
+              [...WORKER_KINDS].join(", ")
+            }`,
+          );
+        }
+        options.workers.push({ kind: match[1], guid: match[2], argument: match[3] });
+        break;
+      }
+      case "--heartbeat-ms": {
+        const ms = Number(value());
+        if (!(ms >= 10 && ms <= 600_000)) {
+          throw new UsageError("Cannot use --heartbeat-ms: expected 10..600000");
+        }
+        options.heartbeatMs = ms;
+        break;
+      }
+      case "--silence": {
+        const n = Number(value());
+        if (!(n >= 1 && n <= 1000)) throw new UsageError("Cannot use --silence: expected 1..1000");
+        options.silenceIntervals = n;
+        break;
+      }
+      case "--json":
+        options.json = true;
+        break;
+      default:
+        throw new UsageError(`Cannot use "${arg}": unknown flag (see --help)`);
+    }
+  }
+  if (options.host === "0.0.0.0" || options.host === "::") {
+    throw new UsageError("Cannot use --host 0.0.0.0: give the address peers should dial");
+  }
+  if (!isLoopback(options.httpHost) && options.token === undefined) {
+    throw new UsageError(
+      `Cannot serve HTTP on ${options.httpHost} without --token: POST /messages would be open`,
+    );
+  }
+  return options;
+}
+
+/** What the program needs from the runtime. */
+export interface ProgramEnvironment {
+  /** `"deno"`, `"bun"` or `"node"`. */
+  readonly runtime: string;
+  readonly platform: Platform;
+  /** The broadcast address of the subnet `host` is on, or undefined if unknown. */
+  subnetBroadcast(host: string): string | undefined;
+  /** Serves HTTP; resolves with the bound port or rejects (e.g. address in use). */
+  serve(
+    fetch: (request: Request) => Response | Promise<Response>,
+    host: string,
+    port: number,
+  ): Promise<{
+    port: number;
+    close(): Promise<void> | void;
+  }>;
+  /** Calls `handler` on SIGINT and SIGTERM. */
+  onSignal(handler: (signal: string) => void): void;
+  /** Writes a line to standard output. */
+  print(line: string): void;
+  /** Writes a line to standard error. */
+  printError(line: string): void;
+  exit(code: number): void;
+}
+
+/** A running node program. */
+export interface RunningProgram {
+  readonly node: AutoMpiNode;
+  readonly httpPort: number | undefined;
+  /** Closes the node and the HTTP server. */
+  stop(): Promise<void>;
+}
+
+function makeWorker(spec: { kind: string; guid: string }): Worker {
+  switch (spec.kind) {
+    case "template":
+      return new TemplateWorker(spec.guid);
+    default:
+      throw new UsageError(`Cannot make worker of kind "${spec.kind}"`);
+  }
+}
+
+function timestamp(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
+const EVENTS: ReadonlyArray<keyof NodeEvents> = [
+  "peer-discovered",
+  "link-up",
+  "link-down",
+  "peer-lost",
+  "undeliverable",
+  "duplicate-guid",
+  "protocol-error",
+  "worker-attached",
+  "worker-detached",
+  "closed",
+];
+
+/** Starts the node program with parsed options in an environment. */
+export async function startProgram(
+  options: ProgramOptions,
+  env: ProgramEnvironment,
+): Promise<RunningProgram> {
+  const broadcast = options.broadcast ??
+    (isLoopback(options.host) ? "127.255.255.255" : env.subnetBroadcast(options.host));
+  if (broadcast === undefined) {
+    throw new UsageError(
+      `Cannot find the subnet broadcast of ${options.host}: pass --broadcast`,
+    );
+  }
+  const node = new AutoMpiNode(env.platform, {
+    guid: options.guid,
+    listen: { host: options.host, port: options.port },
+    portSearch: 100,
+    discovery: { port: options.discoveryPort, broadcastAddress: broadcast, bindHost: broadcast },
+    seeds: options.peers,
+    codec: options.codec,
+    heartbeatIntervalMs: options.heartbeatMs,
+    silenceIntervals: options.silenceIntervals,
+  });
+  const clock = env.platform.clock;
+  const say = (type: string, fields: Record<string, unknown>) => {
+    if (options.json) {
+      env.print(
+        JSON.stringify({ time: new Date(clock.wallNow()).toISOString(), event: type, ...fields }),
+      );
+    } else {
+      const text = Object.entries(fields)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`)
+        .join(" ");
+      env.print(`${timestamp(clock.wallNow())} ${type.padEnd(15)} ${text}`);
+    }
+  };
+  for (const type of EVENTS) {
+    node.on(type, (event) => {
+      if (type === "undeliverable") {
+        const { message, reason, detail } = event as NodeEvents["undeliverable"];
+        say(type, { destination: message.destination, reason, detail });
+      } else {
+        say(type, event as Record<string, unknown>);
+      }
+    });
+  }
+  const started = new Promise<void>((resolve, reject) => {
+    node.on("started", () => resolve());
+    node.on(
+      "closed",
+      () =>
+        reject(
+          new Error(`Cannot start node: could not listen on ${options.host}:${options.port}+`),
+        ),
+    );
+  });
+  node.start();
+  await started;
+  for (const spec of options.workers) node.attachWorker(makeWorker(spec));
+
+  let http: { port: number; close(): Promise<void> | void } | undefined;
+  const { app, close: closeApp } = createStateApp(node, {
+    clock,
+    token: options.token,
+    info: { runtime: env.runtime, broadcast, discoveryPort: options.discoveryPort },
+  });
+  if (options.httpPort !== 0) {
+    for (let port = options.httpPort; port < options.httpPort + 100 && http === undefined; port++) {
+      try {
+        http = await env.serve(app.fetch, options.httpHost, port);
+      } catch (error) {
+        const code = (error as { code?: string; name?: string }).code ?? (error as Error).name;
+        if (code !== "EADDRINUSE" && code !== "AddrInUse") throw error;
+      }
+    }
+    if (http === undefined) {
+      throw new Error(
+        `Cannot serve HTTP: ports ${options.httpPort}..${options.httpPort + 99} are taken`,
+      );
+    }
+  }
+  say("started", {
+    guid: node.guid,
+    incarnation: node.incarnation,
+    links: node.address,
+    discovery: `${broadcast}:${options.discoveryPort}`,
+    http: http ? `http://${options.httpHost}:${http.port}/` : "off",
+    runtime: env.runtime,
+    codec: options.codec,
+  });
+  if (options.port !== Number(node.address.split(":").pop())) {
+    say("note", { message: `port ${options.port} was taken; links use ${node.address}` });
+  }
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      node.close();
+      closeApp();
+      await http?.close();
+    })();
+  return { node, httpPort: http?.port, stop };
+}
+
+/** Parses flags, starts the program, and wires signals; for `mod.ts` when run as a program. */
+export async function runProgram(args: readonly string[], env: ProgramEnvironment): Promise<void> {
+  let options: ProgramOptions | "help";
+  try {
+    options = parseProgramArgs(args);
+  } catch (error) {
+    env.printError(`${(error as Error).message}`);
+    env.exit(2);
+    return;
+  }
+  if (options === "help") {
+    env.print(USAGE);
+    return;
+  }
+  let program: RunningProgram;
+  try {
+    program = await startProgram(options, env);
+  } catch (error) {
+    env.printError(`${(error as Error).message}`);
+    env.exit(error instanceof UsageError ? 2 : 1);
+    return;
+  }
+  env.onSignal(async (signal) => {
+    env.print(`${timestamp(Date.now())} ${"stopping".padEnd(15)} signal=${signal}`);
+    await program.stop();
+    env.exit(0);
+  });
+}
