@@ -9,7 +9,7 @@
  * @module
  */
 import { AutoMpiNode, type NodeEvents } from "../src/node.ts";
-import { createStateApp } from "../src/http.ts";
+import { createStateApp } from "./http.ts";
 import type { CodecName } from "../src/codec.ts";
 import type { Platform } from "../src/platform.ts";
 import { TemplateWorker, type Worker } from "../src/worker.ts";

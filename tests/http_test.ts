@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createSimCluster, type RecordingWorker, workerGuid } from "../sim/cluster.ts";
-import { createStateApp, fromBase64, parseMessageJson, toBase64 } from "../src/http.ts";
+import { createStateApp, fromBase64, parseMessageJson, toBase64 } from "../adapters/http.ts";
 import { ALL_NODES, createMessage } from "../src/message.ts";
 
 function cluster3() {

@@ -1,5 +1,7 @@
 /**
- * The node's state page and HTTP API, as a hono app: runtime-free, so any adapter can serve it
+/**
+ * The node's state page and HTTP API, as a hono app. It uses no runtime API, so any adapter can
+ * serve it
  * (and tests can call it with `app.request`).
  *
  * - `GET /` an HTML page: the node, its links, workers, known worker locations, and a live
@@ -13,9 +15,9 @@
  */
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
-import type { MapMessage } from "./message.ts";
-import type { AutoMpiNode, MessageInfo, NodeEvents } from "./node.ts";
-import type { Clock, Timer } from "./platform.ts";
+import type { MapMessage } from "../src/message.ts";
+import type { AutoMpiNode, MessageInfo, NodeEvents } from "../src/node.ts";
+import type { Clock, Timer } from "../src/platform.ts";
 import { renderStatePage } from "./_state_page_html.ts";
 
 /** Options of {@link createStateApp}. */
@@ -147,8 +149,8 @@ export function parseMessageJson(body: unknown): MapMessage {
  * @example
  * ```ts
  * import { createStateApp } from "./http.ts";
- * import type { AutoMpiNode } from "./node.ts";
- * import type { Platform } from "./platform.ts";
+ * import type { AutoMpiNode } from "../src/node.ts";
+ * import type { Platform } from "../src/platform.ts";
  * export function page(node: AutoMpiNode, platform: Platform) {
  *   const { app } = createStateApp(node, { clock: platform.clock });
  *   return app.fetch; // hand this to Deno.serve, Bun.serve or a Node HTTP server
