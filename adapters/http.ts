@@ -1,8 +1,7 @@
 /**
-/**
  * The node's state page and HTTP API, as a hono app. It uses no runtime API, so any adapter can
- * serve it
- * (and tests can call it with `app.request`).
+ * serve it (and tests can call it with `app.request`). It lives outside `src/` because the page
+ * carries browser code.
  *
  * - `GET /` an HTML page: the node, its links, workers, known worker locations, and a live
  *   picture of the cluster that updates without reloading.
