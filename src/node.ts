@@ -295,6 +295,12 @@ const KEEPALIVE: Record<CodecName, Uint8Array> = {
   json: keepAlivePayload(jsonCodec),
 };
 
+/** Whole keepalive frames, shared by every node: a chunk that is exactly one skips the decoder. */
+const KEEPALIVE_FRAME: Record<CodecName, Uint8Array> = {
+  msgpack: encodeFrame(KEEPALIVE.msgpack),
+  json: encodeFrame(KEEPALIVE.json),
+};
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   // Identity first: received bytes are read-only, and a simulated broadcast shares its array.
   if (a === b) return true;
@@ -398,7 +404,6 @@ export class AutoMpiNode {
   #address = "";
   #heartbeatFrame: Uint8Array | undefined;
   #helloFrame: Uint8Array | undefined;
-  #keepAliveFrame: Uint8Array;
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
   #workerPassScheduled = false;
@@ -463,7 +468,6 @@ export class AutoMpiNode {
         pending: undefined,
       });
     }
-    this.#keepAliveFrame = encodeFrame(KEEPALIVE[this.#codec.name]);
     this.#events = new Emitter<NodeEvents>((error, type) => {
       this.#stats.listenerErrors++;
       this.#platform.log.log("error", "listener.error", { event: type, error: String(error) });
@@ -813,7 +817,7 @@ export class AutoMpiNode {
             `nothing heard for ${Math.round(now - heardMs)} ms`,
           );
         } else if (!connection.legacy && now - connection.lastSentMs >= this.#keepAliveMs) {
-          this.#writeRaw(connection, this.#keepAliveFrame);
+          this.#writeRaw(connection, KEEPALIVE_FRAME[this.#codec.name]);
         }
       } else if (connection.state === "handshaking") {
         if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
@@ -1117,6 +1121,15 @@ export class AutoMpiNode {
     if (connection.state === "closed") return;
     connection.bytesIn += data.length;
     connection.lastReceivedMs = this.#now();
+    if (connection.state === "active" && connection.decoder.bufferedBytes === 0) {
+      const keepAlive = KEEPALIVE_FRAME[connection.peerCodec.name];
+      if (data.length === keepAlive.length && sameBytes(data, keepAlive)) {
+        connection.framesIn++;
+        this.#stats.framesIn++;
+        if (connection.peer !== undefined) connection.peer.lastHeardMs = connection.lastReceivedMs;
+        return;
+      }
+    }
     let frames: Uint8Array[];
     try {
       frames = connection.decoder.push(data);
