@@ -3,8 +3,8 @@
  * other, link up, clean up broken links and route {@link MapMessage}s, so a worker never needs
  * to know where a recipient lives. One core runs on real sockets and in a seeded simulator.
  *
- * Run as a program (`deno run -A mod.ts`, `bun run mod.ts`) it starts a small simulated
- * cluster of real nodes and prints what happens; the real-socket node arrives with the adapters.
+ * Run as a program (`deno run -A mod.ts`, `bun run mod.ts`) it starts a node on real sockets
+ * (see `--help`); `--demo` runs a small simulated cluster instead and prints what happens.
  *
  * @example
  * ```ts
@@ -130,13 +130,21 @@ function flag(args: readonly string[], name: string): number | undefined {
 if (import.meta.main) {
   const g = globalThis as { Deno?: { args: string[] }; process?: { argv: string[] } };
   const args = g.Deno?.args ?? g.process?.argv.slice(2) ?? [];
-  if (args.includes("--help")) {
-    console.log("usage: deno run -A mod.ts [--nodes N] [--seconds S] [--seed X]");
+  if (args.includes("--demo")) {
+    const rest = args.filter((arg) => arg !== "--demo");
+    if (rest.includes("--help")) {
+      console.log("usage: deno run -A mod.ts --demo [--nodes N] [--seconds S] [--seed X]");
+    } else {
+      runDemo({
+        nodes: flag(rest, "nodes"),
+        seconds: flag(rest, "seconds"),
+        seed: flag(rest, "seed"),
+      });
+    }
   } else {
-    runDemo({
-      nodes: flag(args, "nodes"),
-      seconds: flag(args, "seconds"),
-      seed: flag(args, "seed"),
-    });
+    // The real node: loaded only when run as a program, so importing mod.ts stays runtime-free.
+    const { createEnvironment } = await import("./adapters/runtime.ts");
+    const { runProgram } = await import("./adapters/program.ts");
+    await runProgram(args, await createEnvironment());
   }
 }

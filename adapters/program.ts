@@ -373,8 +373,18 @@ export async function runProgram(args: readonly string[], env: ProgramEnvironmen
     env.exit(error instanceof UsageError ? 2 : 1);
     return;
   }
+  let stoppingSinceMs: number | undefined;
   env.onSignal(async (signal) => {
-    env.print(`${timestamp(Date.now())} ${"stopping".padEnd(15)} signal=${signal}`);
+    const now = Date.now();
+    if (stoppingSinceMs !== undefined) {
+      // A second Ctrl-C forces the exit; a duplicate delivery of the first one is ignored.
+      if (now - stoppingSinceMs < 500) return;
+      env.printError(`${timestamp(now)} ${"forced exit".padEnd(15)} signal=${signal}`);
+      env.exit(130);
+      return;
+    }
+    stoppingSinceMs = now;
+    env.print(`${timestamp(now)} ${"stopping".padEnd(15)} signal=${signal}`);
     await program.stop();
     env.exit(0);
   });
