@@ -12,7 +12,7 @@ import { AutoMpiNode, type NodeEvents } from "../src/node.ts";
 import { createStateApp } from "./http.ts";
 import type { CodecName } from "../src/codec.ts";
 import type { Platform } from "../src/platform.ts";
-import { TemplateWorker, type Worker } from "../src/worker.ts";
+import { EchoWorker, TemplateWorker, type Worker } from "../src/worker.ts";
 
 /** What the flags say. */
 export interface ProgramOptions {
@@ -54,7 +54,7 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --http-host HOST       state page address (default 127.0.0.1)
   --token TOKEN          bearer token for POST /messages (needed when --http-host is not loopback)
   --codec msgpack|json   wire codec (default msgpack)
-  --worker KIND:GUID     attach a worker (repeatable); kinds: template
+  --worker KIND:GUID     attach a worker (repeatable); kinds: template, echo
   --heartbeat-ms N       heartbeat interval (default 1000)
   --silence N            drop a link silent for N heartbeat intervals (default 3)
   --json                 print events as JSON lines
@@ -62,7 +62,7 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --help                 this text
 `;
 
-const WORKER_KINDS = new Set(["template"]);
+const WORKER_KINDS = new Set(["template", "echo"]);
 
 function isLoopback(host: string): boolean {
   return host.startsWith("127.") || host === "::1" || host === "localhost";
@@ -226,6 +226,8 @@ function makeWorker(spec: { kind: string; guid: string }): Worker {
   switch (spec.kind) {
     case "template":
       return new TemplateWorker(spec.guid);
+    case "echo":
+      return new EchoWorker(spec.guid);
     default:
       throw new UsageError(`Cannot make worker of kind "${spec.kind}"`);
   }

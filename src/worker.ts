@@ -237,3 +237,35 @@ export class TemplateWorker extends WorkerBase {
     });
   }
 }
+
+/**
+ * A worker that answers every message to its sender (the message's `source`) with
+ * `command=echoReply`, the original command's fields, and the same data: handy to check that a
+ * cluster routes both ways.
+ *
+ * @example
+ * ```ts
+ * import { EchoWorker } from "./worker.ts";
+ * const echo = new EchoWorker("Echo0001");
+ * console.assert(echo.guid === "Echo0001" && echo.answered === 0);
+ * ```
+ */
+export class EchoWorker extends WorkerBase {
+  #answered = 0;
+
+  /** How many messages it has answered. */
+  get answered(): number {
+    return this.#answered;
+  }
+
+  protected override onMessage(message: MapMessage): void {
+    if (message.source === "") return; // Nobody to answer.
+    this.#answered++;
+    this.send({
+      destination: message.source,
+      source: this.guid,
+      message: { ...message.message, command: "echoReply", echoOf: message.message.command ?? "" },
+      ...(message.data ? { data: message.data } : {}),
+    });
+  }
+}
