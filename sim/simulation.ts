@@ -1381,6 +1381,15 @@ export class Simulation {
       case SYNACK: {
         const client = segment.to!;
         const server = segment.from;
+        if (client.endWhenOpen && this.#live(host, client.incarnation)) {
+          client.endWhenOpen = false;
+          client.peer = server;
+          client.receiveSeq = segment.seq + 1;
+          this.stats.connectionsOpened++;
+          client.flushPending();
+          this.sendSequenced(client, FIN, undefined);
+          return;
+        }
         if (!this.#live(host, client.incarnation) || client.state !== "connecting") {
           this.#reset(server, host, false);
           return;
@@ -1545,11 +1554,13 @@ export class Simulation {
     if (end.state === "closed") return;
     const wasOpen = end.state === "open";
     end.state = "closed";
-    end.pending = [];
     if (wasOpen && end.peer !== null) {
       this.sendSequenced(end, graceful ? FIN : RST, undefined);
     }
-    // A connecting end closed before its SYN-ACK: the SYN-ACK will find it closed and reset.
+    // end() before the SYN-ACK: the connection still completes, sends what was written, then
+    // FIN (as a kernel does). destroy() drops it: the SYN-ACK then finds it closed and resets.
+    end.endWhenOpen = !wasOpen && graceful;
+    if (!end.endWhenOpen) end.pending = [];
     this.#call(end.host, 0, () => end.handlers.onClose(end, "local"));
   }
 
@@ -1691,6 +1702,8 @@ class StreamEnd implements StreamConn {
   readonly reorder: Map<number, Segment> = new Map();
   pending: Uint8Array[] = [];
   needDrain = false;
+  /** end() was called while connecting: finish the handshake, flush, then FIN. */
+  endWhenOpen = false;
   heldSegments = 0;
   heldSinceUs = -1;
   handlers: StreamHandlers;

@@ -87,7 +87,10 @@ export interface StreamConn {
   readonly local: Address;
   readonly remote: Address;
   readonly state: "connecting" | "open" | "closed";
-  /** Bytes accepted by `write` and not yet handed to the network. */
+  /**
+   * Bytes accepted by `write` and not yet gone: real adapters count what the operating system
+   * has not taken yet; the simulator counts what the peer has not received yet.
+   */
   readonly bufferedBytes: number;
   /**
    * Queues `data` (which the caller must not modify afterwards) and returns `false` once the
@@ -95,9 +98,16 @@ export interface StreamConn {
    * closed connection drops the bytes and returns `false`; its `onClose` already told why.
    */
   write(data: Uint8Array): boolean;
-  /** Flushes what is buffered, then closes; the peer sees end-of-stream (`"eof"`). */
+  /**
+   * Closes gracefully: what is buffered (even if written before the connection opened) is
+   * still sent, then the peer sees end-of-stream (`"eof"`). This side's `onClose("local")`
+   * comes promptly; the bytes flush in the background.
+   */
   end(): void;
-  /** Closes at once, discarding buffered bytes; the peer sees a reset. */
+  /**
+   * Closes at once, discarding buffered bytes. The peer sees a reset where the runtime can
+   * send one (Bun, Node, the simulator); Deno cannot, so there the peer sees end-of-stream.
+   */
   destroy(): void;
 }
 
@@ -132,7 +142,11 @@ export interface DatagramBindOptions {
   readonly port: number;
   /** Let several sockets share the address and port (SO_REUSEADDR); broadcasts reach all. */
   readonly reuseAddress?: boolean;
-  /** Allow sending to broadcast addresses (SO_BROADCAST). */
+  /**
+   * Allow sending to broadcast addresses (SO_BROADCAST). Always ask for it before sending a
+   * broadcast: without it the simulator throws, Bun and Node report an error through
+   * `onError`, and Deno (which always allows broadcast) sends anyway.
+   */
   readonly broadcast?: boolean;
 }
 
@@ -153,8 +167,9 @@ export interface DatagramHandlers {
 export interface DatagramSocket {
   readonly local: Address;
   /**
-   * Sends one datagram (unicast, or broadcast when `to.host` is a broadcast address).
-   * Throws a `RangeError` when `data` is larger than the platform's datagram limit.
+   * Sends one datagram (unicast, or broadcast when `to.host` is a broadcast address). May be
+   * called before `onReady`: the datagram is queued until the socket is bound. Throws a
+   * `RangeError` when `data` is larger than the platform's datagram limit (65507 bytes).
    */
   send(data: Uint8Array, to: Address): void;
   close(): void;
