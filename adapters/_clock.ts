@@ -72,6 +72,16 @@ export class RealClock implements Clock {
     };
   }
 
+  defer(fn: () => void): void {
+    if (typeof fn !== "function") {
+      throw new TypeError("Cannot defer: the callback is not a function");
+    }
+    if (this.#closed) return;
+    queueMicrotask(() => {
+      if (!this.#closed) fn();
+    });
+  }
+
   /** How many timers are scheduled and not yet fired or cancelled. */
   get pending(): number {
     return this.#live;

@@ -325,6 +325,8 @@ export class Simulation {
   #nowUs = 0;
   #seq = 0;
   #latencyMinUs = 0;
+  /** Deferred host callbacks: run after the current event, before the next, like microtasks. */
+  #microtasks: Array<{ host: HostState; incarnation: number; fn: () => void }> = [];
   #latencySpreadUs = 0;
   #nextAddress: number;
   #running = false;
@@ -522,6 +524,7 @@ export class Simulation {
 
   /** Runs the next event; returns `false` when there is none. */
   step(): boolean {
+    if (this.#microtasks.length > 0) this.#drainMicrotasks();
     const event = this.#queue.pop();
     if (!event) return false;
     this.#nowUs = event.timeUs;
@@ -534,6 +537,7 @@ export class Simulation {
     const endUs = this.#nowUs + this.#toUs(forMs);
     this.#enter();
     try {
+      if (this.#microtasks.length > 0) this.#drainMicrotasks();
       const queue = this.#queue;
       for (let next = queue.popUntil(endUs); next !== undefined; next = queue.popUntil(endUs)) {
         this.#nowUs = next.timeUs;
@@ -550,6 +554,7 @@ export class Simulation {
    * `maxMs` pass; returns whether it held. On success the time is that instant.
    */
   runUntil(predicate: () => boolean, maxMs: number): boolean {
+    if (this.#microtasks.length > 0 && !this.#running) this.#drainMicrotasks();
     if (predicate()) return true;
     const endUs = this.#nowUs + this.#toUs(maxMs);
     this.#enter();
@@ -777,6 +782,32 @@ export class Simulation {
     } catch (error) {
       this.#hostError(host, error);
     }
+    if (this.#microtasks.length > 0) this.#drainMicrotasks();
+  }
+
+  #drainMicrotasks(): void {
+    // Microtasks queued by microtasks run in the same drain, as in JavaScript.
+    const queue = this.#microtasks;
+    let i = 0;
+    try {
+      for (; i < queue.length; i++) {
+        const { host, incarnation, fn } = queue[i];
+        if (host.incarnation !== incarnation || host.state === "down") continue;
+        if (host.state === "paused") {
+          host.deferred.push(new SimEvent(this.#nowUs, this.#seq++, K_CALL, host, incarnation, fn));
+          continue;
+        }
+        this.#hash.word(host.index);
+        try {
+          fn();
+        } catch (error) {
+          this.#hostError(host, error);
+        }
+      }
+    } finally {
+      // If an error escaped (hostErrors "throw"), what was not run yet stays queued.
+      this.#microtasks = queue.slice(i + 1);
+    }
   }
 
   #hostError(host: HostState | null, error: unknown): void {
@@ -816,6 +847,12 @@ export class Simulation {
       clock: {
         now,
         wallNow: () => epochMs + now(),
+        defer: (fn: () => void): void => {
+          if (typeof fn !== "function") {
+            throw new TypeError("Cannot defer: the callback is not a function");
+          }
+          this.#microtasks.push({ host, incarnation, fn });
+        },
         schedule: (delayMs: number, fn: () => void): Timer => {
           if (typeof fn !== "function") {
             throw new TypeError("Cannot schedule: the callback is not a function");

@@ -253,6 +253,9 @@ class Connection {
   conn!: StreamConn;
   peer: Peer | undefined;
   seed: Seed | undefined;
+  /** Frames queued in this turn, written together (see `#writeRaw`). */
+  outFrames: Uint8Array[] = [];
+  outBytes = 0;
   /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
   legacy = false;
   /** The address dialled, for outgoing connections. */
@@ -294,6 +297,9 @@ const KEEPALIVE: Record<CodecName, Uint8Array> = {
   msgpack: keepAlivePayload(msgpackCodec),
   json: keepAlivePayload(jsonCodec),
 };
+
+/** Frames are coalesced into writes of up to this many bytes; larger frames go alone. */
+const BATCH_BYTES = 64 * 1024;
 
 /** Whole keepalive frames, shared by every node: a chunk that is exactly one skips the decoder. */
 const KEEPALIVE_FRAME: Record<CodecName, Uint8Array> = {
@@ -407,6 +413,8 @@ export class AutoMpiNode {
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
   #workerPassScheduled = false;
+  readonly #dirty = new Set<Connection>();
+  #flushScheduled = false;
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -612,7 +620,7 @@ export class AutoMpiNode {
         known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
       );
     }
-    if (link.conn.bufferedBytes > this.#maxLinkBufferBytes) {
+    if (link.conn.bufferedBytes + link.outBytes > this.#maxLinkBufferBytes) {
       return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
     }
     this.#write(link, this.#frame(message));
@@ -1418,8 +1426,14 @@ export class AutoMpiNode {
     this.#connections.delete(connection);
     this.#detach(connection);
     this.#dropInbound(connection);
-    if (graceful) connection.conn.end();
-    else connection.conn.destroy();
+    if (graceful) {
+      this.#flush(connection);
+      connection.conn.end();
+    } else {
+      connection.outFrames = [];
+      connection.outBytes = 0;
+      connection.conn.destroy();
+    }
     if (wasActive) this.#linkDown(connection, reason, detail);
     else if (!handshaken && reason !== "local" && reason !== "closing") {
       this.#dialFailed(connection);
@@ -1485,11 +1499,57 @@ export class AutoMpiNode {
     this.#writeRaw(connection, frame);
   }
 
+  /**
+   * Queues a frame on a connection. Frames written in one turn go out as one write (after the
+   * turn, via `clock.defer`), so a burst of small messages costs one system call, not one each.
+   */
   #writeRaw(connection: Connection, frame: Uint8Array): void {
     if (connection.state === "closed") return;
     connection.bytesOut += frame.length;
     connection.lastSentMs = this.#now();
-    connection.conn.write(frame);
+    if (frame.length >= BATCH_BYTES) {
+      this.#flush(connection);
+      connection.conn.write(frame);
+      return;
+    }
+    connection.outFrames.push(frame);
+    connection.outBytes += frame.length;
+    if (connection.outBytes >= BATCH_BYTES) {
+      this.#flush(connection);
+    } else if (connection.outFrames.length === 1) {
+      this.#dirty.add(connection);
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        this.#platform.clock.defer(() => this.#flushAll());
+      }
+    }
+  }
+
+  #flush(connection: Connection): void {
+    const frames = connection.outFrames;
+    if (frames.length === 0) return;
+    const bytes = connection.outBytes;
+    connection.outFrames = [];
+    connection.outBytes = 0;
+    if (frames.length === 1) {
+      connection.conn.write(frames[0]);
+      return;
+    }
+    const out = new Uint8Array(bytes);
+    let offset = 0;
+    for (const frame of frames) {
+      out.set(frame, offset);
+      offset += frame.length;
+    }
+    connection.conn.write(out);
+  }
+
+  #flushAll(): void {
+    this.#flushScheduled = false;
+    for (const connection of this.#dirty) {
+      if (connection.state !== "closed") this.#flush(connection);
+    }
+    this.#dirty.clear();
   }
 
   #broadcastSystem(fields: Record<string, string>): void {

@@ -35,6 +35,11 @@ export interface Clock {
   wallNow(): number;
   /** Calls `fn` once, `delayMs` (≥ 0) milliseconds from now. */
   schedule(delayMs: number, fn: () => void): Timer;
+  /**
+   * Calls `fn` once the current callback has returned, before any other I/O or timer callback
+   * (a microtask): for work to batch within one turn, such as coalescing writes.
+   */
+  defer(fn: () => void): void;
 }
 
 /** A source of randomness. Real adapters draw from the OS; the simulator from its root seed. */
