@@ -62,9 +62,14 @@ export function subnetBroadcast(host: string): string | undefined {
   return undefined;
 }
 
-async function createPlatform(runtime: string): Promise<Platform & { close(): Promise<void> }> {
-  // The program prints lifecycle events itself; the platform logs only warnings and errors.
-  const options = { log: { level: "warn" as const } };
+/**
+ * The platform adapter of this runtime (Deno, Bun, else Node), logging warnings and errors only
+ * unless told otherwise.
+ */
+export async function createRuntimePlatform(
+  runtime: string = runtimeName(),
+  options: { log?: { level: "debug" | "info" | "warn" | "error" } } = { log: { level: "warn" } },
+): Promise<Platform & { close(): Promise<void> }> {
   if (runtime === "deno") {
     const { createDenoPlatform } = await import("./deno/mod.ts");
     return createDenoPlatform(options);
@@ -133,7 +138,8 @@ export async function createEnvironment(): Promise<
   ProgramEnvironment & { platform: Platform & { close(): Promise<void> } }
 > {
   const runtime = runtimeName();
-  const platform = await createPlatform(runtime);
+  // The program prints lifecycle events itself; the platform logs only warnings and errors.
+  const platform = await createRuntimePlatform(runtime);
   return {
     runtime,
     platform,

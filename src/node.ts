@@ -11,7 +11,13 @@
 import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./framing.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  encodeFrameHeader,
+  FRAME_HEADER_BYTES,
+  FrameDecoder,
+} from "./framing.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
   type Address,
@@ -122,6 +128,7 @@ export type UndeliverableReason =
   | "not-here"
   | "worker-queue-full"
   | "link-buffer-full"
+  | "too-large"
   | "node-closed";
 
 /** Lifecycle events of a node and their payloads. */
@@ -253,9 +260,9 @@ class Connection {
   conn!: StreamConn;
   peer: Peer | undefined;
   seed: Seed | undefined;
-  /** Frames queued in this turn, written together (see `#writeRaw`). */
-  outFrames: Uint8Array[] = [];
-  outBytes = 0;
+  /** This turn's batch of small frames, written together (see `#reserve`). */
+  outBuffer: Uint8Array | undefined;
+  outLength = 0;
   /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
   legacy = false;
   /** The address dialled, for outgoing connections. */
@@ -297,6 +304,12 @@ const KEEPALIVE: Record<CodecName, Uint8Array> = {
   msgpack: keepAlivePayload(msgpackCodec),
   json: keepAlivePayload(jsonCodec),
 };
+
+/** A frame payload as pieces to write one after the other. */
+interface Frame {
+  readonly parts: readonly Uint8Array[];
+  readonly length: number;
+}
 
 /** Frames are coalesced into writes of up to this many bytes; larger frames go alone. */
 const BATCH_BYTES = 64 * 1024;
@@ -598,7 +611,19 @@ export class AutoMpiNode {
     if (local !== undefined) return this.#queueToWorker(local.worker, message);
     if (destination === ALL_NODES || destination === ALL_WORKERS) {
       const frame = this.#frame(message);
-      for (const link of this.#links.values()) this.#write(link, frame);
+      if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
+      for (const link of this.#links.values()) {
+        if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
+          // Every other node still gets it; this one's miss is reported, not hidden.
+          this.#undeliverable(
+            message,
+            "link-buffer-full",
+            `link to ${link.peerGuid} has a full buffer`,
+          );
+        } else {
+          this.#write(link, frame);
+        }
+      }
       if (destination === ALL_WORKERS) {
         for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
       } else {
@@ -620,11 +645,21 @@ export class AutoMpiNode {
         known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
       );
     }
-    if (link.conn.bufferedBytes + link.outBytes > this.#maxLinkBufferBytes) {
+    if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
       return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
     }
-    this.#write(link, this.#frame(message));
+    const frame = this.#frame(message);
+    if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
+    this.#write(link, frame);
     return true;
+  }
+
+  #tooLarge(message: MapMessage, frame: Frame): false {
+    return this.#undeliverable(
+      message,
+      "too-large",
+      `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#maxFrameBytes}`,
+    );
   }
 
   /** A snapshot of the node's state. */
@@ -1430,8 +1465,8 @@ export class AutoMpiNode {
       this.#flush(connection);
       connection.conn.end();
     } else {
-      connection.outFrames = [];
-      connection.outBytes = 0;
+      connection.outBuffer = undefined;
+      connection.outLength = 0;
       connection.conn.destroy();
     }
     if (wasActive) this.#linkDown(connection, reason, detail);
@@ -1489,58 +1524,87 @@ export class AutoMpiNode {
 
   // ---- frames out --------------------------------------------------------------------------------
 
-  #frame(message: MapMessage): Uint8Array {
-    return encodeFrame(this.#codec.encode(message));
+  /**
+   * A message's frame payload in this node's codec, in pieces (large data stays where it is);
+   * the length header is added per write.
+   */
+  #frame(message: MapMessage): Frame {
+    const parts = this.#codec.encodeParts?.(message) ?? [this.#codec.encode(message)];
+    let length = 0;
+    for (const part of parts) length += part.length;
+    return { parts, length };
   }
 
-  #write(connection: Connection, frame: Uint8Array): void {
+  /** Writes one frame: its header, then the payload pieces, none of them copied when large. */
+  #write(connection: Connection, frame: Frame): void {
+    if (connection.state === "closed") return;
     connection.framesOut++;
     this.#stats.framesOut++;
-    this.#writeRaw(connection, frame);
+    if (frame.length + FRAME_HEADER_BYTES <= BATCH_BYTES) {
+      // Small: header and payload are copied into the turn's batch buffer.
+      const at = this.#reserve(connection, FRAME_HEADER_BYTES + frame.length);
+      const out = connection.outBuffer!;
+      out[at] = frame.length;
+      out[at + 1] = frame.length >>> 8;
+      out[at + 2] = frame.length >>> 16;
+      out[at + 3] = frame.length >>> 24;
+      let offset = at + FRAME_HEADER_BYTES;
+      for (const part of frame.parts) {
+        out.set(part, offset);
+        offset += part.length;
+      }
+      return;
+    }
+    this.#flush(connection);
+    connection.bytesOut += FRAME_HEADER_BYTES + frame.length;
+    connection.lastSentMs = this.#now();
+    connection.conn.write(encodeFrameHeader(frame.length));
+    for (const part of frame.parts) connection.conn.write(part);
+  }
+
+  /** Writes bytes that are already a whole frame (hello, keepalive). */
+  #writeRaw(connection: Connection, bytes: Uint8Array): void {
+    if (connection.state === "closed") return;
+    if (connection.outLength === 0 && !this.#dirty.has(connection)) {
+      // Alone in its turn so far: written as it is (a keepalive stays one recognisable chunk).
+      connection.bytesOut += bytes.length;
+      connection.lastSentMs = this.#now();
+      connection.conn.write(bytes);
+      return;
+    }
+    const at = this.#reserve(connection, bytes.length);
+    connection.outBuffer!.set(bytes, at);
   }
 
   /**
-   * Queues a frame on a connection. Frames written in one turn go out as one write (after the
-   * turn, via `clock.defer`), so a burst of small messages costs one system call, not one each.
+   * Room for `bytes` in the connection's batch buffer, flushing first if it is full. The batch
+   * goes out as one write after the turn (via `clock.defer`), so a burst of small messages costs
+   * one system call, not one each.
    */
-  #writeRaw(connection: Connection, frame: Uint8Array): void {
-    if (connection.state === "closed") return;
-    connection.bytesOut += frame.length;
+  #reserve(connection: Connection, bytes: number): number {
+    if (connection.outLength + bytes > BATCH_BYTES) this.#flush(connection);
+    if (connection.outBuffer === undefined) connection.outBuffer = new Uint8Array(BATCH_BYTES);
+    const at = connection.outLength;
+    connection.outLength += bytes;
+    connection.bytesOut += bytes;
     connection.lastSentMs = this.#now();
-    if (frame.length >= BATCH_BYTES) {
-      this.#flush(connection);
-      connection.conn.write(frame);
-      return;
-    }
-    connection.outFrames.push(frame);
-    connection.outBytes += frame.length;
-    if (connection.outBytes >= BATCH_BYTES) {
-      this.#flush(connection);
-    } else if (connection.outFrames.length === 1) {
+    if (!this.#dirty.has(connection)) {
       this.#dirty.add(connection);
       if (!this.#flushScheduled) {
         this.#flushScheduled = true;
         this.#platform.clock.defer(() => this.#flushAll());
       }
     }
+    return at;
   }
 
   #flush(connection: Connection): void {
-    const frames = connection.outFrames;
-    if (frames.length === 0) return;
-    const bytes = connection.outBytes;
-    connection.outFrames = [];
-    connection.outBytes = 0;
-    if (frames.length === 1) {
-      connection.conn.write(frames[0]);
-      return;
-    }
-    const out = new Uint8Array(bytes);
-    let offset = 0;
-    for (const frame of frames) {
-      out.set(frame, offset);
-      offset += frame.length;
-    }
+    const length = connection.outLength;
+    if (length === 0 || connection.outBuffer === undefined) return;
+    // The write takes the buffer: the next batch gets a fresh one.
+    const out = connection.outBuffer.subarray(0, length);
+    connection.outBuffer = undefined;
+    connection.outLength = 0;
     connection.conn.write(out);
   }
 
