@@ -24,7 +24,7 @@ export function renderStatePage(guid: string): string {
   h2 { font-size: 1rem; margin: 1.2rem 0 .4rem; }
   .sub { color: #5b6478; font-size: .9rem; }
   .grid { display: grid; grid-template-columns: minmax(320px, 460px) 1fr; gap: 1.2rem; align-items: start; }
-  .card { background: #fff; border-radius: 10px; padding: .8rem 1rem; box-shadow: 0 1px 3px #0002; }
+  .card { background: #fff; border-radius: 10px; padding: .8rem 1rem; box-shadow: 0 1px 3px #0002; margin-bottom: .9rem; }
   table { border-collapse: collapse; width: 100%; font-size: .85rem; }
   th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #e6e8ef; white-space: nowrap; }
   th { color: #5b6478; font-weight: 600; }
