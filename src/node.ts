@@ -129,6 +129,7 @@ export type UndeliverableReason =
   | "worker-queue-full"
   | "link-buffer-full"
   | "too-large"
+  | "link-lost"
   | "node-closed";
 
 /** Lifecycle events of a node and their payloads. */
@@ -172,6 +173,8 @@ export interface LinkState {
   readonly framesIn: number;
   readonly framesOut: number;
   readonly bufferedBytes: number;
+  /** Messages sent on the link that the peer has not acknowledged yet. */
+  readonly unacked: number;
 }
 
 /** Counters of a node. */
@@ -260,6 +263,12 @@ class Connection {
   conn!: StreamConn;
   peer: Peer | undefined;
   seed: Seed | undefined;
+  /** Messages sent on this link and not yet acknowledged, oldest first (native links). */
+  unacked: MapMessage[] = [];
+  unackedHead = 0;
+  /** Messages received on this link; acknowledged to the peer once per turn. */
+  received = 0;
+  ackScheduled = false;
   /** This turn's batch of small frames, written together (see `#reserve`). */
   outBuffer: Uint8Array | undefined;
   outLength = 0;
@@ -622,6 +631,7 @@ export class AutoMpiNode {
           );
         } else {
           this.#write(link, frame);
+          this.#track(link, message);
         }
       }
       if (destination === ALL_WORKERS) {
@@ -648,9 +658,10 @@ export class AutoMpiNode {
     if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
       return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
     }
-    const frame = this.#frame(message);
+    const frame = this.#frame(message, true);
     if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
     this.#write(link, frame);
+    this.#track(link, message);
     return true;
   }
 
@@ -679,6 +690,7 @@ export class AutoMpiNode {
         framesIn: link.framesIn,
         framesOut: link.framesOut,
         bufferedBytes: link.conn.bufferedBytes,
+        unacked: link.unacked.length,
       });
     }
     const locations: Record<string, string> = {};
@@ -1224,6 +1236,7 @@ export class AutoMpiNode {
       this.#onSystem(message, connection, connection.remote);
     } else {
       this.#receive(message, connection);
+      this.#acknowledgeLater(connection);
     }
   }
 
@@ -1439,6 +1452,7 @@ export class AutoMpiNode {
     } else if (!handshaken) {
       this.#dialFailed(connection);
     }
+    this.#reportUnacked(connection, reason);
   }
 
   #dialFailed(connection: Connection): void {
@@ -1472,6 +1486,60 @@ export class AutoMpiNode {
     if (wasActive) this.#linkDown(connection, reason, detail);
     else if (!handshaken && reason !== "local" && reason !== "closing") {
       this.#dialFailed(connection);
+    }
+    this.#reportUnacked(connection, reason);
+  }
+
+  /** Keeps a sent message until the peer acknowledges it (original-protocol peers never do). */
+  #track(connection: Connection, message: MapMessage): void {
+    if (!connection.legacy) connection.unacked.push(message);
+  }
+
+  /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
+  #acknowledgeLater(connection: Connection): void {
+    connection.received++;
+    if (connection.legacy || connection.ackScheduled) return;
+    connection.ackScheduled = true;
+    this.#platform.clock.defer(() => {
+      connection.ackScheduled = false;
+      if (connection.state !== "active") return;
+      const fields = {
+        [SYSTEM_KEY]: SystemKind.Ack,
+        [SystemField.Count]: String(connection.received),
+      };
+      this.#write(connection, this.#frame({ destination: "", source: "", message: fields }, true));
+    });
+  }
+
+  #onAck(connection: Connection, text: string | undefined): void {
+    const count = Number(text);
+    const sent = connection.unackedHead + connection.unacked.length;
+    // Counts only grow, and never past what was sent.
+    if (!Number.isSafeInteger(count) || count < connection.unackedHead || count > sent) {
+      this.#protocolFailure(
+        connection,
+        "frame",
+        new ProtocolError(
+          `Cannot use acknowledgement ${text}: expected ${connection.unackedHead}..${sent}`,
+        ),
+      );
+      return;
+    }
+    connection.unacked.splice(0, count - connection.unackedHead);
+    connection.unackedHead = count;
+  }
+
+  /** Messages a dead link never confirmed are reported, never silently lost. */
+  #reportUnacked(connection: Connection, reason: LinkDownReason): void {
+    const unacked = connection.unacked;
+    if (unacked.length === 0) return;
+    connection.unacked = [];
+    for (const message of unacked) {
+      this.#undeliverable(
+        message,
+        "link-lost",
+        `the link to ${connection.peerGuid} went down (${reason}) before the peer confirmed it; it may or may not have arrived`,
+      );
     }
   }
 
@@ -1528,8 +1596,15 @@ export class AutoMpiNode {
    * A message's frame payload in this node's codec, in pieces (large data stays where it is);
    * the length header is added per write.
    */
-  #frame(message: MapMessage): Frame {
-    const parts = this.#codec.encodeParts?.(message) ?? [this.#codec.encode(message)];
+  #frame(message: MapMessage, transient = false): Frame {
+    // A transient encoding lives in the codec's scratch memory: fine when the frame is copied
+    // into a batch at once, before anything else is encoded.
+    const large = message.data !== undefined && message.data.length >= BATCH_BYTES;
+    const parts = large ? this.#codec.encodeParts?.(message) ?? [this.#codec.encode(message)] : [
+      transient && this.#codec.encodeTransient
+        ? this.#codec.encodeTransient(message)
+        : this.#codec.encode(message),
+    ];
     let length = 0;
     for (const part of parts) length += part.length;
     return { parts, length };
@@ -1661,6 +1736,9 @@ export class AutoMpiNode {
         }
         return;
       }
+      case SystemKind.Ack:
+        if (connection !== undefined) this.#onAck(connection, fields[SystemField.Count]);
+        return;
       case SystemKind.KeepAlive:
         return;
       case SystemKind.WorkerLocation: {

@@ -30,6 +30,8 @@ export const SystemKind = {
   KeepAlive: "AutoMPI_SKD_KeepAlive",
   /** The sender is closing this link on purpose. */
   Goodbye: "AutoMPI_SKD_Goodbye",
+  /** How many messages the sender has received on this link so far (native protocol only). */
+  Ack: "AutoMPI_SKD_Ack",
 } as const;
 
 /** Field keys of system messages. The first four are the original's. */
@@ -43,6 +45,8 @@ export const SystemField = {
   /** JSON array of `[guid, "host:port", incarnation]`. */
   Peers: "AutoMPI_SMDP_Peers",
   Reason: "AutoMPI_SMDP_Reason",
+  /** A decimal count, in acknowledgements. */
+  Count: "AutoMPI_SMDP_Count",
 } as const;
 
 /** The protocol version this project speaks. */

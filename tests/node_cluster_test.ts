@@ -148,7 +148,7 @@ test("messages to a lost node or to a worker it hosted raise undeliverable with 
 
 // The same seed gives this hash on every runtime; Deno and Bun both run this file against it.
 // A deliberate change to the node or the simulator may change it: update it in that commit.
-const STORED = { seed: 4242, hash: "8a924487e83e80c4" };
+const STORED = { seed: 4242, hash: "3464fa6cb5c0d701" };
 
 function clusterRun(seed: number): string {
   const cluster = createSimCluster({
@@ -175,4 +175,23 @@ test("a 20-node run with loss, a partition and a restart has the stored trace ha
   const first = clusterRun(STORED.seed);
   assert.equal(clusterRun(STORED.seed), first, "same seed, same hash, run after run");
   assert.equal(first, STORED.hash);
+});
+
+test("messages a crashed peer never confirmed are reported as link-lost; confirmed ones are not", () => {
+  const cluster = createSimCluster({ nodes: 2, seed: 105 });
+  const { sim } = cluster;
+  assert.equal(sim.runUntil(() => cluster.converged(), 3000), true);
+  const a = cluster.hosts[0].app! as AutoMpiNode;
+  const lost: string[] = [];
+  a.on("undeliverable", ({ message, reason }) => {
+    if (reason === "link-lost") lost.push(message.message.n);
+  });
+  for (let n = 0; n < 5; n++) a.send(createMessage(workerGuid(1), { n: String(n) }));
+  sim.run(100);
+  assert.equal(a.state().links[0].unacked, 0, "acknowledged on a healthy link");
+  // Sent, then the peer dies before it can read them: nothing confirms these.
+  for (let n = 5; n < 8; n++) a.send(createMessage(workerGuid(1), { n: String(n) }));
+  sim.crash(cluster.hosts[1]);
+  sim.run(SILENCE_BOUND_MS);
+  assert.deepEqual(lost, ["5", "6", "7"]);
 });
