@@ -32,7 +32,8 @@ export function renderStatePage(guid: string): string {
   .pill { display: inline-block; padding: 0 .5rem; border-radius: 99px; background: #e3f4e8; color: #19703a; font-size: .8rem; }
   .pill.off { background: #fde8e8; color: #9b1c1c; }
   #log { font: .8rem ui-monospace, monospace; max-height: 16rem; overflow: auto; white-space: pre-wrap; }
-  svg text { font: 11px system-ui, sans-serif; fill: #1d2433; }
+  .card > h2:first-child { margin-top: 0; }
+  svg text { font: 11px system-ui, sans-serif; fill: #1d2433; paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
 </style>
 </head>
 <body>
@@ -51,7 +52,7 @@ export function renderStatePage(guid: string): string {
     <div class="card"><h2>Workers on this node</h2><table id="workers"></table></div>
     <div class="card"><h2>Worker locations known</h2><table id="locations"></table></div>
     <div class="card"><h2>Recent messages to this node</h2><table id="messages"></table></div>
-    <div class="card"><h2>Events</h2><div id="log"></div></div>
+    <div class="card"><h2>Events</h2><div id="log">none since this page opened</div></div>
   </div>
 </div>
 <script>
@@ -83,8 +84,11 @@ function drawCluster(view, self) {
   for (const node of nodes) {
     const [x, y] = pos.get(node.guid);
     const fill = node.self ? "#2f6fde" : node.linked ? "#37a05b" : "#c9cfdc";
-    out += '<g data-node="' + esc(node.guid) + '"><circle cx="' + x + '" cy="' + y + '" r="' + (node.self ? 13 : 10) +
-      '" fill="' + fill + '"/><text x="' + x + '" y="' + (y + 26) + '" text-anchor="middle">' + esc(node.guid) + "</text></g>";
+    // Short labels stay inside the picture; above the node at the top, where links leave downwards.
+    const label = node.guid.length > 14 ? node.guid.slice(0, 12) + "\u2026" : node.guid;
+    out += '<g data-node="' + esc(node.guid) + '"><title>' + esc(node.guid + " " + node.address) + "</title>" +
+      '<circle cx="' + x + '" cy="' + y + '" r="' + (node.self ? 13 : 10) + '" fill="' + fill + '"/><text x="' + x +
+      '" y="' + (y < cy - 1 ? y - 18 : y + 26) + '" text-anchor="middle">' + esc(label) + "</text></g>";
   }
   svg.innerHTML = out;
   $("cluster-caption").textContent = n + " node(s), " + view.links.length + " link(s) known; blue: this node, green: linked";
@@ -104,7 +108,8 @@ async function refresh() {
     drawCluster(s.cluster, s.guid);
     const m = await (await fetch("messages")).json();
     table($("messages"), ["from", "to", "message", "data"], m.slice(-10).reverse().map((x) =>
-      [esc(x.source || x.fromNode || "?"), esc(x.destination), esc(JSON.stringify(x.message)), x.data ? bytes(atob(x.data).length) : ""]));
+      ["<code>" + esc(x.source || x.fromNode || "?") + "</code>", "<code>" + esc(x.destination) + "</code>",
+        esc(JSON.stringify(x.message)), x.data ? bytes(atob(x.data).length) : ""]));
   } catch (e) {
     $("status").textContent = "unreachable"; $("status").className = "pill off";
   }
@@ -117,7 +122,12 @@ const kinds = ["started", "peer-discovered", "link-up", "link-down", "peer-lost"
   "protocol-error", "location-added", "location-removed", "worker-attached", "worker-detached", "closed"];
 for (const kind of kinds) {
   events.addEventListener(kind, (e) => {
-    const line = new Date().toLocaleTimeString() + "  " + e.data + "\\n";
+    // The program's own line format: UTC time, event, key=value fields.
+    const { type, ...fields } = JSON.parse(e.data);
+    const text = Object.entries(fields).filter(([, v]) => v !== undefined && v !== null)
+      .map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ");
+    const line = new Date().toISOString().slice(11, 23) + " " + type.padEnd(15) + " " + text + "\\n";
+    if (!log.dataset.started) { log.dataset.started = "1"; log.textContent = ""; }
     log.textContent = (line + log.textContent).slice(0, 20000);
     refresh();
   });
