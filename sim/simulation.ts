@@ -999,7 +999,7 @@ export class Simulation {
     if (broadcast) {
       for (const host of this.#hosts) {
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
-          // Each host gets its own copy: a receiver owns the bytes it is handed.
+          // Every host gets the same array: received datagrams are read-only (see platform.ts).
           this.#transmitDatagram({
             from,
             fromAddress,

@@ -272,6 +272,7 @@ class Connection {
   /** This turn's batch of small frames, written together (see `#reserve`). */
   outBuffer: Uint8Array | undefined;
   outLength = 0;
+  lastBatchBytes = 0;
   /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
   legacy = false;
   /** The address dialled, for outgoing connections. */
@@ -716,6 +717,11 @@ export class AutoMpiNode {
       locations,
       stats: { ...this.#stats },
     };
+  }
+
+  /** How many nodes are linked now. */
+  get linkCount(): number {
+    return this.#links.size;
   }
 
   /** GUIDs of the nodes linked now. */
@@ -1658,7 +1664,16 @@ export class AutoMpiNode {
    */
   #reserve(connection: Connection, bytes: number): number {
     if (connection.outLength + bytes > BATCH_BYTES) this.#flush(connection);
-    if (connection.outBuffer === undefined) connection.outBuffer = new Uint8Array(BATCH_BYTES);
+    const need = connection.outLength + bytes;
+    const buffer = connection.outBuffer;
+    if (buffer === undefined || buffer.length < need) {
+      // Sized to the last batch (zeroing 64 KiB for a lone frame is not free): grows by doubling.
+      let size = buffer?.length ?? Math.min(BATCH_BYTES, Math.max(512, connection.lastBatchBytes));
+      while (size < need) size *= 2;
+      const grown = new Uint8Array(Math.min(BATCH_BYTES, size));
+      if (buffer !== undefined) grown.set(buffer.subarray(0, connection.outLength));
+      connection.outBuffer = grown;
+    }
     const at = connection.outLength;
     connection.outLength += bytes;
     connection.bytesOut += bytes;
@@ -1680,6 +1695,7 @@ export class AutoMpiNode {
     const out = connection.outBuffer.subarray(0, length);
     connection.outBuffer = undefined;
     connection.outLength = 0;
+    connection.lastBatchBytes = length;
     connection.conn.write(out);
   }
 
