@@ -226,6 +226,10 @@ interface Peer {
   via: "heartbeat" | "seed" | "gossip" | "link";
   /** Speaks the original protocol (learned from its handshake). */
   legacy: boolean;
+  /** Whether `#links` has a link to it: kept in step with `#links`. */
+  linked: boolean;
+  /** Removed from `#peers` (lost or gone): a cached reference to it is stale. */
+  forgotten: boolean;
 }
 
 interface CachedDatagram {
@@ -233,6 +237,8 @@ interface CachedDatagram {
   readonly message: MapMessage;
   /** Set when the datagram is a well-formed heartbeat. */
   readonly heartbeat: { guid: string; address: string; incarnation: string } | undefined;
+  /** The peer this heartbeat last updated, for the fast path. */
+  peer: Peer | undefined;
 }
 
 interface Seed {
@@ -898,6 +904,7 @@ export class AutoMpiNode {
       if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
       if (now - peer.lastHeardMs > this.#silenceMs) {
         this.#peers.delete(peer.guid);
+        peer.forgotten = true;
         this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });
         this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address });
       } else {
@@ -952,12 +959,19 @@ export class AutoMpiNode {
     const cached = byPort?.get(from.port);
     if (cached !== undefined && sameBytes(cached.bytes, data)) {
       // The same heartbeat as last time from this source: no decoding, no field lookups.
-      if (cached.heartbeat !== undefined) {
-        this.#onHeartbeat(
-          cached.heartbeat.guid,
-          cached.heartbeat.address,
-          cached.heartbeat.incarnation,
-        );
+      const heartbeat = cached.heartbeat;
+      if (heartbeat !== undefined) {
+        const peer = cached.peer;
+        if (
+          peer !== undefined && peer.linked && !peer.forgotten &&
+          peer.address === heartbeat.address && peer.incarnation === heartbeat.incarnation
+        ) {
+          // The common case: a linked peer's unchanged heartbeat. Note it and go.
+          this.#stats.heartbeatsReceived++;
+          peer.lastHeardMs = this.#now();
+          return;
+        }
+        cached.peer = this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
       } else {
         this.#onSystem(cached.message, undefined, from);
       }
@@ -999,9 +1013,10 @@ export class AutoMpiNode {
     }
     if (byPort === undefined) this.#datagramCache.set(from.host, byPort = new Map());
     if (!byPort.has(from.port)) this.#datagramCacheSize++;
-    byPort.set(from.port, { bytes: data, message, heartbeat });
+    const entry: CachedDatagram = { bytes: data, message, heartbeat, peer: undefined };
+    byPort.set(from.port, entry);
     if (heartbeat !== undefined) {
-      this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+      entry.peer = this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
     } else {
       this.#onSystem(message, undefined, from);
     }
@@ -1019,13 +1034,13 @@ export class AutoMpiNode {
     this.#events.emit("protocol-error", { address: source, stage: "datagram", error: text });
   }
 
-  #onHeartbeat(guid: string, address: string, incarnation: string): void {
+  #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
     this.#stats.heartbeatsReceived++;
     if (guid === this.guid) {
       if (incarnation !== this.incarnation) this.#reportDuplicate(guid, address, incarnation);
-      return;
+      return undefined;
     }
-    this.#learnPeer(guid, address, incarnation, "heartbeat");
+    return this.#learnPeer(guid, address, incarnation, "heartbeat");
   }
 
   #reportDuplicate(guid: string, address: string, incarnation: string): void {
@@ -1066,6 +1081,8 @@ export class AutoMpiNode {
         pending: undefined,
         via,
         legacy: false,
+        linked: false,
+        forgotten: false,
       };
       this.#peers.set(guid, peer);
       this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
@@ -1368,7 +1385,10 @@ export class AutoMpiNode {
     next.state = "active";
     next.activeAtMs = this.#now();
     next.peer = old.peer ?? this.#peers.get(next.peerGuid);
-    if (next.peer) next.peer.pending = undefined;
+    if (next.peer) {
+      next.peer.pending = undefined;
+      next.peer.linked = true;
+    }
     this.#links.set(next.peerGuid, next);
     this.#closeConnection(old, "local", true);
   }
@@ -1415,6 +1435,7 @@ export class AutoMpiNode {
     peer.nextDialAtMs = 0;
     if (connection.seed) connection.seed.backoffMs = 0;
     this.#links.set(connection.peerGuid, connection);
+    peer.linked = true;
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
       peer: connection.peerGuid,
@@ -1552,16 +1573,19 @@ export class AutoMpiNode {
   #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#links.delete(peerGuid);
+    if (connection.peer !== undefined) connection.peer.linked = false;
     this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
     this.#forgetLocations(peerGuid);
     const peer = this.#peers.get(peerGuid);
     if (peer !== undefined) {
+      peer.linked = false;
       peer.unlinkedSinceMs = this.#now();
       if (reason === "goodbye" || reason === "closing") {
         // It left on purpose: forget it now rather than redial a node that is gone.
         if (reason === "goodbye") {
           this.#peers.delete(peerGuid);
+          peer.forgotten = true;
         }
       } else {
         this.#backoff(peer);
