@@ -94,7 +94,10 @@ export interface NodeOptions {
   readonly maxLinkBufferBytes?: number;
   /** How often workers' `doWork` runs. Default 100. */
   readonly workerTickMs?: number;
-  /** Send a peer list to one random link every this many intervals; 0 never. Default 5. */
+  /**
+   * Every this many intervals, send a peer list to one random link that has not had our
+   * current set of links yet (so a quiet cluster sends none); 0 never. Default 5.
+   */
   readonly gossipIntervals?: number;
   /** An external message handler, as if added with `onMessage`. */
   readonly onMessage?: MessageHandler;
@@ -279,6 +282,8 @@ class Connection {
   outBuffer: Uint8Array | undefined;
   outLength = 0;
   lastBatchBytes = 0;
+  /** The version of our link set this peer last got in a peer list. */
+  gossipVersion = -1;
   /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
   legacy = false;
   /** The address dialled, for outgoing connections. */
@@ -444,6 +449,8 @@ export class AutoMpiNode {
   #workerPassScheduled = false;
   readonly #dirty = new Set<Connection>();
   #flushScheduled = false;
+  /** Bumped whenever the set of links changes: peer lists are resent only after a change. */
+  #linksVersion = 0;
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -915,8 +922,14 @@ export class AutoMpiNode {
     if (
       this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
     ) {
-      const links = [...this.#links.values()];
-      this.#sendPeerList(links[this.#platform.random.int(0, links.length - 1)]);
+      // Only links that have not heard our current set of links yet: a quiet cluster gossips
+      // nothing, and a change reaches every peer one random link per gossip tick.
+      const stale = [...this.#links.values()].filter((link) =>
+        link.gossipVersion !== this.#linksVersion && !link.legacy
+      );
+      if (stale.length > 0) {
+        this.#sendPeerList(stale[this.#platform.random.int(0, stale.length - 1)]);
+      }
     }
     const spread = this.#intervalMs * this.#jitter;
     this.#scheduleTick(this.#intervalMs - spread + 2 * spread * this.#platform.random.next());
@@ -1436,6 +1449,7 @@ export class AutoMpiNode {
     if (connection.seed) connection.seed.backoffMs = 0;
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
+    this.#linksVersion++;
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
       peer: connection.peerGuid,
@@ -1573,6 +1587,7 @@ export class AutoMpiNode {
   #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#links.delete(peerGuid);
+    this.#linksVersion++;
     if (connection.peer !== undefined) connection.peer.linked = false;
     this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
@@ -1739,6 +1754,7 @@ export class AutoMpiNode {
 
   #sendPeerList(connection: Connection): void {
     if (connection.legacy) return; // The original has no peer lists.
+    connection.gossipVersion = this.#linksVersion;
     const peers: Array<[string, string, string]> = [];
     for (const link of this.#links.values()) {
       if (link !== connection) peers.push([link.peerGuid, link.peerAddress, link.peerIncarnation]);
