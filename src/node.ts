@@ -1678,8 +1678,18 @@ export class AutoMpiNode {
     this.#flush(connection);
     connection.bytesOut += FRAME_HEADER_BYTES + frame.length;
     connection.lastSentMs = this.#now();
-    connection.conn.write(encodeFrameHeader(frame.length));
-    for (const part of frame.parts) connection.conn.write(part);
+    // Large: the header and the small leading pieces in one write, then the data as it is.
+    const parts = frame.parts;
+    const last = parts[parts.length - 1];
+    const prefix = new Uint8Array(FRAME_HEADER_BYTES + frame.length - last.length);
+    prefix.set(encodeFrameHeader(frame.length), 0);
+    let offset = FRAME_HEADER_BYTES;
+    for (let i = 0; i < parts.length - 1; i++) {
+      prefix.set(parts[i], offset);
+      offset += parts[i].length;
+    }
+    connection.conn.write(prefix);
+    connection.conn.write(last);
   }
 
   /** Writes bytes that are already a whole frame (hello, keepalive). */
