@@ -586,11 +586,7 @@ export class AutoMpiNode {
     };
     worker.attach(context);
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
-    this.#broadcastSystem({
-      [SYSTEM_KEY]: SystemKind.WorkerLocation,
-      [SystemField.NodeGuid]: this.guid,
-      [SystemField.WorkerGuid]: worker.guid,
-    });
+    this.#broadcastSystem(this.#workerLocation(worker.guid).message);
     // The original announces a new worker by datagram on three heartbeats.
     if (this.#legacy) this.#announce.set(worker.guid, 3);
     this.#events.emit("worker-attached", { worker: worker.guid });
@@ -944,18 +940,8 @@ export class AutoMpiNode {
       this.#socket.send(this.#heartbeatFrame, to);
       this.#stats.heartbeatsSent++;
       for (const [worker, left] of this.#announce) {
-        this.#socket.send(
-          this.#codec.encode({
-            destination: "",
-            source: "",
-            message: {
-              [SYSTEM_KEY]: SystemKind.WorkerLocation,
-              [SystemField.NodeGuid]: this.guid,
-              [SystemField.WorkerGuid]: worker,
-            },
-          }),
-          to,
-        );
+        // The original's announcements carry an empty source, as its heartbeats do.
+        this.#socket.send(this.#codec.encode({ ...this.#workerLocation(worker), source: "" }), to);
         if (left <= 1) this.#announce.delete(worker);
         else this.#announce.set(worker, left - 1);
       }
@@ -1463,18 +1449,7 @@ export class AutoMpiNode {
     });
     if (connection.state !== "active") return;
     for (const { worker } of this.#workers.values()) {
-      this.#write(
-        connection,
-        this.#frame({
-          destination: "",
-          source: this.guid,
-          message: {
-            [SYSTEM_KEY]: SystemKind.WorkerLocation,
-            [SystemField.NodeGuid]: this.guid,
-            [SystemField.WorkerGuid]: worker.guid,
-          },
-        }),
-      );
+      this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
     }
     // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
     if (known === undefined || known.via !== "heartbeat") this.#sendPeerList(connection);
@@ -1754,6 +1729,19 @@ export class AutoMpiNode {
       if (connection.state !== "closed") this.#flush(connection);
     }
     this.#dirty.clear();
+  }
+
+  /** The system message saying that a worker lives on this node. */
+  #workerLocation(worker: string): MapMessage {
+    return {
+      destination: "",
+      source: this.guid,
+      message: {
+        [SYSTEM_KEY]: SystemKind.WorkerLocation,
+        [SystemField.NodeGuid]: this.guid,
+        [SystemField.WorkerGuid]: worker,
+      },
+    };
   }
 
   #broadcastSystem(fields: Record<string, string>): void {
