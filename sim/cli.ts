@@ -13,7 +13,10 @@
  *
  * @module
  */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createSimCluster, type SimCluster, workerGuid } from "./cluster.ts";
+import { type Campaign, checkCampaign, runCampaign } from "./campaign.ts";
+import { fuzzCampaigns } from "./fuzz.ts";
 
 /** What the flags ask for. */
 export interface SimCliOptions {
@@ -368,6 +371,13 @@ export function runSimCli(
   args: readonly string[],
   now: () => number = () => performance.now(),
 ): SimCliResult {
+  const rest = args[0] === "--" ? args.slice(1) : args;
+  if (rest[0] === "fuzz") return runFuzzCli(rest.slice(rest[1] === "--" ? 2 : 1));
+  const replayAt = rest.findIndex((arg) => arg === "--replay" || arg.startsWith("--replay="));
+  if (replayAt >= 0) {
+    const file = rest[replayAt].includes("=") ? rest[replayAt].split("=")[1] : rest[replayAt + 1];
+    return replayCli(file);
+  }
   let options: SimCliOptions;
   try {
     options = parseSimArgs(args);
@@ -388,6 +398,152 @@ export function runSimCli(
       stderr: `sim: Cannot finish the simulation (seed ${options.seed}): ${message}\n`,
     };
   }
+}
+
+/** `--replay FILE`: re-runs a saved campaign exactly and prints its result as one JSON line. */
+export function replayCli(file: string | undefined): SimCliResult {
+  if (!file) return { code: 2, stdout: "", stderr: "sim: Cannot replay: --replay needs a FILE\n" };
+  let campaign: Campaign;
+  try {
+    campaign = JSON.parse(readFileSync(file, "utf8"));
+    checkCampaign(campaign);
+  } catch (error) {
+    return {
+      code: 2,
+      stdout: "",
+      stderr: `sim: Cannot replay ${file}: ${(error as Error).message}\n`,
+    };
+  }
+  const result = runCampaign(campaign);
+  const line = JSON.stringify({
+    replay: file,
+    seed: campaign.seed,
+    nodes: campaign.nodes,
+    trace_hash: result.traceHash,
+    events: result.events,
+    sent: result.sent,
+    delivered: result.delivered,
+    reported_undeliverable: result.reported,
+    exempt_by_crash: result.exempt,
+    violations: result.violations,
+  });
+  return { code: result.violations.length > 0 ? 1 : 0, stdout: `${line}\n`, stderr: "" };
+}
+
+/** The usage of `fuzz`. */
+export const FUZZ_USAGE =
+  `Usage: deno task fuzz -- [flags]      (or: bun run sim/cli.ts fuzz [flags])
+
+Generates fault campaigns (partitions, one-way cuts, holds, crashes, restarts, pauses, loss and
+duplication bursts, clock skew, messages between workers, workers attached and detached), runs
+each on a simulated cluster of real nodes and checks the invariants. A failure is shrunk to a
+short schedule, saved as JSON, and printed with the command that replays it exactly.
+
+  --runs N           campaigns to run (default 100)
+  --seed S           fast-check seed (default: time-based, printed)
+  --nodes A..B       cluster sizes (default 2..20)
+  --duration-ms D    faults and traffic last D virtual ms (default 6000; then heal and settle)
+  --out FILE         where a failing campaign is saved (default tests/artifacts/fuzz-failure-SEED.json)
+  --no-determinism   skip running each campaign twice to compare trace hashes
+`;
+
+/** `fuzz`: runs a fault campaign; prints progress on standard error. */
+export function runFuzzCli(args: readonly string[]): SimCliResult {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--help") return { code: 0, stdout: FUZZ_USAGE, stderr: "" };
+    if (arg === "--no-determinism") {
+      flags.set(arg, "1");
+      continue;
+    }
+    const [flag, inline] = arg.includes("=") ? arg.split(/=(.*)/s) : [arg, undefined];
+    if (!["--runs", "--seed", "--nodes", "--duration-ms", "--out"].includes(flag)) {
+      return {
+        code: 2,
+        stdout: "",
+        stderr: `fuzz: Cannot use "${arg}": unknown flag (see --help)\n`,
+      };
+    }
+    const value = inline ?? args[++i];
+    if (value === undefined) {
+      return { code: 2, stdout: "", stderr: `fuzz: ${flag} needs a value\n` };
+    }
+    flags.set(flag, value);
+  }
+  const runs = Number(flags.get("--runs") ?? 100);
+  const seed = Number(flags.get("--seed") ?? (Math.floor(performance.now() * 1000) % 2147483647));
+  const [nodesMin, nodesMax] = (flags.get("--nodes") ?? "2..20").split("..").map(Number);
+  const durationMs = Number(flags.get("--duration-ms") ?? 6000);
+  if (
+    !Number.isInteger(runs) || runs < 1 || !Number.isSafeInteger(seed) ||
+    !(nodesMin >= 1 && nodesMax >= nodesMin && nodesMax <= 200) || !(durationMs >= 100)
+  ) {
+    return { code: 2, stdout: "", stderr: "fuzz: Cannot use those flags (see --help)\n" };
+  }
+  const started = performance.now();
+  let lastDraw = 0;
+  const report = fuzzCampaigns({
+    runs,
+    seed,
+    nodesMin,
+    nodesMax,
+    durationMs,
+    checkDeterminism: !flags.has("--no-determinism"),
+    onProgress(done, total) {
+      const t = performance.now();
+      if (t - lastDraw < 100 && done < total) return;
+      lastDraw = t;
+      const width = 30;
+      const filled = Math.min(width, Math.round((Math.min(done, total) / total) * width));
+      const bar = "#".repeat(filled) + "-".repeat(width - filled);
+      writeErr(
+        `\rfuzz [${bar}] ${done}/${total} campaigns, ${((t - started) / 1000).toFixed(1)} s`,
+      );
+    },
+  });
+  writeErr("\n");
+  if (!report.failure) {
+    const line = JSON.stringify({
+      runs: report.runs,
+      seed,
+      nodes: `${nodesMin}..${nodesMax}`,
+      wall_ms: Math.round(performance.now() - started),
+      messages_sent: report.sent,
+      delivered: report.delivered,
+      reported_undeliverable: report.reported,
+      violations: 0,
+    });
+    return { code: 0, stdout: `${line}\n`, stderr: "" };
+  }
+  const failure = report.failure;
+  const out = flags.get("--out") ?? `tests/artifacts/fuzz-failure-${seed}.json`;
+  let saved = true;
+  try {
+    mkdirSync(out.includes("/") ? out.slice(0, out.lastIndexOf("/")) : ".", { recursive: true });
+    writeFileSync(out, `${JSON.stringify(failure.campaign, null, 2)}\n`);
+  } catch {
+    saved = false;
+  }
+  const text = [
+    `fuzz: invariant violated (seed ${seed}, after ${failure.shrinks} shrinks):`,
+    ...failure.violations.map((v) => `  - ${v}`),
+    `shrunk schedule: ${JSON.stringify(failure.campaign)}`,
+    saved
+      ? `saved to ${out}; replay with: deno task sim -- --replay ${out}`
+      : `could not save to ${out}`,
+    `re-run the search with: deno task fuzz -- --runs ${runs} --seed ${seed} --nodes ${nodesMin}..${nodesMax}`,
+  ].join("\n");
+  return { code: 1, stdout: "", stderr: `${text}\n` };
+}
+
+function writeErr(text: string): void {
+  const g = globalThis as unknown as {
+    Deno?: { stderr: { writeSync(bytes: Uint8Array): number } };
+    process?: { stderr: { write(text: string): void } };
+  };
+  if (g.Deno) g.Deno.stderr.writeSync(new TextEncoder().encode(text));
+  else g.process?.stderr.write(text);
 }
 
 interface Runtime {

@@ -1390,6 +1390,11 @@ export class AutoMpiNode {
     }
     this.#links.set(next.peerGuid, next);
     this.#closeConnection(old, "local", true);
+    // What we said on the old connection may never have been read (the peer may be dropping
+    // that very connection as the duplicate): say it again on the one both sides keep.
+    for (const { worker } of this.#workers.values()) {
+      this.#write(next, this.#frame(this.#workerLocation(worker.guid)));
+    }
   }
 
   /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */

@@ -91,8 +91,9 @@ const RULES: readonly { readonly rule: string; readonly pattern: RegExp }[] = [
 ];
 
 // `from "x"`, `import "x"`, `import("x")`, `require("x")`, `export … from "x"`.
+// A keyword right after a quote is a string's content ("from", "to"), not an import.
 // Only quoted with " or ': prose in comments often says "from `x`".
-const SPECIFIER = /(?<![\w$.])(?:from|import|require)\s*\(?\s*(["'])([^"'\n]+)\1/g;
+const SPECIFIER = /(?<![\w$."'])(?:from|import|require)\s*\(?\s*(["'])([^"'\n]+)\1/g;
 
 /** Resolves `specifier` against the directory of repository-relative `file`, or undefined. */
 function resolveRelative(file: string, specifier: string): string | undefined {

@@ -1,0 +1,118 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Campaign, runCampaign } from "../sim/campaign.ts";
+import { fuzzCampaigns } from "../sim/fuzz.ts";
+import { runSimCli } from "../sim/cli.ts";
+
+// A fixed budget of generated fault campaigns, each run twice to compare trace hashes. Longer
+// searches are for the command line: deno task fuzz -- --runs 1000 --seed S --nodes 2..20.
+test("fault campaigns keep every invariant (fixed budget, determinism self-check)", () => {
+  const report = fuzzCampaigns({
+    runs: 60,
+    seed: 20261128,
+    nodesMin: 2,
+    nodesMax: 12,
+    checkDeterminism: true,
+  });
+  assert.equal(report.failure, undefined, JSON.stringify(report.failure, null, 2));
+  assert.equal(report.runs, 60);
+  assert.ok(report.sent > 500, `only ${report.sent} messages sent`);
+  assert.ok(
+    report.reported > 0,
+    "the faults made some messages undeliverable, and they were reported",
+  );
+});
+
+// Found by the fuzzer: both nodes dialled at once; the one that swapped its link to the
+// connection the other dialled never re-sent its worker locations on it.
+const SIMULTANEOUS_DIAL: Campaign = {
+  version: 1,
+  seed: 235481120,
+  nodes: 6,
+  durationMs: 6000,
+  settleMs: 8000,
+  latencyMsMin: 1,
+  latencyMsMax: 23,
+  faults: [
+    { atMs: 1590, kind: "crash", node: 2 },
+    { atMs: 1339, kind: "hold", a: 2, b: 4, forMs: 2986 },
+    { atMs: 3323, kind: "hold", a: 5, b: 5, forMs: 2057 },
+    { atMs: 4711, kind: "loss", probability: 3.389555328132417e-15, forMs: 2945 },
+    { atMs: 2778, kind: "heal" },
+    { atMs: 2107, kind: "oneWay", from: [3, 5, 0, 4], to: [4, 0, 1] },
+    { atMs: 1326, kind: "loss", probability: 1.6278741012158475e-181, forMs: 1424 },
+    { atMs: 966, kind: "duplicate", probability: 8.496819459343733e-80, forMs: 2446 },
+  ],
+  traffic: [{ atMs: 2042, kind: "send", from: 2, to: 2, count: 3 }],
+};
+
+test("regression: after a simultaneous dial both sides know each other's workers", () => {
+  assert.deepEqual(runCampaign(SIMULTANEOUS_DIAL).violations, []);
+});
+
+test("the checker catches a duplicate delivery and a silently lost message", () => {
+  const campaign: Campaign = {
+    version: 1,
+    seed: 3,
+    nodes: 3,
+    durationMs: 2000,
+    settleMs: 3000,
+    latencyMsMin: 1,
+    latencyMsMax: 5,
+    faults: [],
+    traffic: [{ atMs: 1000, kind: "send", from: 0, to: 1, count: 5 }],
+  };
+  assert.deepEqual(runCampaign(campaign).violations, []);
+  assert.match(
+    runCampaign(campaign, { plant: "duplicate" }).violations.join("\n"),
+    /delivered 2 times/,
+  );
+  assert.match(
+    runCampaign(campaign, { plant: "drop" }).violations.join("\n"),
+    /neither delivered nor reported/,
+  );
+});
+
+// One stored hash, checked by Deno and by Bun: a campaign replays identically on both.
+const STORED = { hash: "ddcb80cad9295364" };
+
+test("a campaign has the stored trace hash on this runtime, and replays from its file", () => {
+  const result = runCampaign(SIMULTANEOUS_DIAL);
+  assert.equal(result.traceHash, STORED.hash);
+  const dir = mkdtempSync(join(tmpdir(), "automp-replay-"));
+  try {
+    const file = join(dir, "campaign.json");
+    writeFileSync(file, JSON.stringify(SIMULTANEOUS_DIAL));
+    const replay = runSimCli(["--replay", file]);
+    assert.equal(replay.code, 0, replay.stderr);
+    const line = JSON.parse(replay.stdout);
+    assert.equal(line.trace_hash, result.traceHash);
+    assert.deepEqual(line.violations, []);
+    writeFileSync(file, "{}");
+    assert.equal(runSimCli(["--replay", file]).code, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("fuzz CLI: a small clean run prints one JSON line; bad flags exit 2", () => {
+  const run = runSimCli([
+    "fuzz",
+    "--runs",
+    "3",
+    "--seed",
+    "4",
+    "--nodes",
+    "2..4",
+    "--no-determinism",
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const line = JSON.parse(run.stdout);
+  assert.equal(line.runs, 3);
+  assert.equal(line.violations, 0);
+  assert.equal(runSimCli(["fuzz", "--bogus"]).code, 2);
+  assert.match(runSimCli(["fuzz", "--help"]).stdout, /Usage: deno task fuzz/);
+});
