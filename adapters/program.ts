@@ -27,6 +27,10 @@ export interface ProgramOptions {
   readonly codec: CodecName;
   readonly workers: ReadonlyArray<{ kind: string; guid: string; argument?: string }>;
   readonly token: string | undefined;
+  /** The cluster key given on the command line (visible to `ps`: prefer the file). */
+  readonly clusterKey: string | undefined;
+  /** A file holding the cluster key; read when the program starts. */
+  readonly clusterKeyFile: string | undefined;
   readonly heartbeatMs: number;
   readonly silenceIntervals: number;
   readonly json: boolean;
@@ -54,6 +58,12 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --http-host HOST       state page address (default 127.0.0.1)
   --token TOKEN          bearer token for POST /messages (needed when --http-host is not loopback)
   --codec msgpack|json   wire codec (default msgpack)
+  --cluster-key-file PATH
+                         the cluster key: the file's bytes, trailing whitespace and newlines
+                         removed. Heartbeats are signed and links need both sides to prove the
+                         key, so only nodes with the same key join. Not with --codec json.
+  --cluster-key KEY      the same, given inline: other users of this machine can read it
+                         with ps, so prefer --cluster-key-file
   --worker KIND:GUID     attach a worker (repeatable); kinds: template, echo
   --heartbeat-ms N       heartbeat interval (default 1000)
   --silence N            drop a link silent for N heartbeat intervals (default 3)
@@ -90,6 +100,8 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
     codec: "msgpack" as CodecName,
     workers: [] as Array<{ kind: string; guid: string; argument?: string }>,
     token: undefined as string | undefined,
+    clusterKey: undefined as string | undefined,
+    clusterKeyFile: undefined as string | undefined,
     heartbeatMs: 1000,
     silenceIntervals: 3,
     json: false,
@@ -136,6 +148,18 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
       case "--token":
         options.token = value();
         break;
+      case "--cluster-key":
+        options.clusterKey = value();
+        if (options.clusterKey === "") {
+          throw new UsageError("Cannot use --cluster-key: it is empty");
+        }
+        break;
+      case "--cluster-key-file":
+        options.clusterKeyFile = value();
+        if (options.clusterKeyFile === "") {
+          throw new UsageError("Cannot use --cluster-key-file: the path is empty");
+        }
+        break;
       case "--codec": {
         const codec = value();
         if (codec !== "msgpack" && codec !== "json") {
@@ -181,6 +205,17 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
   if (options.host === "0.0.0.0" || options.host === "::") {
     throw new UsageError("Cannot use --host 0.0.0.0: give the address peers should dial");
   }
+  if (options.clusterKey !== undefined && options.clusterKeyFile !== undefined) {
+    throw new UsageError("Cannot use --cluster-key and --cluster-key-file together: pick one");
+  }
+  if (
+    options.codec === "json" &&
+    (options.clusterKey !== undefined || options.clusterKeyFile !== undefined)
+  ) {
+    throw new UsageError(
+      "Cannot use a cluster key with --codec json: the original protocol cannot carry it",
+    );
+  }
   if (!isLoopback(options.httpHost) && options.token === undefined) {
     throw new UsageError(
       `Cannot serve HTTP on ${options.httpHost} without --token: POST /messages would be open`,
@@ -205,6 +240,8 @@ export interface ProgramEnvironment {
     port: number;
     close(): Promise<void> | void;
   }>;
+  /** Reads a whole file (for `--cluster-key-file`); default: `node:fs`. */
+  readFile?(path: string): Promise<Uint8Array>;
   /** Calls `handler` on SIGINT and SIGTERM. */
   onSignal(handler: (signal: string) => void): void;
   /** Writes a line to standard output. */
@@ -250,6 +287,33 @@ const EVENTS: ReadonlyArray<keyof NodeEvents> = [
   "closed",
 ];
 
+/** Whitespace bytes a key file may end with: space, tab, CR, LF. */
+const TRAILING_WHITESPACE = new Set([0x20, 0x09, 0x0d, 0x0a]);
+
+/**
+ * The cluster key from the options: the inline text, or the key file's bytes without trailing
+ * whitespace (so `echo KEY > file` and `--cluster-key KEY` give the same key).
+ */
+export async function readClusterKey(
+  options: Pick<ProgramOptions, "clusterKey" | "clusterKeyFile">,
+  env: Pick<ProgramEnvironment, "readFile">,
+): Promise<string | Uint8Array | undefined> {
+  if (options.clusterKeyFile === undefined) return options.clusterKey;
+  const path = options.clusterKeyFile;
+  let bytes: Uint8Array;
+  try {
+    bytes = env.readFile
+      ? await env.readFile(path)
+      : new Uint8Array(await (await import("node:fs/promises")).readFile(path));
+  } catch (error) {
+    throw new UsageError(`Cannot read --cluster-key-file ${path}: ${(error as Error).message}`);
+  }
+  let end = bytes.length;
+  while (end > 0 && TRAILING_WHITESPACE.has(bytes[end - 1])) end--;
+  if (end === 0) throw new UsageError(`Cannot use --cluster-key-file ${path}: it holds no key`);
+  return bytes.slice(0, end);
+}
+
 /** Starts the node program with parsed options in an environment. */
 export async function startProgram(
   options: ProgramOptions,
@@ -262,6 +326,11 @@ export async function startProgram(
       `Cannot find the subnet broadcast of ${options.host}: pass --broadcast`,
     );
   }
+  // Awaited only for a key file: otherwise the node starts in the same turn (the simulator's
+  // callers rely on it).
+  const clusterKey = options.clusterKeyFile === undefined
+    ? options.clusterKey
+    : await readClusterKey(options, env);
   const node = new AutoMpiNode(env.platform, {
     guid: options.guid,
     listen: { host: options.host, port: options.port },
@@ -271,6 +340,7 @@ export async function startProgram(
     codec: options.codec,
     heartbeatIntervalMs: options.heartbeatMs,
     silenceIntervals: options.silenceIntervals,
+    clusterKey,
   });
   const clock = env.platform.clock;
   const say = (type: string, fields: Record<string, unknown>) => {
@@ -339,6 +409,7 @@ export async function startProgram(
     http: http ? `http://${options.httpHost}:${http.port}/` : "off",
     runtime: env.runtime,
     codec: options.codec,
+    key: clusterKey === undefined ? undefined : "set",
   });
   if (options.port !== Number(node.address.split(":").pop())) {
     say("note", { message: `port ${options.port} was taken; links use ${node.address}` });

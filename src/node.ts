@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { ClusterKey, HeartbeatSequences } from "./_cluster_key.ts";
 import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
@@ -33,9 +34,12 @@ import {
 } from "./platform.ts";
 import {
   decodeHello,
+  decodeProof,
   encodeHello,
+  encodeProof,
   HandshakeError,
   type Hello,
+  MIN_NONCE_BYTES,
   PROTOCOL_VERSION,
   SYSTEM_KEY,
   SystemField,
@@ -101,6 +105,15 @@ export interface NodeOptions {
   readonly gossipIntervals?: number;
   /** An external message handler, as if added with `onMessage`. */
   readonly onMessage?: MessageHandler;
+  /**
+   * A secret every node of the cluster shares (text, as its UTF-8 bytes, or bytes). With it,
+   * heartbeats are signed (HMAC-SHA256) and numbered, and a link comes up only after both
+   * sides proved the key over fresh nonces: a node without it can neither link nor get a
+   * message in, and datagrams other than signed heartbeats are refused. Nodes with and
+   * without a key (or with different keys) never link. Not with `codec: "json"`: the original
+   * protocol cannot carry it. Link traffic is not encrypted. Default: none.
+   */
+  readonly clusterKey?: string | Uint8Array;
 }
 
 /** Where a received message came from. */
@@ -196,6 +209,13 @@ export interface NodeStats {
   linksUp: number;
   linksDown: number;
   duplicateGuids: number;
+  /**
+   * Heartbeats, datagrams, hellos and proofs refused for the cluster key: unsigned, wrongly
+   * signed, or (on a node without a key) a peer asking for one.
+   */
+  authFailures: number;
+  /** Correctly signed heartbeats dropped as seen before: replayed, duplicated or reordered. */
+  replaysDropped: number;
 }
 
 /** A snapshot of a node's state. */
@@ -204,6 +224,8 @@ export interface NodeState {
   readonly incarnation: string;
   readonly address: string;
   readonly codec: CodecName;
+  /** Whether the node has a cluster key: signed heartbeats, proven links. */
+  readonly authenticated: boolean;
   readonly state: "new" | "starting" | "running" | "closed";
   readonly uptimeMs: number;
   readonly links: readonly LinkState[];
@@ -288,6 +310,11 @@ class Connection {
   legacy = false;
   /** The address dialled, for outgoing connections. */
   dialled = "";
+  /** With a cluster key: the hello payload we sent on this connection (it has our nonce). */
+  helloSent: Uint8Array | undefined;
+  /** With a cluster key: the peer's hello, held until its proof arrives. */
+  peerHello: Hello | undefined;
+  peerHelloBytes: Uint8Array | undefined;
 
   constructor(readonly direction: "in" | "out", nowMs: number, maxFrameBytes: number) {
     this.decoder = new FrameDecoder({ maxFrameBytes });
@@ -436,6 +463,8 @@ export class AutoMpiNode {
     linksUp: 0,
     linksDown: 0,
     duplicateGuids: 0,
+    authFailures: 0,
+    replaysDropped: 0,
   };
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
@@ -443,6 +472,11 @@ export class AutoMpiNode {
   #socket: DatagramSocket | undefined;
   #address = "";
   #heartbeatFrame: Uint8Array | undefined;
+  /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
+  readonly #key: ClusterKey | undefined;
+  readonly #heartbeatSequences = new HeartbeatSequences();
+  /** The number of our last signed heartbeat. */
+  #heartbeatSequence = 0;
   #helloFrame: Uint8Array | undefined;
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
@@ -470,6 +504,18 @@ export class AutoMpiNode {
     this.incarnation = randomHex(platform, 16);
     this.#codec = codecByName(options.codec ?? "msgpack");
     this.#legacy = this.#codec.name === "json";
+    if (options.clusterKey !== undefined) {
+      if (this.#legacy) {
+        throw new TypeError(
+          'Cannot create node: the original protocol (codec "json") cannot carry a cluster key',
+        );
+      }
+      try {
+        this.#key = new ClusterKey(options.clusterKey);
+      } catch (error) {
+        throw new TypeError(`Cannot create node: ${(error as Error).message}`);
+      }
+    }
     this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
     this.#jitter = options.heartbeatJitter ?? 0.1;
     if (!(this.#jitter >= 0 && this.#jitter < 1)) {
@@ -710,6 +756,7 @@ export class AutoMpiNode {
       incarnation: this.incarnation,
       address: this.#address,
       codec: this.#codec.name,
+      authenticated: this.#key !== undefined,
       state: this.#state,
       uptimeMs: this.#state === "new" ? 0 : now - this.#startedAtMs,
       links,
@@ -937,7 +984,10 @@ export class AutoMpiNode {
     if (this.#state !== "running") return;
     const to = { host: discovery.broadcastAddress, port: discovery.port ?? 9999 };
     try {
-      this.#socket.send(this.#heartbeatFrame, to);
+      this.#socket.send(
+        this.#key === undefined ? this.#heartbeatFrame : this.#signedHeartbeat(this.#key),
+        to,
+      );
       this.#stats.heartbeatsSent++;
       for (const [worker, left] of this.#announce) {
         // The original's announcements carry an empty source, as its heartbeats do.
@@ -950,10 +1000,41 @@ export class AutoMpiNode {
     }
   }
 
+  /** A heartbeat with the next sequence number and its tag under the cluster key. */
+  #signedHeartbeat(key: ClusterKey): Uint8Array {
+    const sequence = String(++this.#heartbeatSequence);
+    const version = String(PROTOCOL_VERSION);
+    return this.#codec.encode({
+      destination: "",
+      source: "",
+      message: {
+        [SYSTEM_KEY]: SystemKind.NodeLocation,
+        [SystemField.NodeGuid]: this.guid,
+        [SystemField.HostEndpoint]: this.#address,
+        [SystemField.Version]: version,
+        [SystemField.Incarnation]: this.incarnation,
+        [SystemField.Sequence]: sequence,
+        [SystemField.Tag]: key.heartbeatTag([
+          SystemKind.NodeLocation,
+          this.guid,
+          this.#address,
+          version,
+          this.incarnation,
+          sequence,
+        ]),
+      },
+    });
+  }
+
   // ---- discovery ---------------------------------------------------------------------------------
 
   #onDatagram(data: Uint8Array, from: Address): void {
     if (this.#state !== "running") return;
+    if (this.#key !== undefined) {
+      // Every genuine signed heartbeat differs from the last (its number grows): no cache.
+      this.#onSignedDatagram(this.#key, data, from);
+      return;
+    }
     let byPort = this.#datagramCache.get(from.host);
     const cached = byPort?.get(from.port);
     if (cached !== undefined && sameBytes(cached.bytes, data)) {
@@ -1021,13 +1102,78 @@ export class AutoMpiNode {
     }
   }
 
+  /**
+   * With a cluster key, a datagram counts only as a correctly signed heartbeat that is newer
+   * than the last one taken from its node and incarnation; anything else is dropped and counted.
+   */
+  #onSignedDatagram(key: ClusterKey, data: Uint8Array, from: Address): void {
+    let message: MapMessage;
+    try {
+      message = (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
+    } catch (error) {
+      this.#stats.datagramErrors++;
+      this.#logDatagramError(formatAddress(from), error);
+      return;
+    }
+    const fields = message.message;
+    const kind = fields[SYSTEM_KEY];
+    const guid = fields[SystemField.NodeGuid];
+    const address = fields[SystemField.HostEndpoint];
+    const sequenceText = fields[SystemField.Sequence] ?? "";
+    const incarnation = fields[SystemField.Incarnation] ?? "";
+    const refuse = (reason: string) => {
+      this.#stats.authFailures++;
+      this.#logDatagramError(formatAddress(from), new ProtocolError(reason));
+    };
+    if (kind !== SystemKind.NodeLocation && kind !== SystemKind.ConnectToMe) {
+      refuse(
+        "Cannot use datagram: with a cluster key only signed heartbeats are taken by datagram",
+      );
+      return;
+    }
+    if (
+      typeof guid !== "string" || guid === "" || typeof address !== "string" ||
+      !/^[1-9][0-9]{0,14}$/.test(sequenceText) ||
+      !key.checkHeartbeatTag([
+        kind,
+        guid,
+        address,
+        fields[SystemField.Version] ?? "",
+        incarnation,
+        sequenceText,
+      ], fields[SystemField.Tag])
+    ) {
+      refuse("Cannot use heartbeat: it is not signed with the cluster key");
+      return;
+    }
+    if (!this.#heartbeatSequences.take(guid, incarnation, Number(sequenceText))) {
+      this.#stats.replaysDropped++;
+      const source = formatAddress(from);
+      if (this.#firstInWindow(`replay ${source}`)) {
+        this.#platform.log.log("debug", "discovery.replay-dropped", {
+          from: source,
+          node: guid,
+          sequence: sequenceText,
+        });
+      }
+      return;
+    }
+    this.#onHeartbeat(guid, address, incarnation);
+  }
+
+  /** Whether nothing was logged under `key` in the last 10 s (and if so, notes that now). */
+  #firstInWindow(key: string): boolean {
+    const now = this.#now();
+    const last = this.#datagramErrorLogged.get(key);
+    if (last !== undefined && now - last < 10_000) return false;
+    if (this.#datagramErrorLogged.size > 1024) this.#datagramErrorLogged.clear();
+    this.#datagramErrorLogged.set(key, now);
+    return true;
+  }
+
   #logDatagramError(source: string, error: unknown): void {
     // One line per source per 10 s: junk on the discovery port must not flood the log.
-    const now = this.#now();
-    const last = this.#datagramErrorLogged.get(source);
-    if (last !== undefined && now - last < 10_000) return;
-    if (this.#datagramErrorLogged.size > 1024) this.#datagramErrorLogged.clear();
-    this.#datagramErrorLogged.set(source, now);
+    if (!this.#firstInWindow(source)) return;
     const text = error instanceof Error ? error.message : String(error);
     this.#platform.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
     this.#events.emit("protocol-error", { address: source, stage: "datagram", error: text });
@@ -1090,7 +1236,14 @@ export class AutoMpiNode {
       if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
         const link = this.#links.get(guid);
         if (link !== undefined && link.peerIncarnation !== incarnation) {
-          this.#closeConnection(link, "peer-restarted", false, `now incarnation ${incarnation}`);
+          if (this.#key === undefined) {
+            this.#closeConnection(link, "peer-restarted", false, `now incarnation ${incarnation}`);
+          } else {
+            // With a cluster key only a handshake may say that a linked peer restarted: an old
+            // incarnation's heartbeat, replayed, is still correctly signed. A keepalive probes
+            // the link instead: a restarted host resets the old connection at once.
+            this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
+          }
         }
         peer.incarnation = incarnation;
         peer.backoffMs = 0;
@@ -1177,7 +1330,7 @@ export class AutoMpiNode {
     }
     this.#connections.add(connection);
     connection.state = "handshaking";
-    this.#writeRaw(connection, this.#helloFrame!);
+    this.#sendHello(connection);
     return this.#streamHandlers(connection);
   }
 
@@ -1187,11 +1340,28 @@ export class AutoMpiNode {
         if (connection.state !== "connecting") return;
         connection.state = "handshaking";
         connection.lastReceivedMs = this.#now();
-        this.#writeRaw(connection, this.#helloFrame!);
+        this.#sendHello(connection);
       },
       onData: (_conn, data) => this.#onBytes(connection, data),
       onClose: (_conn, reason, error) => this.#onClosed(connection, reason, error),
     };
+  }
+
+  /** Our hello; with a cluster key, one of its own with a fresh nonce for the peer to sign. */
+  #sendHello(connection: Connection): void {
+    if (this.#key === undefined) {
+      this.#writeRaw(connection, this.#helloFrame!);
+      return;
+    }
+    connection.helloSent = encodeHello({
+      version: PROTOCOL_VERSION,
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      address: this.#address,
+      nonce: this.#platform.random.fill(new Uint8Array(MIN_NONCE_BYTES)),
+    });
+    this.#writeRaw(connection, encodeFrame(connection.helloSent));
   }
 
   #onBytes(connection: Connection, data: Uint8Array): void {
@@ -1231,11 +1401,22 @@ export class AutoMpiNode {
 
   #onFrame(connection: Connection, frame: Uint8Array): void {
     if (connection.state === "handshaking") {
+      if (this.#key !== undefined) {
+        this.#onKeyedHandshake(this.#key, connection, frame);
+        return;
+      }
       let hello: Hello;
       try {
         hello = this.#legacy ? this.#legacyHello(connection, frame) : decodeHello(frame);
       } catch (error) {
         this.#protocolFailure(connection, "handshake", error);
+        return;
+      }
+      if (hello.nonce !== undefined) {
+        this.#authFailure(
+          connection,
+          "Cannot link: peer requires a cluster key, and this node has none",
+        );
         return;
       }
       this.#onHello(connection, hello);
@@ -1260,6 +1441,58 @@ export class AutoMpiNode {
       this.#receive(message, connection);
       this.#acknowledgeLater(connection);
     }
+  }
+
+  /**
+   * A keyed handshake: the peer's hello (which must carry a nonce), answered with our proof
+   * over both hellos; then the peer's proof. Only a valid proof lets the hello take effect, so
+   * a node without the key never gets a link, nor any frame past its hello read.
+   */
+  #onKeyedHandshake(key: ClusterKey, connection: Connection, frame: Uint8Array): void {
+    const hello = connection.peerHello;
+    if (hello === undefined) {
+      let received: Hello;
+      try {
+        received = decodeHello(frame);
+      } catch (error) {
+        this.#protocolFailure(connection, "handshake", error);
+        return;
+      }
+      if (received.nonce === undefined) {
+        this.#authFailure(
+          connection,
+          "Cannot link: peer did not prove the cluster key (its hello has no key challenge: it has no key)",
+        );
+        return;
+      }
+      connection.peerHello = received;
+      connection.peerHelloBytes = frame.slice();
+      const proof = key.linkProof(connection.helloSent!, connection.peerHelloBytes);
+      this.#writeRaw(connection, encodeFrame(encodeProof(proof)));
+      return;
+    }
+    let tag: Uint8Array;
+    try {
+      tag = decodeProof(frame);
+    } catch (error) {
+      this.#authFailure(connection, (error as Error).message);
+      return;
+    }
+    if (!key.checkLinkProof(connection.helloSent!, connection.peerHelloBytes!, tag)) {
+      this.#authFailure(
+        connection,
+        "Cannot link: peer did not prove the cluster key (wrong key, or a replayed proof)",
+      );
+      return;
+    }
+    connection.peerHello = undefined;
+    connection.peerHelloBytes = undefined;
+    this.#onHello(connection, hello);
+  }
+
+  #authFailure(connection: Connection, reason: string): void {
+    this.#stats.authFailures++;
+    this.#protocolFailure(connection, "handshake", new HandshakeError(reason));
   }
 
   /** Reads the original protocol's handshake: the peer's GUID as UTF-8, nothing else. */

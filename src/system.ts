@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { decode as msgpackDecode, encode as msgpackEncode } from "@msgpack/msgpack";
+import { Decoder, encode as msgpackEncode } from "@msgpack/msgpack";
 import { ProtocolError } from "./errors.ts";
 import type { CodecName } from "./codec.ts";
 
@@ -47,6 +47,13 @@ export const SystemField = {
   Reason: "AutoMPI_SMDP_Reason",
   /** A decimal count, in acknowledgements. */
   Count: "AutoMPI_SMDP_Count",
+  /**
+   * A heartbeat's number, decimal, from 1 up within one incarnation (heartbeats of nodes with a
+   * cluster key only): a receiver drops one not above the last it took, so a replay is useless.
+   */
+  Sequence: "AutoMPI_SMDP_Sequence",
+  /** A heartbeat's HMAC-SHA256 under the cluster key, as 64 hex digits (see `_cluster_key.ts`). */
+  Tag: "AutoMPI_SMDP_Tag",
 } as const;
 
 /** The protocol version this project speaks. */
@@ -64,6 +71,36 @@ export interface Hello {
   readonly codec: CodecName;
   /** The sender's link address as `host:port`, for peer lists. */
   readonly address: string;
+  /**
+   * Present when the sender has a cluster key: fresh random bytes (16..64) the peer must sign
+   * with the key, in a {@link encodeProof proof frame}, before the link is up.
+   */
+  readonly nonce?: Uint8Array;
+}
+
+/** Fewest bytes of a hello's nonce. */
+export const MIN_NONCE_BYTES = 16;
+/** Most bytes of a hello's nonce. */
+export const MAX_NONCE_BYTES = 64;
+
+/** The second element of a proof frame. */
+const PROOF_MARK = "proof";
+
+/**
+ * Decodes handshake frames, which come from peers not yet known: with limits far above any
+ * real hello, so a few bytes claiming huge arrays or strings are refused before anything is
+ * allocated for them.
+ */
+const handshakeDecoder = new Decoder({
+  maxStrLength: 4096,
+  maxBinLength: 4096,
+  maxArrayLength: 64,
+  maxMapLength: 64,
+  maxExtLength: 4096,
+});
+
+function msgpackDecode(bytes: Uint8Array): unknown {
+  return handshakeDecoder.decode(bytes);
 }
 
 /**
@@ -87,7 +124,9 @@ export class HandshakeError extends ProtocolError {
 
 /**
  * Encodes a hello frame payload: a msgpack array `[magic, version, guid, incarnation, codec,
- * address]`.
+ * address]`, plus `nonce` (bin) as a seventh element when there is one. A keyless hello is
+ * byte for byte what it was before cluster keys; decoders of either kind ignore elements past
+ * the ones they know, so the nonce is how a keyed node and a keyless one tell each other apart.
  *
  * @example
  * ```ts
@@ -97,14 +136,16 @@ export class HandshakeError extends ProtocolError {
  * ```
  */
 export function encodeHello(hello: Hello): Uint8Array {
-  return msgpackEncode([
+  const fields: unknown[] = [
     PROTOCOL_MAGIC,
     hello.version,
     hello.guid,
     hello.incarnation,
     hello.codec,
     hello.address,
-  ]);
+  ];
+  if (hello.nonce !== undefined) fields.push(hello.nonce);
+  return msgpackEncode(fields);
 }
 
 /** Decodes a hello frame payload; throws {@link HandshakeError} for anything else. */
@@ -118,12 +159,12 @@ export function decodeHello(bytes: Uint8Array): Hello {
   if (!Array.isArray(value) || value.length < 6 || value[0] !== PROTOCOL_MAGIC) {
     throw new HandshakeError("Cannot decode hello: not an AutoMPI handshake");
   }
-  const [, version, guid, incarnation, codec, address] = value;
+  const [, version, guid, incarnation, codec, address, nonce] = value;
   if (version !== PROTOCOL_VERSION) {
+    // Described, not converted: a hostile map may have a `toString` that is not a function.
+    const shown = typeof version === "number" ? String(version) : `of type ${typeof version}`;
     throw new HandshakeError(
-      `Cannot accept hello: protocol version ${
-        String(version)
-      }, this node speaks ${PROTOCOL_VERSION}`,
+      `Cannot accept hello: protocol version ${shown}, this node speaks ${PROTOCOL_VERSION}`,
     );
   }
   if (typeof guid !== "string" || guid === "" || guid.length > 256) {
@@ -138,5 +179,52 @@ export function decodeHello(bytes: Uint8Array): Hello {
   if (typeof address !== "string" || address.length > 300) {
     throw new HandshakeError("Cannot accept hello: the address is not a string");
   }
-  return { version, guid, incarnation, codec, address };
+  if (nonce === undefined || nonce === null) return { version, guid, incarnation, codec, address };
+  if (
+    !(nonce instanceof Uint8Array) || nonce.length < MIN_NONCE_BYTES ||
+    nonce.length > MAX_NONCE_BYTES
+  ) {
+    throw new HandshakeError(
+      `Cannot accept hello: the key challenge is not ${MIN_NONCE_BYTES}..${MAX_NONCE_BYTES} bytes`,
+    );
+  }
+  return { version, guid, incarnation, codec, address, nonce };
+}
+
+/**
+ * Encodes a proof frame payload, the second frame each side of a keyed link sends: a msgpack
+ * array `[magic, "proof", tag]`, where `tag` (bin, 32 bytes) is the HMAC the sender computed
+ * over both hellos with the cluster key.
+ *
+ * @example
+ * ```ts
+ * import { decodeProof, encodeProof } from "./system.ts";
+ * const tag = new Uint8Array(32).fill(7);
+ * console.assert(decodeProof(encodeProof(tag))[0] === 7);
+ * ```
+ */
+export function encodeProof(tag: Uint8Array): Uint8Array {
+  return msgpackEncode([PROTOCOL_MAGIC, PROOF_MARK, tag]);
+}
+
+/**
+ * Decodes a proof frame payload into its tag; throws {@link HandshakeError} for anything else
+ * (a peer that sends messages instead did not prove the key).
+ */
+export function decodeProof(bytes: Uint8Array): Uint8Array {
+  let value: unknown;
+  try {
+    value = msgpackDecode(bytes);
+  } catch {
+    value = undefined;
+  }
+  if (
+    !Array.isArray(value) || value.length < 3 || value[0] !== PROTOCOL_MAGIC ||
+    value[1] !== PROOF_MARK || !(value[2] instanceof Uint8Array) || value[2].length !== 32
+  ) {
+    throw new HandshakeError(
+      "Cannot link: peer did not prove the cluster key (its second frame is not a proof)",
+    );
+  }
+  return value[2];
 }

@@ -1,9 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   parseProgramArgs,
   type ProgramEnvironment,
   type ProgramOptions,
+  readClusterKey,
   startProgram,
   UsageError,
 } from "../adapters/program.ts";
@@ -111,4 +115,98 @@ test("the program starts a node with its workers on a simulated platform and sto
   );
   await program.stop();
   assert.equal(program.node.running, false);
+});
+
+test("program flags: the cluster key comes inline or from a file, never both, never with json", () => {
+  const inline = parseProgramArgs(["--cluster-key", "s3cret"]) as ProgramOptions;
+  assert.equal(inline.clusterKey, "s3cret");
+  assert.equal(inline.clusterKeyFile, undefined);
+  const file = parseProgramArgs(["--cluster-key-file=/run/secrets/automp"]) as ProgramOptions;
+  assert.equal(file.clusterKeyFile, "/run/secrets/automp");
+  assert.equal(file.clusterKey, undefined);
+  const cases: Array<[string[], RegExp]> = [
+    [["--cluster-key", "k", "--cluster-key-file", "f"], /together/],
+    [["--cluster-key="], /empty/],
+    [["--cluster-key-file="], /empty/],
+    [["--cluster-key", "k", "--codec", "json"], /original protocol/],
+    [["--codec", "json", "--cluster-key-file", "f"], /original protocol/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseProgramArgs(args), (error: unknown) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.match((error as Error).message, message);
+      return true;
+    });
+  }
+});
+
+test("a key file gives its bytes without trailing whitespace, the same key as inline text", async () => {
+  const readFile = (text: string) => () => Promise.resolve(new TextEncoder().encode(text));
+  const fromFile = await readClusterKey(
+    { clusterKey: undefined, clusterKeyFile: "key" },
+    { readFile: readFile("s3cret \r\n\n") },
+  );
+  assert.deepEqual(fromFile, new TextEncoder().encode("s3cret"));
+  assert.equal(
+    await readClusterKey({ clusterKey: "s3cret", clusterKeyFile: undefined }, {}),
+    "s3cret",
+  );
+  await assert.rejects(
+    readClusterKey({ clusterKey: undefined, clusterKeyFile: "key" }, { readFile: readFile("\n") }),
+    (error: unknown) => error instanceof UsageError && /holds no key/.test(error.message),
+  );
+  await assert.rejects(
+    readClusterKey({ clusterKey: undefined, clusterKeyFile: "missing" }, {
+      readFile: () => Promise.reject(new Error("No such file")),
+    }),
+    (error: unknown) =>
+      error instanceof UsageError && /Cannot read --cluster-key-file missing: No such/.test(
+        error.message,
+      ),
+  );
+  // Without an environment reader, the file is read with node:fs.
+  const dir = mkdtempSync(join(tmpdir(), "automp-key-"));
+  try {
+    writeFileSync(join(dir, "key"), "from disk\n");
+    assert.deepEqual(
+      await readClusterKey({ clusterKey: undefined, clusterKeyFile: join(dir, "key") }, {}),
+      new TextEncoder().encode("from disk"),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("the program starts a keyed node when given a key file", async () => {
+  const sim = new Simulation({ seed: 6 });
+  const host = sim.addHost("h", (platform) => platform);
+  const printed: string[] = [];
+  const env: ProgramEnvironment = {
+    runtime: "sim",
+    platform: host.app!,
+    subnetBroadcast: () => "10.0.255.255",
+    serve: () => Promise.resolve({ port: 8800, close() {} }),
+    readFile: () => Promise.resolve(new TextEncoder().encode("s3cret\n")),
+    onSignal() {},
+    print: (line) => printed.push(line),
+    printError: (line) => printed.push(line),
+    exit() {},
+  };
+  const options = parseProgramArgs([
+    "--host",
+    host.address,
+    "--cluster-key-file",
+    "key",
+  ]) as ProgramOptions;
+  let program: Awaited<ReturnType<typeof startProgram>> | undefined;
+  const running = startProgram(options, env).then((started) => program = started);
+  // The key file is read asynchronously; virtual time runs while the program starts.
+  for (let i = 0; i < 100 && program === undefined; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    sim.run(10);
+  }
+  await running;
+  assert.equal(program!.node.state().authenticated, true);
+  assert.ok(printed.some((line) => /started .* key=set/.test(line)), printed.join("\n"));
+  await program!.stop();
 });

@@ -1,0 +1,142 @@
+/**
+ * The cluster key: what a node with `clusterKey` signs and checks, and how it remembers which
+ * heartbeats it has already taken.
+ *
+ * Two things are signed, with HMAC-SHA256 under the key and a label each, so a tag of one kind
+ * never passes for the other:
+ *
+ * - a heartbeat, over its kind, node GUID, link address, version, incarnation and sequence
+ *   number (each length-prefixed, so no two field lists give the same bytes);
+ * - a link handshake, over the sender's hello and then the receiver's, as sent on the wire.
+ *   Each hello carries a fresh random nonce, so a proof is good for one connection only, and
+ *   the order of the two hellos makes each side's proof differ from the other's.
+ *
+ * @module
+ */
+import { HmacSha256, timingSafeEqual } from "./_sha256.ts";
+
+const encoder = new TextEncoder();
+const HEARTBEAT_LABEL = encoder.encode("AutoMPI heartbeat 1\u0000");
+const LINK_LABEL = encoder.encode("AutoMPI link proof 1\u0000");
+const TAG_HEX = /^[0-9a-f]{64}$/;
+
+function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+  return out;
+}
+
+function fromHex(text: string): Uint8Array {
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+/** `label`, then each part as a 4-byte big-endian length and its bytes. */
+function framed(label: Uint8Array, parts: readonly Uint8Array[]): Uint8Array {
+  let length = label.length;
+  for (const part of parts) length += 4 + part.length;
+  const out = new Uint8Array(length);
+  out.set(label, 0);
+  let offset = label.length;
+  for (const part of parts) {
+    out[offset] = part.length >>> 24;
+    out[offset + 1] = part.length >>> 16;
+    out[offset + 2] = part.length >>> 8;
+    out[offset + 3] = part.length;
+    out.set(part, offset + 4);
+    offset += 4 + part.length;
+  }
+  return out;
+}
+
+/**
+ * A cluster key, ready to sign and check heartbeats and link handshakes.
+ *
+ * @example
+ * ```ts
+ * import { ClusterKey } from "./_cluster_key.ts";
+ * const key = new ClusterKey("correct horse battery staple");
+ * const fields = ["AutoMPI_SKD_NodeLocation", "A", "10.0.0.1:8888", "1", "f00d", "1"];
+ * const tag = key.heartbeatTag(fields);
+ * console.assert(key.checkHeartbeatTag(fields, tag));
+ * console.assert(!new ClusterKey("wrong").checkHeartbeatTag(fields, tag));
+ * ```
+ */
+export class ClusterKey {
+  readonly #mac: HmacSha256;
+
+  /** Takes the key as text (its UTF-8 bytes are the key) or bytes; an empty key is a TypeError. */
+  constructor(key: string | Uint8Array) {
+    const bytes = typeof key === "string" ? encoder.encode(key) : key;
+    if (!(bytes instanceof Uint8Array)) {
+      throw new TypeError("Cannot use cluster key: it must be a string or a Uint8Array");
+    }
+    if (bytes.length === 0) throw new TypeError("Cannot use cluster key: it is empty");
+    this.#mac = new HmacSha256(bytes);
+  }
+
+  /** The tag of a heartbeat's fields (in a fixed order), as 64 hex digits. */
+  heartbeatTag(fields: readonly string[]): string {
+    return toHex(this.#mac.sign(framed(HEARTBEAT_LABEL, fields.map((f) => encoder.encode(f)))));
+  }
+
+  /** Whether `tag` is the tag of these heartbeat fields under this key. */
+  checkHeartbeatTag(fields: readonly string[], tag: unknown): boolean {
+    if (typeof tag !== "string" || !TAG_HEX.test(tag)) return false;
+    const expected = this.#mac.sign(framed(HEARTBEAT_LABEL, fields.map((f) => encoder.encode(f))));
+    return timingSafeEqual(expected, fromHex(tag));
+  }
+
+  /** The proof the sender of hello `own` gives the sender of hello `peer` (payload bytes). */
+  linkProof(own: Uint8Array, peer: Uint8Array): Uint8Array {
+    return this.#mac.sign(framed(LINK_LABEL, [own, peer]));
+  }
+
+  /** Whether `tag` is the proof the sender of hello `peer` owes the sender of hello `own`. */
+  checkLinkProof(own: Uint8Array, peer: Uint8Array, tag: Uint8Array): boolean {
+    return timingSafeEqual(this.linkProof(peer, own), tag);
+  }
+}
+
+/**
+ * The highest heartbeat sequence number taken per node GUID and incarnation, so a heartbeat
+ * seen before (a replay, or a duplicate the network made) or older than one taken (reordered)
+ * is dropped. Holds at most `capacity` incarnations, dropping the least recently heard.
+ *
+ * @example
+ * ```ts
+ * import { HeartbeatSequences } from "./_cluster_key.ts";
+ * const seen = new HeartbeatSequences();
+ * console.assert(seen.take("A", "f00d", 1));
+ * console.assert(!seen.take("A", "f00d", 1)); // the same heartbeat again
+ * console.assert(seen.take("A", "f00d", 2));
+ * ```
+ */
+export class HeartbeatSequences {
+  readonly #last = new Map<string, number>();
+  readonly #capacity: number;
+
+  constructor(capacity = 4096) {
+    this.#capacity = capacity;
+  }
+
+  /** Whether `sequence` is new for this GUID and incarnation; if so, it is remembered. */
+  take(guid: string, incarnation: string, sequence: number): boolean {
+    const key = `${guid}\u0000${incarnation}`;
+    const last = this.#last.get(key);
+    if (last !== undefined && sequence <= last) return false;
+    // Deleted and set again, so the map's order is least recently heard first.
+    if (last !== undefined) this.#last.delete(key);
+    else if (this.#last.size >= this.#capacity) {
+      this.#last.delete(this.#last.keys().next().value!);
+    }
+    this.#last.set(key, sequence);
+    return true;
+  }
+
+  /** How many incarnations are remembered. */
+  get size(): number {
+    return this.#last.size;
+  }
+}
