@@ -52,6 +52,7 @@ export function renderStatePage(guid: string): string {
     <div class="card"><h2>Workers on this node</h2><table id="workers"></table></div>
     <div class="card"><h2>Worker locations known</h2><table id="locations"></table></div>
     <div class="card"><h2>Recent messages to this node</h2><table id="messages"></table></div>
+    <div class="card"><h2>Limits and counters</h2><table id="limits"></table></div>
     <div class="card"><h2>Events</h2><div id="log">none since this page opened</div></div>
   </div>
 </div>
@@ -106,6 +107,9 @@ async function refresh() {
     table($("locations"), ["worker", "node"], Object.entries(s.locations).map(([w, n]) =>
       ["<code>" + esc(w) + "</code>", "<code>" + esc(n) + "</code>"]));
     drawCluster(s.cluster, s.guid);
+    const limitRows = Object.entries(s.limits || {}).map(([k, v]) => [esc(k), /Bytes$/.test(k) ? bytes(v) : /Ms$/.test(k) ? ms(v) : esc(v)]);
+    const statRows = Object.entries(s.stats || {}).filter(([, v]) => v).map(([k, v]) => [esc(k), esc(v)]);
+    table($("limits"), ["limit or counter", "value"], limitRows.concat(statRows));
     const m = await (await fetch("messages")).json();
     table($("messages"), ["from", "to", "message", "data"], m.slice(-10).reverse().map((x) =>
       ["<code>" + esc(x.source || x.fromNode || "?") + "</code>", "<code>" + esc(x.destination) + "</code>",

@@ -98,6 +98,13 @@ export interface NodeOptions {
   readonly maxLinkBufferBytes?: number;
   /** How often workers' `doWork` runs. Default 100. */
   readonly workerTickMs?: number;
+  /** Most links at once: no dialling beyond it, and further peers are refused. Default 1024. */
+  readonly maxLinks?: number;
+  /**
+   * Most connections still in their handshake at once; more are closed at once, so a flood of
+   * connections that never say hello cannot pile up. Default 64.
+   */
+  readonly maxPendingHandshakes?: number;
   /**
    * Every this many intervals, send a peer list to one random link that has not had our
    * current set of links yet (so a quiet cluster sends none); 0 never. Default 5.
@@ -216,6 +223,19 @@ export interface NodeStats {
   authFailures: number;
   /** Correctly signed heartbeats dropped as seen before: replayed, duplicated or reordered. */
   replaysDropped: number;
+  /** Connections refused at the link or pending-handshake limit. */
+  connectionsRefused: number;
+}
+
+/** The limits a node enforces, as its state snapshot shows them. */
+export interface NodeLimits {
+  maxFrameBytes: number;
+  maxLinkBufferBytes: number;
+  maxLinks: number;
+  maxPendingHandshakes: number;
+  maxDatagramBytes: number;
+  handshakeTimeoutMs: number;
+  silenceMs: number;
 }
 
 /** A snapshot of a node's state. */
@@ -236,6 +256,8 @@ export interface NodeState {
   /** Worker GUID → GUID of the node hosting it, for workers on other nodes. */
   readonly locations: Readonly<Record<string, string>>;
   readonly stats: Readonly<NodeStats>;
+  /** The limits this node enforces. */
+  readonly limits: Readonly<NodeLimits>;
 }
 
 interface Peer {
@@ -424,6 +446,8 @@ export class AutoMpiNode {
   readonly #maxFrameBytes: number;
   readonly #maxLinkBufferBytes: number;
   readonly #workerTickMs: number;
+  readonly #maxLinks: number;
+  readonly #maxPendingHandshakes: number;
   readonly #gossipIntervals: number;
   /** `codec: "json"` speaks the original AutoMPI protocol, handshake included. */
   readonly #legacy: boolean;
@@ -465,6 +489,7 @@ export class AutoMpiNode {
     duplicateGuids: 0,
     authFailures: 0,
     replaysDropped: 0,
+    connectionsRefused: 0,
   };
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
@@ -536,6 +561,8 @@ export class AutoMpiNode {
     this.#maxFrameBytes = positive(options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes");
     this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
     this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
+    this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
+    this.#maxPendingHandshakes = positive(options.maxPendingHandshakes, 64, "maxPendingHandshakes");
     this.#gossipIntervals = options.gossipIntervals ?? 5;
     if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
       throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
@@ -772,6 +799,15 @@ export class AutoMpiNode {
       })),
       locations,
       stats: { ...this.#stats },
+      limits: {
+        maxFrameBytes: this.#maxFrameBytes,
+        maxLinkBufferBytes: this.#maxLinkBufferBytes,
+        maxLinks: this.#maxLinks,
+        maxPendingHandshakes: this.#maxPendingHandshakes,
+        maxDatagramBytes: 65507,
+        handshakeTimeoutMs: this.#handshakeTimeoutMs,
+        silenceMs: this.#silenceMs,
+      },
     };
   }
 
@@ -1262,6 +1298,8 @@ export class AutoMpiNode {
   }
 
   #maybeDial(peer: Peer): void {
+    // Dials in flight count too: they may all succeed.
+    if (this.#connections.size >= this.#maxLinks) return;
     if (this.#state !== "running" || this.#links.has(peer.guid) || peer.pending !== undefined) {
       return;
     }
@@ -1291,6 +1329,7 @@ export class AutoMpiNode {
   }
 
   #dialSeed(seed: Seed): void {
+    if (this.#connections.size >= this.#maxLinks) return;
     if (this.#state !== "running" || seed.self || seed.pending !== undefined) return;
     if (
       seed.guid !== undefined && (this.#links.has(seed.guid) || this.#peers.get(seed.guid)?.pending)
@@ -1324,6 +1363,19 @@ export class AutoMpiNode {
     const connection = new Connection("in", this.#now(), this.#maxFrameBytes);
     connection.conn = conn;
     if (this.#state !== "running") {
+      conn.destroy();
+      connection.state = "closed";
+      return this.#streamHandlers(connection);
+    }
+    const pending = this.#connections.size - this.#links.size - this.#legacyInbound.size;
+    if (pending >= this.#maxPendingHandshakes || this.#links.size >= this.#maxLinks) {
+      this.#stats.connectionsRefused++;
+      this.#platform.log.log("warn", "link.refused", {
+        address: formatAddress(conn.remote),
+        reason: this.#links.size >= this.#maxLinks
+          ? `${this.#links.size} links, the limit`
+          : `${pending} handshakes pending, the limit`,
+      });
       conn.destroy();
       connection.state = "closed";
       return this.#streamHandlers(connection);
@@ -1656,6 +1708,16 @@ export class AutoMpiNode {
   }
 
   #activate(connection: Connection): void {
+    if (this.#links.size >= this.#maxLinks) {
+      // Both sides may have dialled while under the limit: the first to finish wins.
+      this.#stats.connectionsRefused++;
+      this.#platform.log.log("warn", "link.refused", {
+        peer: connection.peerGuid,
+        reason: `${this.#links.size} links, the limit`,
+      });
+      this.#closeConnection(connection, "local", false);
+      return;
+    }
     const now = this.#now();
     this.#detach(connection);
     connection.state = "active";

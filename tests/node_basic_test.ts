@@ -351,3 +351,29 @@ test("the cluster helper's converged() needs every link and location", () => {
   assert.equal(cluster.locationsKnown(), 12);
   assert.equal(cluster.hosts[0].app!.locate(workerGuid(3)), "N0003");
 });
+
+test("a node at its link limit neither dials nor accepts more, and counts the refusals", () => {
+  const { sim, add } = world(18);
+  const a = add("A", { maxLinks: 1 });
+  add("B");
+  add("C");
+  sim.run(4000);
+  assert.equal(a.app!.linkedPeers().length, 1);
+  assert.ok(a.app!.state().stats.connectionsRefused >= 1);
+  assert.equal(a.app!.state().limits.maxLinks, 1);
+});
+
+test("connections that never finish their handshake are capped, then timed out", () => {
+  const { sim, add } = world(19);
+  const a = add("A", { maxPendingHandshakes: 2, handshakeTimeoutMs: 1000 });
+  for (let i = 0; i < 5; i++) {
+    sim.addHost(`mute${i}`, (platform) => {
+      platform.net.connect({ host: "10.0.0.1", port: 8888 }, { onData() {}, onClose() {} });
+    });
+  }
+  sim.run(500);
+  assert.equal(a.app!.state().stats.connectionsRefused, 3);
+  sim.run(3000);
+  assert.equal(a.app!.state().stats.protocolErrors, 2, "the two admitted ones timed out");
+  assert.equal(a.app!.running, true);
+});
