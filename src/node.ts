@@ -98,6 +98,11 @@ export interface NodeOptions {
   readonly maxLinkBufferBytes?: number;
   /** How often workers' `doWork` runs. Default 100. */
   readonly workerTickMs?: number;
+  /**
+   * Largest datagram accepted on the discovery port; larger ones are dropped and counted.
+   * Default 8192 (a heartbeat is about 200 bytes; the original's datagrams fit in 8 KiB).
+   */
+  readonly maxDatagramBytes?: number;
   /** Most links at once: no dialling beyond it, and further peers are refused. Default 1024. */
   readonly maxLinks?: number;
   /**
@@ -447,6 +452,7 @@ export class AutoMpiNode {
   readonly #maxLinkBufferBytes: number;
   readonly #workerTickMs: number;
   readonly #maxLinks: number;
+  readonly #maxDatagramBytes: number;
   readonly #maxPendingHandshakes: number;
   readonly #gossipIntervals: number;
   /** `codec: "json"` speaks the original AutoMPI protocol, handshake included. */
@@ -472,6 +478,7 @@ export class AutoMpiNode {
   #datagramCacheSize = 0;
   readonly #datagramErrorLogged = new Map<string, number>();
   readonly #duplicateReported = new Set<string>();
+  #duplicateReportedAtMs = -Infinity;
   readonly #stats: NodeStats = {
     heartbeatsSent: 0,
     heartbeatsReceived: 0,
@@ -562,6 +569,7 @@ export class AutoMpiNode {
     this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
     this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
     this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
+    this.#maxDatagramBytes = positive(options.maxDatagramBytes, 8192, "maxDatagramBytes");
     this.#maxPendingHandshakes = positive(options.maxPendingHandshakes, 64, "maxPendingHandshakes");
     this.#gossipIntervals = options.gossipIntervals ?? 5;
     if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
@@ -804,7 +812,7 @@ export class AutoMpiNode {
         maxLinkBufferBytes: this.#maxLinkBufferBytes,
         maxLinks: this.#maxLinks,
         maxPendingHandshakes: this.#maxPendingHandshakes,
-        maxDatagramBytes: 65507,
+        maxDatagramBytes: this.#maxDatagramBytes,
         handshakeTimeoutMs: this.#handshakeTimeoutMs,
         silenceMs: this.#silenceMs,
       },
@@ -1066,6 +1074,16 @@ export class AutoMpiNode {
 
   #onDatagram(data: Uint8Array, from: Address): void {
     if (this.#state !== "running") return;
+    if (data.length > this.#maxDatagramBytes) {
+      this.#stats.datagramErrors++;
+      this.#logDatagramError(
+        formatAddress(from),
+        new ProtocolError(
+          `Cannot use datagram: ${data.length} bytes, over maxDatagramBytes ${this.#maxDatagramBytes}`,
+        ),
+      );
+      return;
+    }
     if (this.#key !== undefined) {
       // Every genuine signed heartbeat differs from the last (its number grows): no cache.
       this.#onSignedDatagram(this.#key, data, from);
@@ -1122,7 +1140,17 @@ export class AutoMpiNode {
       }
       heartbeat = { guid, address, incarnation: fields[SystemField.Incarnation] ?? "" };
     }
-    if (this.#datagramCacheSize >= 4096) {
+    // Only small system datagrams are remembered, from at most 1024 sources: junk from many
+    // sources must not pin memory.
+    if (data.length > 512) {
+      if (heartbeat !== undefined) {
+        this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+      } else {
+        this.#onSystem(message, undefined, from);
+      }
+      return;
+    }
+    if (this.#datagramCacheSize >= 1024) {
       this.#datagramCache.clear();
       this.#datagramCacheSize = 0;
       byPort = undefined;
@@ -1225,10 +1253,15 @@ export class AutoMpiNode {
   }
 
   #reportDuplicate(guid: string, address: string, incarnation: string): void {
-    const key = `${address}/${incarnation}`;
-    if (this.#duplicateReported.has(key)) return;
-    this.#duplicateReported.add(key);
+    // Counted every time; reported once per claimant and at most once per 10 s, so a flood of
+    // forged incarnations can neither flood the log nor grow memory.
     this.#stats.duplicateGuids++;
+    const now = this.#now();
+    const key = `${address}/${incarnation}`;
+    if (this.#duplicateReported.has(key) || now - this.#duplicateReportedAtMs < 10_000) return;
+    if (this.#duplicateReported.size >= 256) this.#duplicateReported.clear();
+    this.#duplicateReported.add(key);
+    this.#duplicateReportedAtMs = now;
     this.#platform.log.log("error", "node.duplicate-guid", { guid, address, incarnation });
     this.#events.emit("duplicate-guid", { guid, address, incarnation });
   }
@@ -1272,14 +1305,10 @@ export class AutoMpiNode {
       if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
         const link = this.#links.get(guid);
         if (link !== undefined && link.peerIncarnation !== incarnation) {
-          if (this.#key === undefined) {
-            this.#closeConnection(link, "peer-restarted", false, `now incarnation ${incarnation}`);
-          } else {
-            // With a cluster key only a handshake may say that a linked peer restarted: an old
-            // incarnation's heartbeat, replayed, is still correctly signed. A keepalive probes
-            // the link instead: a restarted host resets the old connection at once.
-            this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
-          }
+          // Only a handshake may say that a linked peer restarted: a heartbeat can be spoofed
+          // (or, with a cluster key, replayed from an old incarnation). A keepalive probes the
+          // link instead: a restarted host resets the old connection at once.
+          this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
         }
         peer.incarnation = incarnation;
         peer.backoffMs = 0;
@@ -1757,6 +1786,19 @@ export class AutoMpiNode {
 
   #onClosed(connection: Connection, reason: CloseReason, error?: Error): void {
     if (connection.state === "closed") return;
+    if (reason === "eof" && connection.decoder.bufferedBytes > 0) {
+      // The stream ended inside a frame: that peer sent a truncated frame.
+      try {
+        connection.decoder.end();
+      } catch (truncated) {
+        const stage = connection.state === "active" ? "frame" : "handshake";
+        const text = truncated instanceof Error ? truncated.message : String(truncated);
+        const address = connection.peerAddress || formatAddress(connection.conn.remote);
+        this.#stats.protocolErrors++;
+        this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
+        this.#events.emit("protocol-error", { address, stage, error: text });
+      }
+    }
     const wasActive = this.#links.get(connection.peerGuid) === connection;
     const handshaken = connection.state === "active";
     connection.state = "closed";

@@ -377,3 +377,22 @@ test("connections that never finish their handshake are capped, then timed out",
   assert.equal(a.app!.state().stats.protocolErrors, 2, "the two admitted ones timed out");
   assert.equal(a.app!.running, true);
 });
+
+test("a datagram over maxDatagramBytes is dropped and counted, and the node goes on", () => {
+  const { sim, add } = world(20);
+  const a = add("A", { maxDatagramBytes: 512 });
+  add("B");
+  sim.addHost("noisy", (platform) => {
+    const socket = platform.net.bindDatagram({ host: "0.0.0.0", port: 0, broadcast: true }, {
+      onMessage() {},
+    });
+    platform.clock.schedule(
+      100,
+      () => socket.send(new Uint8Array(2000), { host: "10.0.0.1", port: 9999 }),
+    );
+  });
+  sim.run(2000);
+  assert.equal(a.app!.state().stats.datagramErrors, 1);
+  assert.equal(a.app!.state().limits.maxDatagramBytes, 512);
+  assert.deepEqual(a.app!.linkedPeers(), ["B"]);
+});
