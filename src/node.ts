@@ -1314,9 +1314,9 @@ export class AutoMpiNode {
         peer.backoffMs = 0;
         peer.nextDialAtMs = 0;
       }
-      if (
-        (via !== "gossip" || !this.#links.has(guid)) && address !== "" && peer.address !== address
-      ) {
+      // While linked, the address the peer gave in its handshake stands: a heartbeat or a peer
+      // list (unauthenticated without a cluster key) must not redirect our next dial.
+      if (!this.#links.has(guid) && address !== "" && peer.address !== address) {
         peer.address = address;
         peer.nextDialAtMs = 0;
       }

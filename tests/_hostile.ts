@@ -241,6 +241,10 @@ export interface MemoryFigures {
   readonly collected: boolean;
 }
 
+/**
+ * Process memory after letting pending socket callbacks run and forcing two collections (where
+ * the runtime allows: `Bun.gc`, or V8's `gc` exposed through `node:v8` on Deno).
+ */
 export async function memoryAfterGc(): Promise<MemoryFigures> {
   // Let closed sockets' callbacks run first, so what they free is free.
   await sleep(50);
