@@ -1111,14 +1111,8 @@ export class AutoMpiNode {
       }
       return;
     }
-    let message: MapMessage;
-    try {
-      message = (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
-    } catch (error) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(formatAddress(from), error);
-      return;
-    }
+    const message = this.#decodeDatagram(data, from);
+    if (message === undefined) return;
     const fields = message.message;
     const kind = fields[SYSTEM_KEY];
     if (kind === undefined) {
@@ -1143,11 +1137,7 @@ export class AutoMpiNode {
     // Only small system datagrams are remembered, from at most 1024 sources: junk from many
     // sources must not pin memory.
     if (data.length > 512) {
-      if (heartbeat !== undefined) {
-        this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-      } else {
-        this.#onSystem(message, undefined, from);
-      }
+      this.#onSystemDatagram(message, heartbeat, from);
       return;
     }
     if (this.#datagramCacheSize >= 1024) {
@@ -1159,11 +1149,31 @@ export class AutoMpiNode {
     if (!byPort.has(from.port)) this.#datagramCacheSize++;
     const entry: CachedDatagram = { bytes: data, message, heartbeat, peer: undefined };
     byPort.set(from.port, entry);
-    if (heartbeat !== undefined) {
-      entry.peer = this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-    } else {
-      this.#onSystem(message, undefined, from);
+    entry.peer = this.#onSystemDatagram(message, heartbeat, from);
+  }
+
+  /** Decodes a datagram in whichever codec it is in; bad bytes are counted and logged. */
+  #decodeDatagram(data: Uint8Array, from: Address): MapMessage | undefined {
+    try {
+      return (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
+    } catch (error) {
+      this.#stats.datagramErrors++;
+      this.#logDatagramError(formatAddress(from), error);
+      return undefined;
     }
+  }
+
+  /** Acts on a decoded system datagram; returns the peer a heartbeat updated, if any. */
+  #onSystemDatagram(
+    message: MapMessage,
+    heartbeat: CachedDatagram["heartbeat"],
+    from: Address,
+  ): Peer | undefined {
+    if (heartbeat !== undefined) {
+      return this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+    }
+    this.#onSystem(message, undefined, from);
+    return undefined;
   }
 
   /**
@@ -1171,14 +1181,8 @@ export class AutoMpiNode {
    * than the last one taken from its node and incarnation; anything else is dropped and counted.
    */
   #onSignedDatagram(key: ClusterKey, data: Uint8Array, from: Address): void {
-    let message: MapMessage;
-    try {
-      message = (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
-    } catch (error) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(formatAddress(from), error);
-      return;
-    }
+    const message = this.#decodeDatagram(data, from);
+    if (message === undefined) return;
     const fields = message.message;
     const kind = fields[SYSTEM_KEY];
     const guid = fields[SystemField.NodeGuid];
