@@ -22,6 +22,7 @@ export * from "./src/framing.ts";
 export * from "./src/errors.ts";
 export * from "./src/events.ts";
 export * from "./src/system.ts";
+export * from "./src/storage.ts";
 export * from "./src/worker.ts";
 export * from "./src/node.ts";
 

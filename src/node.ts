@@ -45,6 +45,7 @@ import {
   SystemField,
   SystemKind,
 } from "./system.ts";
+import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
@@ -126,6 +127,12 @@ export interface NodeOptions {
    * protocol cannot carry it. Link traffic is not encrypted. Default: none.
    */
   readonly clusterKey?: string | Uint8Array;
+  /**
+   * Where hosted workers keep durable state (each under `workers/<guid>/`, see
+   * {@link WorkerContext.storage}). Default: a fresh {@link MemoryStorage}, gone with the node.
+   * The node never closes it: whoever made it does.
+   */
+  readonly storage?: Storage;
 }
 
 /** Where a received message came from. */
@@ -506,6 +513,7 @@ export class AutoMpiNode {
   #heartbeatFrame: Uint8Array | undefined;
   /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
   readonly #key: ClusterKey | undefined;
+  readonly #storage: Storage;
   readonly #heartbeatSequences = new HeartbeatSequences();
   /** The number of our last signed heartbeat. */
   #heartbeatSequence = 0;
@@ -548,6 +556,14 @@ export class AutoMpiNode {
         throw new TypeError(`Cannot create node: ${(error as Error).message}`);
       }
     }
+    if (
+      options.storage !== undefined &&
+      (options.storage === null || typeof options.storage !== "object" ||
+        typeof options.storage.batch !== "function")
+    ) {
+      throw new TypeError("Cannot create node: storage must be a Storage object");
+    }
+    this.#storage = options.storage ?? new MemoryStorage();
     this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
     this.#jitter = options.heartbeatJitter ?? 0.1;
     if (!(this.#jitter >= 0 && this.#jitter < 1)) {
@@ -664,6 +680,7 @@ export class AutoMpiNode {
       clock: this.#platform.clock,
       random: this.#platform.random,
       log: this.#platform.log,
+      storage: scopedStorage(this.#storage, `workers/${worker.guid}/`),
     };
     worker.attach(context);
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });

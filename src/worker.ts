@@ -11,6 +11,7 @@
  */
 import type { MapMessage } from "./message.ts";
 import type { Clock, Logger, Random } from "./platform.ts";
+import type { Storage } from "./storage.ts";
 
 /** What a node gives each worker it hosts. */
 export interface WorkerContext {
@@ -24,6 +25,11 @@ export interface WorkerContext {
   readonly clock: Clock;
   readonly random: Random;
   readonly log: Logger;
+  /**
+   * The worker's own durable key space: the node's storage under `workers/<guid>/`. A worker
+   * placed again on a node that shares the storage finds what it kept.
+   */
+  readonly storage: Storage;
 }
 
 /**

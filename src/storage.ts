@@ -1,0 +1,268 @@
+/**
+ * Storage: where workers keep state that must outlive their node.
+ *
+ * A {@link Storage} is a small ordered key-value store with five operations (get, put, delete,
+ * list by prefix, atomic batch). Every operation returns a Promise; **when a write's Promise
+ * resolves, the write is durable**: it survives a crash of the process (file backend) or of the
+ * simulated host (the simulator's backend). Writes take effect in the order they were called,
+ * so if a later write is durable every earlier one is too, and a batch is all or nothing.
+ *
+ * Backends: {@link MemoryStorage} here (lost when the process ends), a crash-safe file backend
+ * for real runtimes (`adapters/file_storage.ts`), and the simulator's disk whose crash loses
+ * unsynced writes (`sim/storage.ts`). {@link scopedStorage} gives each worker its own key space.
+ *
+ * @module
+ */
+
+/** One operation of an atomic {@link Storage.batch}. */
+export type StorageOp =
+  | { readonly type: "put"; readonly key: string; readonly value: Uint8Array }
+  | { readonly type: "delete"; readonly key: string };
+
+/** An entry returned by {@link Storage.list}. */
+export interface StorageEntry {
+  readonly key: string;
+  readonly value: Uint8Array;
+}
+
+/**
+ * An ordered, durable key-value store.
+ *
+ * Keys are non-empty strings of at most {@link MAX_STORAGE_KEY_LENGTH} UTF-16 code units;
+ * values are bytes (the store keeps its own copy). Bad arguments reject with a `TypeError` or
+ * `RangeError`; a failing medium (disk full, permission) rejects with an `Error` whose message
+ * says "Cannot …", and the store stays usable for the operations that follow.
+ */
+export interface Storage {
+  /** The value stored under `key`, or `undefined`. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Stores `value` under `key`; durable once resolved. */
+  put(key: string, value: Uint8Array): Promise<void>;
+  /** Removes `key`; resolves `true` if it was there. Durable once resolved. */
+  delete(key: string): Promise<boolean>;
+  /** Every entry whose key starts with `prefix` (`""` for all), in ascending key order. */
+  list(prefix: string): Promise<StorageEntry[]>;
+  /** Applies every operation, in order, all or nothing; durable once resolved. */
+  batch(ops: readonly StorageOp[]): Promise<void>;
+  /** Releases what the store holds open; later calls reject. */
+  close(): Promise<void>;
+}
+
+/** The longest key accepted, in UTF-16 code units. */
+export const MAX_STORAGE_KEY_LENGTH = 1024;
+
+/**
+ * Throws a `TypeError` or `RangeError` unless `key` is a valid storage key.
+ *
+ * @example
+ * ```ts
+ * import { checkStorageKey } from "./storage.ts";
+ * checkStorageKey("workers/kv1/color");
+ * let threw = false;
+ * try { checkStorageKey(""); } catch { threw = true; }
+ * console.assert(threw);
+ * ```
+ */
+export function checkStorageKey(key: unknown, action = "use key"): asserts key is string {
+  if (typeof key !== "string" || key === "") {
+    throw new TypeError(`Cannot ${action}: a storage key must be a non-empty string`);
+  }
+  if (key.length > MAX_STORAGE_KEY_LENGTH) {
+    throw new RangeError(
+      `Cannot ${action}: key of ${key.length} characters exceeds ${MAX_STORAGE_KEY_LENGTH}`,
+    );
+  }
+}
+
+/** Throws a `TypeError` unless `value` is a `Uint8Array`. */
+export function checkStorageValue(
+  value: unknown,
+  action = "store value",
+): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`Cannot ${action}: a storage value must be a Uint8Array`);
+  }
+}
+
+/** Throws unless `ops` is an array of valid {@link StorageOp}s. */
+export function checkStorageOps(ops: unknown): asserts ops is readonly StorageOp[] {
+  if (!Array.isArray(ops)) throw new TypeError("Cannot apply batch: ops must be an array");
+  for (const op of ops) {
+    if (op === null || typeof op !== "object") {
+      throw new TypeError("Cannot apply batch: each op must be an object");
+    }
+    const { type, key, value } = op as { type?: unknown; key?: unknown; value?: unknown };
+    if (type === "put") {
+      checkStorageKey(key, "apply batch");
+      checkStorageValue(value, "apply batch");
+    } else if (type === "delete") {
+      checkStorageKey(key, "apply batch");
+    } else {
+      throw new TypeError(`Cannot apply batch: unknown op type ${JSON.stringify(type)}`);
+    }
+  }
+}
+
+function compareKeys(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * A {@link Storage} held in memory: fast, ordered, and gone when the process ends. The default
+ * when a node is given no storage. Values are copied in and out, so callers cannot alter what
+ * is stored by mutating a buffer.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStorage } from "./storage.ts";
+ * const storage = new MemoryStorage();
+ * await storage.put("a/1", new Uint8Array([1]));
+ * await storage.batch([{ type: "put", key: "a/2", value: new Uint8Array([2]) }, { type: "delete", key: "a/1" }]);
+ * const keys = (await storage.list("a/")).map((entry) => entry.key);
+ * console.assert(keys.join() === "a/2");
+ * ```
+ */
+export class MemoryStorage implements Storage {
+  readonly #entries = new Map<string, Uint8Array>();
+  #closed = false;
+
+  /** How many keys are stored. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string): Promise<Uint8Array | undefined> {
+    try {
+      this.#open("get");
+      checkStorageKey(key, "get");
+      const value = this.#entries.get(key);
+      return Promise.resolve(value === undefined ? undefined : value.slice());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  put(key: string, value: Uint8Array): Promise<void> {
+    return this.batch([{ type: "put", key, value }]);
+  }
+
+  delete(key: string): Promise<boolean> {
+    try {
+      this.#open("delete");
+      checkStorageKey(key, "delete");
+      return Promise.resolve(this.#entries.delete(key));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  list(prefix: string): Promise<StorageEntry[]> {
+    try {
+      this.#open("list");
+      if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
+      const entries: StorageEntry[] = [];
+      for (const [key, value] of this.#entries) {
+        if (key.startsWith(prefix)) entries.push({ key, value: value.slice() });
+      }
+      entries.sort((a, b) => compareKeys(a.key, b.key));
+      return Promise.resolve(entries);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  batch(ops: readonly StorageOp[]): Promise<void> {
+    try {
+      this.#open("write");
+      checkStorageOps(ops);
+      for (const op of ops) {
+        if (op.type === "put") this.#entries.set(op.key, op.value.slice());
+        else this.#entries.delete(op.key);
+      }
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+
+  #open(action: string): void {
+    if (this.#closed) throw new Error(`Cannot ${action}: the storage is closed`);
+  }
+}
+
+/**
+ * A view of `storage` in which every key is prefixed with `prefix`: what a node gives each
+ * worker (`workers/<guid>/`), so workers cannot see each other's state and a worker placed
+ * again on another node sharing the storage finds its own. Closing the view does not close
+ * the underlying storage.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStorage, scopedStorage } from "./storage.ts";
+ * const shared = new MemoryStorage();
+ * const mine = scopedStorage(shared, "workers/kv1/");
+ * await mine.put("color", new TextEncoder().encode("blue"));
+ * console.assert((await shared.list("workers/kv1/"))[0].key === "workers/kv1/color");
+ * console.assert((await mine.list(""))[0].key === "color");
+ * ```
+ */
+export function scopedStorage(storage: Storage, prefix: string): Storage {
+  if (typeof prefix !== "string" || prefix === "") {
+    throw new TypeError("Cannot scope storage: prefix must be a non-empty string");
+  }
+  let closed = false;
+  const guard = <T>(action: string, run: () => Promise<T>): Promise<T> => {
+    if (closed) return Promise.reject(new Error(`Cannot ${action}: the storage view is closed`));
+    try {
+      return run();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+  return {
+    get: (key) =>
+      guard("get", () => {
+        checkStorageKey(key, "get");
+        return storage.get(prefix + key);
+      }),
+    put: (key, value) =>
+      guard("put", () => {
+        checkStorageKey(key, "put");
+        return storage.put(prefix + key, value);
+      }),
+    delete: (key) =>
+      guard("delete", () => {
+        checkStorageKey(key, "delete");
+        return storage.delete(prefix + key);
+      }),
+    list: (sub) =>
+      guard("list", async () => {
+        if (typeof sub !== "string") throw new TypeError("Cannot list: prefix must be a string");
+        const entries = await storage.list(prefix + sub);
+        return entries.map((entry) => ({
+          key: entry.key.slice(prefix.length),
+          value: entry.value,
+        }));
+      }),
+    batch: (ops) =>
+      guard("write", () => {
+        checkStorageOps(ops);
+        return storage.batch(
+          ops.map((op) =>
+            op.type === "put"
+              ? { type: "put", key: prefix + op.key, value: op.value }
+              : { type: "delete", key: prefix + op.key }
+          ),
+        );
+      }),
+    close: () => {
+      closed = true;
+      return Promise.resolve();
+    },
+  };
+}
