@@ -41,3 +41,4 @@ export {
   type SimulationOptions,
 } from "./simulation.ts";
 export { deriveSeed, SeededRandom } from "./_random.ts";
+export { runAsync, type RunAsyncOptions, SimDisk, type SimDiskOptions } from "./storage.ts";

@@ -136,7 +136,7 @@ export class MemoryStorage implements Storage {
       this.#open("get");
       checkStorageKey(key, "get");
       const value = this.#entries.get(key);
-      return Promise.resolve(value === undefined ? undefined : value.slice());
+      return Promise.resolve(value === undefined ? undefined : new Uint8Array(value));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -162,7 +162,7 @@ export class MemoryStorage implements Storage {
       if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
       const entries: StorageEntry[] = [];
       for (const [key, value] of this.#entries) {
-        if (key.startsWith(prefix)) entries.push({ key, value: value.slice() });
+        if (key.startsWith(prefix)) entries.push({ key, value: new Uint8Array(value) });
       }
       entries.sort((a, b) => compareKeys(a.key, b.key));
       return Promise.resolve(entries);
@@ -176,7 +176,8 @@ export class MemoryStorage implements Storage {
       this.#open("write");
       checkStorageOps(ops);
       for (const op of ops) {
-        if (op.type === "put") this.#entries.set(op.key, op.value.slice());
+        // A copy, not slice(): a Node Buffer's slice() is a view of the caller's bytes.
+        if (op.type === "put") this.#entries.set(op.key, new Uint8Array(op.value));
         else this.#entries.delete(op.key);
       }
       return Promise.resolve();

@@ -74,6 +74,13 @@ import {
 
 export { createLogger, type LoggerOptions, type LogRecord } from "../_logger.ts";
 export { type Closable, MAX_DATAGRAM_BYTES, type RealPlatformOptions } from "../_net.ts";
+export {
+  type FileStorage,
+  type FileStorageOperation,
+  type FileStorageOptions,
+  type FileStorageRecovery,
+  openFileStorage,
+} from "../file_storage.ts";
 
 /** Options of {@link createBunPlatform}. */
 export type BunPlatformOptions = RealPlatformOptions;

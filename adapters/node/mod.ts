@@ -76,6 +76,13 @@ import { bindNodeDatagram } from "../_node_dgram.ts";
 
 export { createLogger, type LoggerOptions, type LogRecord } from "../_logger.ts";
 export { type Closable, MAX_DATAGRAM_BYTES, type RealPlatformOptions } from "../_net.ts";
+export {
+  type FileStorage,
+  type FileStorageOperation,
+  type FileStorageOptions,
+  type FileStorageRecovery,
+  openFileStorage,
+} from "../file_storage.ts";
 
 /** Options of {@link createNodePlatform}. */
 export type NodePlatformOptions = RealPlatformOptions;
