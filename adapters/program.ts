@@ -12,7 +12,21 @@ import { AutoMpiNode, type NodeEvents } from "../src/node.ts";
 import { createStateApp } from "./http.ts";
 import type { CodecName } from "../src/codec.ts";
 import type { Platform } from "../src/platform.ts";
-import { EchoWorker, TemplateWorker, type Worker } from "../src/worker.ts";
+import type { Storage } from "../src/storage.ts";
+import type { FetchImage } from "../src/workers/camera.ts";
+import {
+  DEFAULT_CAMERA_URL,
+  EXAMPLE_WORKER_KINDS,
+  exampleWorkerKinds,
+  fetchImageOverHttp,
+} from "./example_workers.ts";
+
+export {
+  DEFAULT_CAMERA_URL,
+  type ExampleWorkerEnvironment,
+  type ExampleWorkerFactory,
+  exampleWorkerKinds,
+} from "./example_workers.ts";
 
 /** What the flags say. */
 export interface ProgramOptions {
@@ -34,6 +48,14 @@ export interface ProgramOptions {
   readonly heartbeatMs: number;
   readonly silenceIntervals: number;
   readonly json: boolean;
+  /** Where the node keeps its workers' durable state; `undefined`: in memory, lost on exit. */
+  readonly dataDir: string | undefined;
+  /** The store cameras send images to: `--camera-store`, else the first kv worker given. */
+  readonly cameraStore: string | undefined;
+  /** How often cameras fetch an image. */
+  readonly cameraIntervalMs: number;
+  /** How long a camera's fetch may take before it is reported as a timeout. */
+  readonly cameraTimeoutMs: number | undefined;
 }
 
 /** A flag was wrong; the message says which and how. */
@@ -64,7 +86,28 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
                          key, so only nodes with the same key join. Not with --codec json.
   --cluster-key KEY      the same, given inline: other users of this machine can read it
                          with ps, so prefer --cluster-key-file
-  --worker KIND:GUID     attach a worker (repeatable); kinds: template, echo
+  --worker KIND:GUID     attach a worker (repeatable). Kinds:
+                           template:GUID   the skeleton to copy: logs a tick every 5 s
+                           echo:GUID       answers every message to its sender
+                           kv:GUID         key-value store: command=set|get|delete, key=K,
+                                           value in data (or a value field); get answers
+                                           command=getReturn; ack=true answers setReturn
+                                           once durable. Kept in --data-dir if given
+                           camera:GUID[@URL]
+                                           fetches an image from URL every
+                                           --camera-interval-ms and sends it to
+                                           --camera-store with command=set key=image-<ms>
+                                           (URL default ${DEFAULT_CAMERA_URL})
+                           scheduler:GUID  sends messages on intervals and at set times;
+                                           command=schedule|unschedule|list. Kept in
+                                           --data-dir if given
+  --data-dir DIR         keep the workers' state in DIR (crash-safe; one node per DIR), so a
+                         node restarted with the same DIR recovers it (default: in memory)
+  --camera-store GUID    where cameras send images (default: the first kv worker given, else
+                         Store0001 as the original)
+  --camera-interval-ms N time between a camera's fetches (default 2000)
+  --camera-timeout-ms N  a fetch slower than this is reported as a timeout (default: the
+                         interval)
   --heartbeat-ms N       heartbeat interval (default 1000)
   --silence N            drop a link silent for N heartbeat intervals (default 3)
   --json                 print events as JSON lines
@@ -72,7 +115,7 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --help                 this text
 `;
 
-const WORKER_KINDS = new Set(["template", "echo"]);
+const WORKER_KINDS = new Set(EXAMPLE_WORKER_KINDS);
 
 function isLoopback(host: string): boolean {
   return host.startsWith("127.") || host === "::1" || host === "localhost";
@@ -105,6 +148,10 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
     heartbeatMs: 1000,
     silenceIntervals: 3,
     json: false,
+    dataDir: undefined as string | undefined,
+    cameraStore: undefined as string | undefined,
+    cameraIntervalMs: 2000,
+    cameraTimeoutMs: undefined as number | undefined,
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -178,7 +225,43 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
             }`,
           );
         }
+        if (match[3] !== undefined && match[1] !== "camera") {
+          throw new UsageError(
+            `Cannot use --worker "${spec}": only a camera takes an @URL`,
+          );
+        }
+        if (match[3] !== undefined && !/^https?:\/\/\S+$/.test(match[3])) {
+          throw new UsageError(
+            `Cannot use --worker "${spec}": the camera URL must be http:// or https://`,
+          );
+        }
+        if (options.workers.some((w) => w.guid === match[2])) {
+          throw new UsageError(`Cannot use --worker "${spec}": GUID ${match[2]} is given twice`);
+        }
         options.workers.push({ kind: match[1], guid: match[2], argument: match[3] });
+        break;
+      }
+      case "--data-dir":
+        options.dataDir = value();
+        if (options.dataDir === "") {
+          throw new UsageError("Cannot use --data-dir: the path is empty");
+        }
+        break;
+      case "--camera-store":
+        options.cameraStore = value();
+        if (options.cameraStore === "") {
+          throw new UsageError("Cannot use --camera-store: the GUID is empty");
+        }
+        break;
+      case "--camera-interval-ms":
+      case "--camera-timeout-ms": {
+        const text = value();
+        const ms = Number(text);
+        if (!/^\d+$/.test(text) || !(ms >= 10 && ms <= 86_400_000)) {
+          throw new UsageError(`Cannot use ${flag} "${text}": expected 10..86400000`);
+        }
+        if (flag === "--camera-interval-ms") options.cameraIntervalMs = ms;
+        else options.cameraTimeoutMs = ms;
         break;
       }
       case "--heartbeat-ms": {
@@ -242,6 +325,10 @@ export interface ProgramEnvironment {
   }>;
   /** Reads a whole file (for `--cluster-key-file`); default: `node:fs`. */
   readFile?(path: string): Promise<Uint8Array>;
+  /** Opens the storage of `--data-dir`; default: `openFileStorage` of `file_storage.ts`. */
+  openStorage?(dir: string): Promise<Storage>;
+  /** How cameras fetch images; default: the runtime's `fetch` ({@link fetchImageOverHttp}). */
+  readonly fetchImage?: FetchImage;
   /** Calls `handler` on SIGINT and SIGTERM. */
   onSignal(handler: (signal: string) => void): void;
   /** Writes a line to standard output. */
@@ -257,17 +344,6 @@ export interface RunningProgram {
   readonly httpPort: number | undefined;
   /** Closes the node and the HTTP server. */
   stop(): Promise<void>;
-}
-
-function makeWorker(spec: { kind: string; guid: string }): Worker {
-  switch (spec.kind) {
-    case "template":
-      return new TemplateWorker(spec.guid);
-    case "echo":
-      return new EchoWorker(spec.guid);
-    default:
-      throw new UsageError(`Cannot make worker of kind "${spec.kind}"`);
-  }
 }
 
 function timestamp(ms: number): string {
@@ -314,6 +390,21 @@ export async function readClusterKey(
   return bytes.slice(0, end);
 }
 
+/** Opens the storage of `--data-dir`; a failure is a {@link UsageError} naming the directory. */
+async function openStorage(
+  options: Pick<ProgramOptions, "dataDir">,
+  env: Pick<ProgramEnvironment, "openStorage">,
+): Promise<Storage> {
+  const dir = options.dataDir!;
+  try {
+    if (env.openStorage) return await env.openStorage(dir);
+    const { openFileStorage } = await import("./file_storage.ts");
+    return await openFileStorage(dir);
+  } catch (error) {
+    throw new UsageError(`Cannot use --data-dir ${dir}: ${(error as Error).message}`);
+  }
+}
+
 /** Starts the node program with parsed options in an environment. */
 export async function startProgram(
   options: ProgramOptions,
@@ -331,6 +422,8 @@ export async function startProgram(
   const clusterKey = options.clusterKeyFile === undefined
     ? options.clusterKey
     : await readClusterKey(options, env);
+  // Awaited only with --data-dir, for the same reason.
+  const storage = options.dataDir === undefined ? undefined : await openStorage(options, env);
   const node = new AutoMpiNode(env.platform, {
     guid: options.guid,
     listen: { host: options.host, port: options.port },
@@ -341,6 +434,7 @@ export async function startProgram(
     heartbeatIntervalMs: options.heartbeatMs,
     silenceIntervals: options.silenceIntervals,
     clusterKey,
+    storage,
   });
   const clock = env.platform.clock;
   const say = (type: string, fields: Record<string, unknown>) => {
@@ -377,8 +471,28 @@ export async function startProgram(
     );
   });
   node.start();
-  await started;
-  for (const spec of options.workers) node.attachWorker(makeWorker(spec));
+  try {
+    await started;
+  } catch (error) {
+    await storage?.close();
+    throw error;
+  }
+  const kinds = exampleWorkerKinds({
+    fetchImage: env.fetchImage ?? fetchImageOverHttp,
+    cameraStore: options.cameraStore ??
+      options.workers.find((spec) => spec.kind === "kv")?.guid,
+    cameraIntervalMs: options.cameraIntervalMs,
+  });
+  for (const spec of options.workers) {
+    const params: Record<string, string> = {};
+    if (spec.kind === "camera") {
+      params.url = spec.argument ?? DEFAULT_CAMERA_URL;
+      if (options.cameraTimeoutMs !== undefined) {
+        params.timeoutMs = String(options.cameraTimeoutMs);
+      }
+    }
+    node.attachWorker(kinds.get(spec.kind)!(spec.guid, params));
+  }
 
   let http: { port: number; close(): Promise<void> | void } | undefined;
   const { app, close: closeApp } = createStateApp(node, {
@@ -410,6 +524,7 @@ export async function startProgram(
     runtime: env.runtime,
     codec: options.codec,
     key: clusterKey === undefined ? undefined : "set",
+    storage: options.dataDir ?? "memory",
   });
   if (options.port !== Number(node.address.split(":").pop())) {
     say("note", { message: `port ${options.port} was taken; links use ${node.address}` });
@@ -420,6 +535,8 @@ export async function startProgram(
       node.close();
       closeApp();
       await http?.close();
+      // After the node: its workers are closed, so nothing new is written.
+      await storage?.close();
     })();
   return { node, httpPort: http?.port, stop };
 }

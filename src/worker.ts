@@ -196,9 +196,23 @@ export abstract class WorkerBase implements Worker {
   protected onClose(): void {}
 }
 
+/** Options of {@link TemplateWorker}. */
+export interface TemplateWorkerOptions extends WorkerBaseOptions {
+  /** How often it logs its tick. Default 5000, as the original's `WorkerTemplate`. */
+  readonly intervalMs?: number;
+}
+
 /**
  * The skeleton worker to copy, like the original's `WorkerTemplate`: it logs a line every
- * `intervalMs` (default 5 s) and logs every message it gets.
+ * `intervalMs` (default 5 s) and logs every message it gets. Copy this class, rename it, and
+ * replace the bodies of `onMessage` and `onWork`; every line says why it is there.
+ *
+ * What a worker may rely on (the node guarantees it): `onMessage`, `onWork`, `onAttach` and
+ * `onClose` are never called concurrently, so private fields need no locks; messages come in
+ * arrival order; `this.context` (the node's send, clock, randomness, log and the worker's own
+ * storage) is there from `onAttach` on. What it must do in return: return quickly (the node
+ * runs every worker in turn) and never block; do slow work (I/O, a fetch) with Promises and
+ * carry on when they settle.
  *
  * @example
  * ```ts
@@ -208,32 +222,59 @@ export abstract class WorkerBase implements Worker {
  * ```
  */
 export class TemplateWorker extends WorkerBase {
+  // Private state: `#` fields cannot be reached from outside, so the only way to change them
+  // is a message. That is the whole model: state private to one worker, changed by messages.
   readonly #intervalMs: number;
+  // Time since the last tick: onWork is told the elapsed time, so a worker never reads the
+  // clock to pace itself, and the simulator's virtual time paces it the same way.
   #sinceLastMs = 0;
+  // What it has done, shown through the `handled` getter below.
   #handled = 0;
 
-  constructor(guid: string, options: WorkerBaseOptions & { intervalMs?: number } = {}) {
+  constructor(guid: string, options: TemplateWorkerOptions = {}) {
+    // WorkerBase checks the GUID and keeps the bounded message queue (queueLimit).
     super(guid, options);
-    this.#intervalMs = options.intervalMs ?? 5000;
+    // Check options here, where the mistake is made, not later inside a tick: a bad value is
+    // a RangeError naming the option.
+    const intervalMs = options.intervalMs ?? 5000;
+    if (!(intervalMs >= 0)) {
+      throw new RangeError(`Cannot create worker: intervalMs ${intervalMs} is not a duration`);
+    }
+    this.#intervalMs = intervalMs;
   }
 
   /** How many messages it has handled. */
   get handled(): number {
+    // Read-only views of the state, for tests and state pages; never a setter.
     return this.#handled;
   }
 
   protected override onMessage(message: MapMessage): void {
     // Your worker's reaction to a command goes here; its state stays in its own fields.
+    // `message.message.command` names the command by convention (the original's workers use
+    // `command=set`, `get`…); `message.source` is who to answer, `message.data` the payload.
     this.#handled++;
+    // Structured logs: an event name plus fields, never a formatted sentence, so that the
+    // simulator's log and the program's JSON lines can be searched.
     this.context.log.log("info", "worker.message", {
       worker: this.guid,
       from: message.source,
       command: message.message.command ?? "",
     });
+    // To answer, send to the source (when there is one) with a `…Return` command, e.g.:
+    //   this.send({ destination: message.source, source: this.guid,
+    //     message: { command: "pingReturn" } });
+    // Never answer a message whose command is itself an answer (`…Return`, `…Reply`, `error`):
+    // two workers that do not understand each other would bounce errors forever.
+    // Do not throw: the node would catch it and count a worker error, but the sender would get
+    // no answer. Log bad input and answer it with an error instead.
   }
 
   protected override onWork(elapsedMs: number): void {
     // Periodic work goes here: keep it short, the node calls every worker in turn.
+    // The node calls onWork every `workerTickMs` (100 ms by default); accumulate the elapsed
+    // time and act once a period has passed. (For work at exact times, schedule it with
+    // `this.context.clock.schedule`, as the scheduler worker does.)
     this.#sinceLastMs += elapsedMs;
     if (this.#sinceLastMs < this.#intervalMs) return;
     this.#sinceLastMs = 0;
@@ -242,6 +283,11 @@ export class TemplateWorker extends WorkerBase {
       ageMs: Math.round(this.age()),
     });
   }
+
+  // Two more hooks exist, both optional: `onAttach()` runs once the node has attached the
+  // worker (load state from `this.context.storage` there, start timers), and `onClose()` once
+  // it is detached or its node closes (cancel timers there). Promises that settle after close
+  // must check `this.attached` before touching the context.
 }
 
 /**

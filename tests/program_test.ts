@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  DEFAULT_CAMERA_URL,
+  exampleWorkerKinds,
   parseProgramArgs,
   type ProgramEnvironment,
   type ProgramOptions,
@@ -12,6 +14,13 @@ import {
   UsageError,
 } from "../adapters/program.ts";
 import { Simulation } from "../sim/simulation.ts";
+import { RecordingWorker } from "../sim/cluster.ts";
+import { MemoryStorage, type Storage } from "../src/storage.ts";
+import type { FetchImage } from "../src/workers/camera.ts";
+import { KeyValueStoreWorker } from "../src/workers/kv.ts";
+import type { IPCameraWorker } from "../src/workers/camera.ts";
+import { SchedulerWorker } from "../src/workers/scheduler.ts";
+import { EchoWorker, TemplateWorker } from "../src/worker.ts";
 
 test("program flags: the defaults make a loopback node", () => {
   const options = parseProgramArgs([]) as ProgramOptions;
@@ -209,4 +218,252 @@ test("the program starts a keyed node when given a key file", async () => {
   assert.equal(program!.node.state().authenticated, true);
   assert.ok(printed.some((line) => /started .* key=set/.test(line)), printed.join("\n"));
   await program!.stop();
+});
+
+test("program flags: the example workers, --data-dir and the camera flags", () => {
+  const options = parseProgramArgs([
+    "--worker",
+    "kv:Store7",
+    "--worker",
+    "camera:Cam1@http://127.0.0.1:8081/still.png",
+    "--worker=camera:Cam2",
+    "--worker",
+    "scheduler:Sched1",
+    "--worker",
+    "echo:E1",
+    "--data-dir",
+    "/var/lib/automp",
+    "--camera-store",
+    "Store9",
+    "--camera-interval-ms=500",
+    "--camera-timeout-ms",
+    "300",
+  ]) as ProgramOptions;
+  assert.deepEqual(options.workers, [
+    { kind: "kv", guid: "Store7", argument: undefined },
+    { kind: "camera", guid: "Cam1", argument: "http://127.0.0.1:8081/still.png" },
+    { kind: "camera", guid: "Cam2", argument: undefined },
+    { kind: "scheduler", guid: "Sched1", argument: undefined },
+    { kind: "echo", guid: "E1", argument: undefined },
+  ]);
+  assert.equal(options.dataDir, "/var/lib/automp");
+  assert.equal(options.cameraStore, "Store9");
+  assert.equal(options.cameraIntervalMs, 500);
+  assert.equal(options.cameraTimeoutMs, 300);
+  const defaults = parseProgramArgs([]) as ProgramOptions;
+  assert.equal(defaults.dataDir, undefined);
+  assert.equal(defaults.cameraIntervalMs, 2000);
+  const cases: Array<[string[], RegExp]> = [
+    [["--worker", "echo:E1@http://127.0.0.1/x"], /only a camera takes an @URL/],
+    [["--worker", "camera:C1@ftp://127.0.0.1/x"], /http:\/\/ or https:\/\//],
+    [["--worker", "kv:S1", "--worker", "echo:S1"], /given twice/],
+    [["--data-dir="], /path is empty/],
+    [["--camera-store", ""], /GUID is empty/],
+    [["--camera-interval-ms", "5"], /10\.\.86400000/],
+    [["--camera-timeout-ms", "soon"], /10\.\.86400000/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseProgramArgs(args), (error: unknown) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.match((error as Error).message, message);
+      return true;
+    });
+  }
+});
+
+test("the worker kinds registry makes every example worker from a GUID and text parameters", () => {
+  const fetchImage: FetchImage = () => Promise.resolve(new Uint8Array([1]));
+  const kinds = exampleWorkerKinds({ fetchImage, cameraStore: "StoreX", cameraIntervalMs: 700 });
+  assert.deepEqual([...kinds.keys()], ["template", "echo", "kv", "camera", "scheduler"]);
+  assert.ok(kinds.get("template")!("T1", { intervalMs: "1000" }) instanceof TemplateWorker);
+  assert.ok(kinds.get("echo")!("E1", {}) instanceof EchoWorker);
+  assert.ok(kinds.get("kv")!("K1", { maxValueBytes: "1024" }) instanceof KeyValueStoreWorker);
+  const camera = kinds.get("camera")!("C1", {}) as IPCameraWorker;
+  assert.equal(camera.url, DEFAULT_CAMERA_URL);
+  assert.equal(camera.store, "StoreX", "the environment's store by default");
+  const other = kinds.get("camera")!("C2", { url: "http://127.0.0.1:1/a.png", store: "S2" });
+  assert.equal((other as IPCameraWorker).store, "S2");
+  const scheduler = kinds.get("scheduler")!("S1", {
+    entries: JSON.stringify([
+      { id: "a", destination: "K1", message: { command: "get", key: "k" }, everyMs: 1000 },
+      { id: "b", destination: "K1", message: { command: "set", key: "k" }, at: 5, data: "AQI=" },
+    ]),
+  });
+  assert.ok(scheduler instanceof SchedulerWorker);
+  assert.throws(() => kinds.get("kv")!("K2", { colour: "blue" }), /unknown parameter "colour"/);
+  assert.throws(() => kinds.get("template")!("T2", { intervalMs: "-1" }), /not a whole number/);
+  assert.throws(() => kinds.get("scheduler")!("S2", { entries: "{" }), /not JSON/);
+  assert.throws(
+    () => kinds.get("scheduler")!("S3", { entries: JSON.stringify([{ id: "x" }]) }),
+    /no destination/,
+  );
+});
+
+/** A program environment on a simulated host, recording what it prints. */
+function simEnvironment(seed: number, extra: Partial<ProgramEnvironment> = {}) {
+  const sim = new Simulation({ seed });
+  const host = sim.addHost("h", (platform) => platform);
+  const printed: string[] = [];
+  const env: ProgramEnvironment = {
+    runtime: "sim",
+    platform: host.app!,
+    subnetBroadcast: () => "10.0.255.255",
+    serve: () => Promise.resolve({ port: 8800, close() {} }),
+    onSignal() {},
+    print: (line) => printed.push(line),
+    printError: (line) => printed.push(line),
+    exit() {},
+    ...extra,
+  };
+  return { sim, host, env, printed };
+}
+
+/** Runs virtual time while `promise` (which may wait for real I/O) settles. */
+async function drive<T>(sim: Simulation, promise: Promise<T>, stepMs = 10): Promise<T> {
+  let settled = false;
+  // Observed at once, so that a rejection is not reported as unhandled while time runs.
+  const outcome = promise.then(
+    (value) => ({ value, error: undefined, failed: false }),
+    (error: unknown) => ({ value: undefined, error, failed: true }),
+  ).finally(() => (settled = true));
+  for (let i = 0; i < 2000 && !settled; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    sim.run(stepMs);
+  }
+  const result = await outcome;
+  if (result.failed) throw result.error;
+  return result.value as T;
+}
+
+/** Runs virtual time in steps, letting promise callbacks (storage, fetches) run between them. */
+async function advance(sim: Simulation, ms: number, stepMs = 10): Promise<void> {
+  for (let doneMs = 0; doneMs < ms; doneMs += stepMs) {
+    sim.run(stepMs);
+    for (let i = 0; i < 50; i++) await Promise.resolve();
+  }
+}
+
+test("the program runs the example workers: a camera feeds the first kv store, kept in --data-dir", async () => {
+  const opened: string[] = [];
+  let closed = 0;
+  const storage = new MemoryStorage();
+  const fetches: string[] = [];
+  const { sim, host, env, printed } = simEnvironment(7, {
+    openStorage: (dir) => {
+      opened.push(dir);
+      const view: Storage = {
+        get: (key) => storage.get(key),
+        put: (key, value) => storage.put(key, value),
+        delete: (key) => storage.delete(key),
+        list: (prefix) => storage.list(prefix),
+        batch: (ops) => storage.batch(ops),
+        close: () => (closed++, Promise.resolve()),
+      };
+      return Promise.resolve(view);
+    },
+    fetchImage: (url) => {
+      fetches.push(url);
+      return Promise.resolve(new Uint8Array([0x89, 0x50, 0x4e, 0x47]));
+    },
+  });
+  const options = parseProgramArgs([
+    "--host",
+    host.address,
+    "--data-dir",
+    "/srv/automp",
+    "--worker",
+    "kv:Photos",
+    "--worker",
+    "kv:Other",
+    "--worker",
+    "camera:Cam1@http://127.0.0.1:8081/still.png",
+    "--worker",
+    "scheduler:Sched1",
+    "--worker",
+    "template:T1",
+    "--camera-interval-ms",
+    "1000",
+  ]) as ProgramOptions;
+  const program = await drive(sim, startProgram(options, env));
+  assert.deepEqual(opened, ["/srv/automp"]);
+  assert.ok(
+    printed.some((line) => /started .*storage=\/srv\/automp/.test(line)),
+    printed.join("\n"),
+  );
+  await advance(sim, 2500);
+  assert.deepEqual(fetches, Array(3).fill("http://127.0.0.1:8081/still.png"));
+  const photos = program.node.worker("Photos") as KeyValueStoreWorker;
+  assert.equal(photos.size, 3, "the first kv worker is the camera's store");
+  assert.equal((program.node.worker("Other") as KeyValueStoreWorker).size, 0);
+  assert.equal((await storage.list("workers/Photos/v/image-")).length, 3);
+  assert.ok(program.node.worker("Sched1") instanceof SchedulerWorker);
+  assert.ok(program.node.worker("T1") instanceof TemplateWorker);
+  await program.stop();
+  assert.equal(closed, 1, "the program closes the storage it opened");
+});
+
+test("without --data-dir the workers keep their state in memory, and a bad --data-dir is a usage error", async () => {
+  const { sim, host, env, printed } = simEnvironment(8, {
+    openStorage: () => Promise.reject(new Error("permission denied")),
+  });
+  const memory = parseProgramArgs(["--host", host.address, "--worker", "kv:S1"]) as ProgramOptions;
+  const program = await drive(sim, startProgram(memory, env));
+  assert.ok(printed.some((line) => /started .*storage=memory/.test(line)), printed.join("\n"));
+  await program.stop();
+  const bad = parseProgramArgs(["--host", host.address, "--data-dir", "/nope"]) as ProgramOptions;
+  await assert.rejects(
+    drive(sim, startProgram(bad, env)),
+    (error: unknown) =>
+      error instanceof UsageError && /Cannot use --data-dir \/nope: permission denied/.test(
+        error.message,
+      ),
+  );
+});
+
+test("with --data-dir on the file storage, a restarted program's kv store answers what it held", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "automp-program-"));
+  try {
+    const run = async (seed: number) => {
+      const { sim, host, env } = simEnvironment(seed);
+      const options = parseProgramArgs([
+        "--host",
+        host.address,
+        "--data-dir",
+        dir,
+        "--worker",
+        "kv:Store0001",
+      ]) as ProgramOptions;
+      const program = await drive(sim, startProgram(options, env));
+      const client = new RecordingWorker("Client");
+      program.node.attachWorker(client);
+      const ask = (fields: Record<string, string>, data?: Uint8Array) =>
+        program.node.send({
+          destination: "Store0001",
+          source: "Client",
+          message: fields,
+          ...(data ? { data } : {}),
+        });
+      // The file storage answers after real I/O: wait for it in real time, bounded.
+      const waitFor = async (what: string, predicate: () => boolean) => {
+        for (let i = 0; i < 500 && !predicate(); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          sim.run(5);
+        }
+        assert.ok(predicate(), `timed out waiting for ${what}`);
+      };
+      return { program, client, ask, waitFor };
+    };
+    const first = await run(9);
+    first.ask({ command: "set", key: "color", ack: "true" }, new TextEncoder().encode("teal"));
+    await first.waitFor("the acknowledgement", () => first.client.received.length === 1);
+    assert.equal(first.client.received[0].message.ok, "true");
+    await first.program.stop();
+    const second = await run(10);
+    second.ask({ command: "get", key: "color" });
+    await second.waitFor("the answer", () => second.client.received.length === 1);
+    assert.equal(second.client.received[0].message.value, "teal");
+    await second.program.stop();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
