@@ -24,6 +24,10 @@ export * from "./src/events.ts";
 export * from "./src/system.ts";
 export * from "./src/storage.ts";
 export * from "./src/worker.ts";
+export * from "./src/workers/kv.ts";
+export * from "./src/workers/camera.ts";
+export * from "./src/workers/scheduler.ts";
+export * from "./src/placement.ts";
 export * from "./src/node.ts";
 
 import { createSimCluster, workerGuid } from "./sim/cluster.ts";

@@ -27,6 +27,13 @@ export interface SimClusterOptions extends SimulationOptions {
   readonly workers?: boolean;
   /** Node options applied to every node (guid, listen and discovery are set per node). */
   readonly node?: Partial<NodeOptions>;
+  /** Further node options per node (kinds to host, storage…), merged over `node`. */
+  readonly nodeOptionsOf?: (
+    guid: string,
+    index: number,
+    host: SimHost,
+    sim: Simulation,
+  ) => Partial<NodeOptions>;
   /** GUID of node `index`; default `N` + index padded to 4 digits. */
   readonly guidOf?: (index: number) => string;
 }
@@ -62,7 +69,7 @@ export function workerGuid(index: number): string {
  * ```
  */
 export function createSimCluster(options: SimClusterOptions): SimCluster {
-  const { nodes, workers = true, node: nodeOptions = {}, guidOf } = options;
+  const { nodes, workers = true, node: nodeOptions = {}, guidOf, nodeOptionsOf } = options;
   if (!Number.isInteger(nodes) || nodes < 1 || nodes > 5000) {
     throw new RangeError(`Cannot create cluster of ${nodes} nodes: need an integer in 1..5000`);
   }
@@ -75,6 +82,7 @@ export function createSimCluster(options: SimClusterOptions): SimCluster {
       sim.addHost(`n${index}`, (platform, host) => {
         const node = new AutoMpiNode(platform, {
           ...nodeOptions,
+          ...nodeOptionsOf?.(guid(index), index, host, sim),
           guid: guid(index),
           listen: { host: host.address, port: 8888 },
           discovery: nodeOptions.discovery === false ? false : { broadcastAddress },

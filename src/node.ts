@@ -45,6 +45,15 @@ import {
   SystemField,
   SystemKind,
 } from "./system.ts";
+import {
+  Placement,
+  PLACEMENT_SERVICE,
+  type PlacementEvents,
+  type PlacementOptions,
+  type PlacementState,
+  type SpawnOptions,
+  type WorkerFactory,
+} from "./placement.ts";
 import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
@@ -133,7 +142,19 @@ export interface NodeOptions {
    * The node never closes it: whoever made it does.
    */
   readonly storage?: Storage;
+  /**
+   * The placement layer: the worker kinds this node hosts and how it chooses hosts when it
+   * spawns (see {@link AutoMpiNode.spawn}). Every node takes part in placement; without
+   * kinds it hosts nothing placed but can still spawn elsewhere.
+   */
+  readonly placement?: PlacementOptions;
 }
+
+/**
+ * The message field naming the node service a node-addressed message is for: such messages go
+ * to the handler registered with {@link AutoMpiNode.handleService} and to no other handler.
+ */
+export const SERVICE_FIELD = "automp.service";
 
 /** Where a received message came from. */
 export interface MessageInfo {
@@ -185,6 +206,10 @@ export interface NodeEvents {
   "location-removed": { worker: string; node: string };
   "worker-attached": { worker: string };
   "worker-detached": { worker: string };
+  /** This node chose a host for a spawned worker (a spawn, or its host was lost). */
+  "worker-placed": PlacementEvents["worker-placed"];
+  /** A spawned worker placed on this node could not be started here. */
+  "spawn-failed": PlacementEvents["spawn-failed"];
   closed: Record<string, never>;
 }
 
@@ -237,6 +262,8 @@ export interface NodeStats {
   replaysDropped: number;
   /** Connections refused at the link or pending-handshake limit. */
   connectionsRefused: number;
+  /** Node-addressed messages for a service no one registered here (see `handleService`). */
+  unknownService: number;
 }
 
 /** The limits a node enforces, as its state snapshot shows them. */
@@ -270,6 +297,8 @@ export interface NodeState {
   readonly stats: Readonly<NodeStats>;
   /** The limits this node enforces. */
   readonly limits: Readonly<NodeLimits>;
+  /** The placement table as this node sees it, with each node's load. */
+  readonly placement: PlacementState;
 }
 
 interface Peer {
@@ -466,6 +495,11 @@ export class AutoMpiNode {
   readonly #legacy: boolean;
   readonly #events: Emitter<NodeEvents>;
   readonly #handlers: MessageHandler[] = [];
+  readonly #services = new Map<string, MessageHandler>();
+  readonly #serviceMisses = new Map<
+    string,
+    (message: MapMessage, reason: UndeliverableReason) => void
+  >();
   readonly #peers = new Map<string, Peer>();
   readonly #links = new Map<string, Connection>();
   readonly #connections = new Set<Connection>();
@@ -504,6 +538,7 @@ export class AutoMpiNode {
     authFailures: 0,
     replaysDropped: 0,
     connectionsRefused: 0,
+    unknownService: 0,
   };
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
@@ -514,6 +549,7 @@ export class AutoMpiNode {
   /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
   readonly #key: ClusterKey | undefined;
   readonly #storage: Storage;
+  readonly #placement: Placement;
   readonly #heartbeatSequences = new HeartbeatSequences();
   /** The number of our last signed heartbeat. */
   #heartbeatSequence = 0;
@@ -614,6 +650,82 @@ export class AutoMpiNode {
       this.#platform.log.log("error", "listener.error", { event: type, error: String(error) });
     });
     if (options.onMessage) this.onMessage(options.onMessage);
+    this.#placement = new Placement({
+      guid: this.guid,
+      clock: platform.clock,
+      log: platform.log,
+      silenceMs: this.#silenceMs,
+      send: (message) => this.send(message),
+      attachWorker: (worker) => this.#attach(worker),
+      detachWorker: (guid) => this.#detachWorker(guid),
+      hasWorker: (guid) => this.#workers.has(guid),
+      locate: (guid) => this.locate(guid),
+      isLinked: (peer) => this.#links.has(peer),
+      linkedPeers: () => (this.#legacy ? [] : [...this.#links.keys()]),
+      lastHeardMs: (peer) => {
+        const heard = this.#peers.get(peer)?.lastHeardMs;
+        const link = this.#links.get(peer)?.lastReceivedMs;
+        return heard === undefined ? link : Math.max(heard, link ?? heard);
+      },
+      emit: (type, event) => this.#events.emit(type, event as never),
+    }, options.placement);
+    this.handleService(
+      PLACEMENT_SERVICE,
+      (message, info) => this.#placement.receive(message, info.fromNode),
+      (message, reason) => this.#placement.undelivered(message.destination, reason),
+    );
+    // The original's nodes would take placement traffic for user messages: in its protocol
+    // placement stays local (spawns land on this node).
+    if (!this.#legacy) this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+    this.#events.on("link-down", ({ peer }) => {
+      if (!this.#links.has(peer)) this.#placement.linkDown(peer);
+    });
+  }
+
+  /**
+   * Registers a worker kind this node can host: spawns from any node may now place workers of
+   * that kind here. `factory(guid, params)` makes one.
+   */
+  registerKind(kind: string, factory: WorkerFactory): void {
+    this.#placement.registerKind(kind, factory);
+  }
+
+  /**
+   * Spawns a worker of `kind` on a node chosen by the placement strategy (least loaded by
+   * default) among this node and its linked peers that host the kind, and returns that node's
+   * GUID. Every linked node learns the choice; if the host is lost, the worker is placed again
+   * on a live node. Throws if the GUID is placed already or no node hosts the kind.
+   *
+   * @example
+   * ```ts
+   * import { AutoMpiNode } from "./node.ts";
+   * import { EchoWorker } from "./worker.ts";
+   * import type { Platform } from "./platform.ts";
+   *
+   * // Every node that can host echo workers registers the kind (here, from the start).
+   * export function startEchoHost(platform: Platform): AutoMpiNode {
+   *   const node = new AutoMpiNode(platform, {
+   *     placement: { kinds: { echo: (guid) => new EchoWorker(guid) } },
+   *   });
+   *   node.start();
+   *   return node;
+   * }
+   * // Then, on any node of the cluster, hosting echo workers or not:
+   * export const place = (node: AutoMpiNode) => node.spawn("echo", "echo-1"); // the host's GUID
+   * ```
+   */
+  spawn(kind: string, guid: string, options?: SpawnOptions): string {
+    return this.#placement.spawn(kind, guid, options);
+  }
+
+  /** Stops a spawned worker wherever it runs; returns whether it was placed. */
+  stopWorker(guid: string): boolean {
+    return this.#placement.stop(guid);
+  }
+
+  /** The placement layer: where spawned workers run, each node's load. */
+  get placement(): Placement {
+    return this.#placement;
   }
 
   // ---- public API --------------------------------------------------------------------------------
@@ -631,6 +743,36 @@ export class AutoMpiNode {
   /** Listens to a lifecycle event; returns a function that stops listening. */
   on<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): Unsubscribe {
     return this.#events.on(type, listener);
+  }
+
+  /**
+   * Registers the handler of a node service (placement, say): node-addressed messages whose
+   * {@link SERVICE_FIELD} names it go to `handler` alone, not to {@link onMessage} handlers;
+   * those naming a service nobody registered are counted (`stats.unknownService`) and dropped.
+   * Messages of the service that cannot be delivered are reported to `onUndeliverable`
+   * instead of the node's `undeliverable` event. Returns a function that unregisters it.
+   */
+  handleService(
+    name: string,
+    handler: MessageHandler,
+    onUndeliverable?: (message: MapMessage, reason: UndeliverableReason) => void,
+  ): Unsubscribe {
+    if (typeof name !== "string" || name === "") {
+      throw new TypeError("Cannot register service: name must be a non-empty string");
+    }
+    if (typeof handler !== "function") {
+      throw new TypeError(`Cannot register service "${name}": handler is not a function`);
+    }
+    if (this.#services.has(name)) {
+      throw new Error(`Cannot register service "${name}": it is already registered`);
+    }
+    this.#services.set(name, handler);
+    if (onUndeliverable !== undefined) this.#serviceMisses.set(name, onUndeliverable);
+    return () => {
+      if (this.#services.get(name) !== handler) return;
+      this.#services.delete(name);
+      this.#serviceMisses.delete(name);
+    };
   }
 
   /** Adds an external message handler; returns a function that removes it. */
@@ -659,6 +801,10 @@ export class AutoMpiNode {
 
   /** Attaches a worker: it starts getting messages, and every linked node learns where it is. */
   attachWorker(worker: Worker): void {
+    this.#attach(worker);
+  }
+
+  #attach(worker: Worker): void {
     if (
       worker === null || typeof worker !== "object" || typeof worker.guid !== "string" ||
       !worker.guid
@@ -693,6 +839,12 @@ export class AutoMpiNode {
 
   /** Detaches and closes a worker; linked nodes forget its location. Returns whether it was here. */
   detachWorker(guid: string): boolean {
+    // A spawned worker is stopped cluster-wide; otherwise its entry would start it again.
+    if (this.#placement.runs(guid)) return this.#placement.stop(guid);
+    return this.#detachWorker(guid);
+  }
+
+  #detachWorker(guid: string): boolean {
     const entry = this.#workers.get(guid);
     if (!entry) return false;
     this.#workers.delete(guid);
@@ -833,6 +985,7 @@ export class AutoMpiNode {
         handshakeTimeoutMs: this.#handshakeTimeoutMs,
         silenceMs: this.#silenceMs,
       },
+      placement: this.#placement.state(),
     };
   }
 
@@ -880,6 +1033,7 @@ export class AutoMpiNode {
     }
     this.#listener?.close();
     this.#socket?.close();
+    this.#placement.close();
     for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
     this.#workers.clear();
     this.#pendingWorkers.clear();
@@ -1744,11 +1898,22 @@ export class AutoMpiNode {
     if (hosted === undefined) return;
     this.#hosted.delete(peerGuid);
     for (const worker of hosted) {
-      if (this.#locations.get(worker) === peerGuid) {
-        this.#locations.delete(worker);
-        this.#events.emit("location-removed", { worker, node: peerGuid });
+      if (this.#locations.get(worker) === peerGuid) this.#relocate(worker, peerGuid);
+    }
+  }
+
+  /** `gone` no longer hosts `worker`: route to another node that said it does, if any. */
+  #relocate(worker: string, gone: string): void {
+    for (const [node, hosted] of this.#hosted) {
+      if (node !== gone && hosted.has(worker)) {
+        this.#locations.set(worker, node);
+        this.#events.emit("location-removed", { worker, node: gone });
+        this.#events.emit("location-added", { worker, node });
+        return;
       }
     }
+    this.#locations.delete(worker);
+    this.#events.emit("location-removed", { worker, node: gone });
   }
 
   /** Unhooks a connection from its peer's or seed's pending dial. */
@@ -2170,13 +2335,13 @@ export class AutoMpiNode {
         if (this.#workers.has(worker)) {
           this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
         }
-        const previous = this.#locations.get(worker);
-        if (previous === node) return;
-        if (previous !== undefined) this.#hosted.get(previous)?.delete(worker);
-        this.#locations.set(worker, node);
+        // The previous host keeps its claim: two nodes can run the same worker for a while (a
+        // placement settling after a partition), and when one stops, the other is still there.
         let hosted = this.#hosted.get(node);
         if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
         hosted.add(worker);
+        if (this.#locations.get(worker) === node) return;
+        this.#locations.set(worker, node);
         this.#events.emit("location-added", { worker, node });
         return;
       }
@@ -2184,10 +2349,8 @@ export class AutoMpiNode {
         const node = fields[SystemField.NodeGuid];
         const worker = fields[SystemField.WorkerGuid];
         if (connection === undefined || node !== connection.peerGuid || !worker) return;
-        if (this.#locations.get(worker) !== node) return;
-        this.#locations.delete(worker);
         this.#hosted.get(node)?.delete(worker);
-        this.#events.emit("location-removed", { worker, node });
+        if (this.#locations.get(worker) === node) this.#relocate(worker, node);
         return;
       }
       case SystemKind.PeerList: {
@@ -2298,6 +2461,25 @@ export class AutoMpiNode {
   }
 
   #toHandlers(message: MapMessage, info: MessageInfo): void {
+    const service = message.message[SERVICE_FIELD];
+    if (service !== undefined) {
+      const handler = this.#services.get(service);
+      if (handler === undefined) {
+        this.#stats.unknownService++;
+        this.#platform.log.log("debug", "service.unknown", {
+          service,
+          from: info.fromNode ?? this.guid,
+        });
+        return;
+      }
+      try {
+        handler(message, info);
+      } catch (error) {
+        this.#stats.listenerErrors++;
+        this.#platform.log.log("error", "service.error", { service, error: String(error) });
+      }
+      return;
+    }
     for (const handler of [...this.#handlers]) {
       try {
         handler(message, info);
@@ -2314,6 +2496,20 @@ export class AutoMpiNode {
       destination: message.destination,
       reason,
     });
+    const service = message.message[SERVICE_FIELD];
+    if (service !== undefined) {
+      // A service's own traffic is its business: it hears of the miss, the user's listeners do not.
+      const onMiss = this.#serviceMisses.get(service);
+      if (onMiss !== undefined) {
+        try {
+          onMiss(message, reason);
+        } catch (error) {
+          this.#stats.listenerErrors++;
+          this.#platform.log.log("error", "service.error", { service, error: String(error) });
+        }
+      }
+      return false;
+    }
     this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) });
     return false;
   }
