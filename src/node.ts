@@ -556,6 +556,7 @@ export class AutoMpiNode {
   #helloFrame: Uint8Array | undefined;
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
+  #inWorkerPass = false;
   #workerPassScheduled = false;
   readonly #dirty = new Set<Connection>();
   #flushScheduled = false;
@@ -2529,7 +2530,11 @@ export class AutoMpiNode {
     this.#pendingWorkers.add(worker);
     if (!this.#workerPassScheduled) {
       this.#workerPassScheduled = true;
-      this.#platform.clock.schedule(0, () => this.#workerPass());
+      // Workers handle what arrived as soon as the current callback returns (a reply costs no
+      // timer turn); messages workers send each other during a pass wait for a timer turn, so
+      // workers chatting among themselves cannot starve the node's I/O.
+      if (this.#inWorkerPass) this.#platform.clock.schedule(0, () => this.#workerPass());
+      else this.#platform.clock.defer(() => this.#workerPass());
     }
     return true;
   }
@@ -2538,9 +2543,14 @@ export class AutoMpiNode {
     this.#workerPassScheduled = false;
     const pending = [...this.#pendingWorkers];
     this.#pendingWorkers.clear();
-    for (const worker of pending) {
-      if (this.#workers.get(worker.guid)?.worker !== worker) continue;
-      this.#safeWorker(worker, () => worker.processMessages());
+    this.#inWorkerPass = true;
+    try {
+      for (const worker of pending) {
+        if (this.#workers.get(worker.guid)?.worker !== worker) continue;
+        this.#safeWorker(worker, () => worker.processMessages());
+      }
+    } finally {
+      this.#inWorkerPass = false;
     }
   }
 
