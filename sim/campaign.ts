@@ -11,7 +11,10 @@
  *   destination host crashed afterwards are exempt: a crash loses a process's memory);
  * - after a final heal and a settle time: every live node links every other live node, every
  *   live worker's location is known everywhere, and no link refers to a dead incarnation;
- * - no uncaught exception; worker queues and link buffers stay within their bounds.
+ * - no uncaught exception; worker queues and link buffers stay within their bounds;
+ * - placement: after the settle every node holds the same placement table, every placed worker
+ *   runs on exactly one node (the one the table names, a live one), a stopped one nowhere, and
+ *   every spawn is in the table (unless its spawner crashed before anyone else heard of it).
  *
  * @module
  */
@@ -84,7 +87,11 @@ export type Traffic =
     readonly count: number;
   }
   | { readonly atMs: number; readonly kind: "detach"; readonly node: number }
-  | { readonly atMs: number; readonly kind: "attach"; readonly node: number };
+  | { readonly atMs: number; readonly kind: "attach"; readonly node: number }
+  /** `count` workers of kind "probe" spawned from `from` (placed by the default strategy). */
+  | { readonly atMs: number; readonly kind: "spawn"; readonly from: number; readonly count: number }
+  /** Stops the spawned worker number `which` (modulo those spawned so far) from `from`. */
+  | { readonly atMs: number; readonly kind: "stop"; readonly from: number; readonly which: number };
 
 /** A whole campaign: everything a run depends on. */
 export interface Campaign {
@@ -124,6 +131,11 @@ export const CAMPAIGN_NODE_OPTIONS: Partial<NodeOptions> = {
 
 const WORKER_QUEUE_LIMIT = 1000;
 
+/** What campaigns spawn: a worker that does nothing, so only placement is under test. */
+class ProbeWorker extends WorkerBase {
+  protected override onMessage(): void {}
+}
+
 class CampaignWorker extends WorkerBase {
   constructor(guid: string, readonly onReceive: (message: MapMessage) => void) {
     super(guid, { queueLimit: WORKER_QUEUE_LIMIT });
@@ -153,9 +165,10 @@ export function runCampaign(
     traceLimit?: number;
     /**
      * Sabotage, to prove the checker can fail: `"duplicate"` hands one message to its worker
-     * twice, `"drop"` swallows one without a report.
+     * twice, `"drop"` swallows one without a report, `"twin"` starts a second copy of a placed
+     * worker after the settle.
      */
-    plant?: "duplicate" | "drop";
+    plant?: "duplicate" | "drop" | "twin";
   } = {},
 ): CampaignResult {
   checkCampaign(campaign);
@@ -176,6 +189,8 @@ export function runCampaign(
   const seqOf = new Map<string, number>();
   const attached = new Set<number>();
   let nextId = 0;
+  /** Spawned probes: GUID → spawner and when. */
+  const spawned = new Map<string, { from: number; atMs: number }>();
 
   let planted = false;
   const onReceive = (node: number) => (message: MapMessage) => {
@@ -217,6 +232,7 @@ export function runCampaign(
         guid: guidOf(node),
         listen: { host: host.address, port: 8888 },
         discovery: { broadcastAddress: "10.0.255.255" },
+        placement: { kinds: { probe: (guid) => new ProbeWorker(guid) } },
       });
       instance.on("undeliverable", ({ message }) => {
         const id = message.message.id;
@@ -303,6 +319,17 @@ export function runCampaign(
             message: { id, seq: String(seq) },
           });
         }
+      } else if (item.kind === "spawn") {
+        if (!live(item.from) || hosts[item.from].state === "paused") return;
+        for (let i = 0; i < item.count; i++) {
+          const guid = `P${spawned.size}`;
+          spawned.set(guid, { from: item.from, atMs: sim.now });
+          hosts[item.from].app!.spawn("probe", guid);
+        }
+      } else if (item.kind === "stop") {
+        if (!live(item.from) || hosts[item.from].state === "paused" || spawned.size === 0) return;
+        const guid = `P${item.which % spawned.size}`;
+        hosts[item.from].app!.stopWorker(guid);
       } else if (item.kind === "detach") {
         if (live(item.node)) hosts[item.node].app!.detachWorker(workerOf(item.node));
         attached.delete(item.node);
@@ -380,6 +407,45 @@ export function runCampaign(
     }
   }
 
+  // Placement: one table everywhere, each placed worker running exactly where it says.
+  const tableOf = (node: AutoMpiNode) =>
+    node.placement.placed().map((r) => `${r.guid}@${r.host}`).sort().join(",");
+  const table = tableOf(nodes[0]);
+  for (const node of nodes) {
+    if (tableOf(node) !== table) {
+      violations.push(
+        `after settle: ${node.guid}'s placement table differs from ${nodes[0].guid}'s`,
+      );
+    }
+  }
+  if (options.plant === "twin") {
+    const victim = nodes[0].placement.placed()[0];
+    const elsewhere = nodes.find((node) => node.guid !== victim?.host);
+    if (victim && elsewhere) elsewhere.attachWorker(new ProbeWorker(victim.guid));
+  }
+  // Every attached worker counts, placed through placement or not: a copy is a copy.
+  const runningOn = new Map<string, string[]>();
+  for (const node of nodes) {
+    for (const { guid } of node.state().workers) {
+      if (!spawned.has(guid)) continue;
+      runningOn.set(guid, [...(runningOn.get(guid) ?? []), node.guid]);
+    }
+  }
+  for (const [guid, { from, atMs }] of spawned) {
+    const entry = nodes[0].placement.entry(guid);
+    const on = runningOn.get(guid) ?? [];
+    if (entry === undefined) {
+      const spawnerCrashed = (crashedAtMs.get(from) ?? []).some((t) => t >= atMs);
+      if (!spawnerCrashed) violations.push(`after settle: spawned ${guid} is in no table`);
+    } else if (entry.removed) {
+      if (on.length > 0) violations.push(`after settle: stopped ${guid} runs on ${on.join(" ")}`);
+    } else if (on.length !== 1 || on[0] !== entry.host) {
+      violations.push(
+        `after settle: ${guid} is placed on ${entry.host} but runs on [${on.join(" ")}]`,
+      );
+    }
+  }
+
   // Nothing lost silently.
   let exempt = 0;
   for (const [id, record] of sent) {
@@ -430,6 +496,21 @@ export function checkCampaign(campaign: Campaign): void {
   }
   const nodeOk = (n: unknown) =>
     Number.isInteger(n) && (n as number) >= 0 && (n as number) < campaign.nodes;
+  const trafficKinds = new Set(["send", "detach", "attach", "spawn", "stop"]);
+  for (const item of campaign.traffic ?? []) {
+    if (!trafficKinds.has(item?.kind)) fail(`unknown traffic kind ${JSON.stringify(item?.kind)}`);
+    const count = (item as { count?: unknown }).count;
+    if (
+      count !== undefined &&
+      !(Number.isInteger(count) && (count as number) >= 1 && (count as number) <= 10_000)
+    ) {
+      fail(`${item.kind} count ${count} not in 1..10000`);
+    }
+    const which = (item as { which?: unknown }).which;
+    if (which !== undefined && !(Number.isSafeInteger(which) && (which as number) >= 0)) {
+      fail(`stop which ${which} is not a non-negative integer`);
+    }
+  }
   for (const item of [...(campaign.faults ?? []), ...(campaign.traffic ?? [])]) {
     if (!(item.atMs >= 0 && item.atMs <= campaign.durationMs)) fail(`an event at ${item.atMs} ms`);
     for (const key of ["node", "from", "to", "a", "b"] as const) {
@@ -506,6 +587,24 @@ export function campaignArbitrary(options: CampaignArbitraryOptions = {}): fc.Ar
       },
       { weight: 1, arbitrary: fc.record({ atMs, kind: fc.constant("detach" as const), node }) },
       { weight: 1, arbitrary: fc.record({ atMs, kind: fc.constant("attach" as const), node }) },
+      {
+        weight: 2,
+        arbitrary: fc.record({
+          atMs,
+          kind: fc.constant("spawn" as const),
+          from: node,
+          count: fc.integer({ min: 1, max: 10 }),
+        }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          atMs,
+          kind: fc.constant("stop" as const),
+          from: node,
+          which: fc.nat({ max: 1000 }),
+        }),
+      },
     );
     return fc.record({
       version: fc.constant(1 as const),

@@ -76,8 +76,34 @@ test("the checker catches a duplicate delivery and a silently lost message", () 
   );
 });
 
+test("the checker catches a placed worker running twice, and a crash during a partition places it once", () => {
+  const campaign: Campaign = {
+    version: 1,
+    seed: 4,
+    nodes: 4,
+    durationMs: 4000,
+    settleMs: 4000,
+    latencyMsMin: 1,
+    latencyMsMax: 5,
+    faults: [
+      { atMs: 1500, kind: "partition", a: [0, 1], b: [2, 3] },
+      { atMs: 2500, kind: "crash", node: 3 },
+    ],
+    traffic: [
+      { atMs: 1000, kind: "spawn", from: 0, count: 8 },
+      { atMs: 2000, kind: "spawn", from: 2, count: 4 },
+      { atMs: 3000, kind: "stop", from: 1, which: 2 },
+    ],
+  };
+  assert.deepEqual(runCampaign(campaign).violations, []);
+  assert.match(
+    runCampaign(campaign, { plant: "twin" }).violations.join("\n"),
+    /is placed on N\d but runs on \[N\d N\d\]/,
+  );
+});
+
 // One stored hash, checked by Deno and by Bun: a campaign replays identically on both.
-const STORED = { hash: "1e73582e684d1bb7" };
+const STORED = { hash: "27b4fefffb31f7b4" };
 
 test("a campaign has the stored trace hash on this runtime, and replays from its file", () => {
   const result = runCampaign(SIMULTANEOUS_DIAL);
