@@ -1,23 +1,86 @@
 /**
- * Every benchmark of `bench/`, reported together in one table (or JSON lines with `--json`):
- * the simulator's bare queues and delivery rate (`sim_bench.ts`), whole simulated clusters
- * against that delivery rate (`node_sim_bench.ts`), and two real nodes on loopback beside a raw
- * stream on the same adapter (`real_bench.ts`).
+ * Every benchmark of `bench/`, reported together in one table (or JSON lines with `--json`),
+ * each figure beside a baseline measured in the same run:
  *
- * Run: `deno task bench [--json]`, or `bun run bench/mod.ts [--json]`.
+ * - `codec`: `codec_bench.ts`, the msgpack and JSON codecs beside general-purpose libraries;
+ * - `sim`: `sim_bench.ts`, `node_sim_bench.ts`, `sim_scale_bench.ts`, the simulator's bare
+ *   rates, 100-node clusters, memory per node and a 1,000-node cluster;
+ * - `real`: `real_bench.ts`, two nodes on loopback beside raw streams (one way, request/reply);
+ * - `peer`: `peer_bench.ts` (with `_moleculer_peer.mjs`), Moleculer under Node doing the same,
+ *   and our `real` figures beside it when both ran;
+ * - `discovery`: `discovery_bench.ts`, mesh formation and dropping a killed or frozen node.
+ *
+ * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery]`, or
+ * `bun run bench/mod.ts …`. `--sim-1000-budget-s N` sets the wall-clock budget of the
+ * 1,000-node run (default 20), `--sim-1000-full` runs it until fully meshed (minutes, 6+ GB).
+ * Progress goes to stderr, so `--json` output stays one JSON object per line on stdout.
  *
  * @module
  */
-import { report } from "./_harness.ts";
+import { benchArgs, type BenchRow, flagValue, progress, report } from "./_harness.ts";
+import { codecRows } from "./codec_bench.ts";
 import { simRows } from "./sim_bench.ts";
 import { nodeSimRows } from "./node_sim_bench.ts";
+import { simScaleOptionsFromArgs, simScaleRows } from "./sim_scale_bench.ts";
 import { realRows } from "./real_bench.ts";
+import { peerComparisonRows, peerRows } from "./peer_bench.ts";
+import { discoveryRows } from "./discovery_bench.ts";
 
-/** Runs every bench file's rows; each file's baselines come from this same run. */
-export async function allRows(): Promise<ReturnType<typeof simRows>> {
-  const sim = simRows();
-  const deliveries = sim.find((row) => row.name === "sim_datagram_deliveries")?.value;
-  return [...sim, ...nodeSimRows({ bareDeliveriesPerSecond: deliveries }), ...(await realRows())];
+/** The groups of benchmarks, in the order they run. */
+export const GROUPS = ["codec", "sim", "real", "peer", "discovery"] as const;
+
+/** One group of benchmarks. */
+export type Group = (typeof GROUPS)[number];
+
+/**
+ * The groups `--only a,b` selects (all without it).
+ * @throws {RangeError} If a name is not a group.
+ */
+export function selectedGroups(args: readonly string[]): Set<Group> {
+  const only = flagValue(args, "only");
+  if (only === undefined) return new Set(GROUPS);
+  const names = only.split(",").map((name) => name.trim()).filter(Boolean);
+  for (const name of names) {
+    if (!(GROUPS as readonly string[]).includes(name)) {
+      throw new RangeError(`Cannot select "${name}": the groups are ${GROUPS.join(", ")}`);
+    }
+  }
+  return new Set(names as Group[]);
+}
+
+/** Runs the selected groups' rows; each file's baselines come from this same run. */
+export async function allRows(args: readonly string[] = benchArgs()): Promise<BenchRow[]> {
+  const groups = selectedGroups(args);
+  const rows: BenchRow[] = [];
+  if (groups.has("codec")) {
+    progress("codec");
+    rows.push(...codecRows());
+  }
+  if (groups.has("sim")) {
+    progress("sim: bare queues and deliveries");
+    const sim = simRows();
+    const deliveries = sim.find((row) => row.name === "sim_datagram_deliveries")?.value;
+    progress("sim: 100-node clusters");
+    rows.push(...sim, ...nodeSimRows({ bareDeliveriesPerSecond: deliveries }));
+    rows.push(
+      ...(await simScaleRows({
+        ...simScaleOptionsFromArgs(args),
+        bareDeliveriesPerSecond: deliveries,
+      })),
+    );
+  }
+  let real: BenchRow[] = [];
+  if (groups.has("real")) {
+    progress("real: one way");
+    real = await realRows();
+    rows.push(...real);
+  }
+  if (groups.has("peer")) {
+    const peer = await peerRows();
+    rows.push(...peer, ...peerComparisonRows(real, peer));
+  }
+  if (groups.has("discovery")) rows.push(...(await discoveryRows()));
+  return rows;
 }
 
 if (import.meta.main) report(await allRows());

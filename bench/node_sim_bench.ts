@@ -86,16 +86,16 @@ interface BareHost {
 /**
  * The cluster's traffic without the node: each host's tick broadcasts a heartbeat-sized
  * datagram and writes a keepalive-sized segment on every stream it has not written to for
- * 1.2 s; every pair has one stream, dialled by the lower host.
+ * 1.2 s; every pair has one stream, dialled by the lower host. Returns the simulation, not yet
+ * run (every stream is dialled at time 0).
  */
-function bareTrafficRun(): Run {
-  const startMs = performance.now();
+export function createBareTraffic(nodes: number = NODES): Simulation {
   const sim = new Simulation({ seed: SEED, logLimit: 0 });
   const heartbeat = new Uint8Array(HEARTBEAT_BYTES);
   const keepalive = new Uint8Array(KEEPALIVE_BYTES);
   const broadcast = { host: "10.0.255.255", port: 9999 };
   const hosts = Array.from(
-    { length: NODES },
+    { length: nodes },
     (_, index) =>
       sim.addHost<BareHost>(`h${index}`, (platform, host) => {
         const streams: BareHost["streams"] = [];
@@ -131,9 +131,16 @@ function bareTrafficRun(): Run {
         return { streams, handlers, connect };
       }),
   );
-  for (let a = 0; a < NODES; a++) {
-    for (let b = a + 1; b < NODES; b++) hosts[a].app!.connect(hosts[b].address);
+  for (let a = 0; a < nodes; a++) {
+    for (let b = a + 1; b < nodes; b++) hosts[a].app!.connect(hosts[b].address);
   }
+  return sim;
+}
+
+/** {@link createBareTraffic} of `NODES` hosts for `SIMULATED_MS`. */
+function bareTrafficRun(): Run {
+  const startMs = performance.now();
+  const sim = createBareTraffic();
   sim.run(SIMULATED_MS);
   const wallMs = performance.now() - startMs;
   return { wallMs, events: sim.events, stats: { ...sim.stats } };

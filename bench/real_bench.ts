@@ -1,12 +1,21 @@
 /**
- * Real-socket throughput: two nodes in this process on loopback, a worker on one sending to a
- * worker on the other, beside a raw-socket baseline on the same platform adapter in the same
- * run: small messages (100-byte data) per second and MB/s with 1 MiB data.
+ * Real sockets: two nodes in this process on loopback, beside a raw-socket baseline on the same
+ * platform adapter in the same run.
  *
- * The raw baseline is what a careful hand-written app needs at least: the same frames (4-byte
- * length + payload of the same size) through a bare stream connection, one write per burst of
- * small frames, and a receiver that cuts the byte stream back into whole frames (the same
- * `FrameDecoder`), without any message encoding, routing or worker queue.
+ * One way: a worker on one node sending to a worker on the other, small messages (100-byte
+ * data) per second and MB/s with 1 MiB data. The raw baseline is what a careful hand-written
+ * app needs at least: the same frames (4-byte length + payload of the same size) through a bare
+ * stream connection, one write per burst of small frames, and a receiver that cuts the byte
+ * stream back into whole frames (the same `FrameDecoder`), without any message encoding,
+ * routing or worker queue.
+ *
+ * Request/reply: the application on node A sends a request (100-byte data and an `id`) to an
+ * `EchoWorker` on node B and awaits its reply, which comes back to node A's message handler
+ * (as `broker.call` awaits an action's result in Moleculer). Latency p50/p99 over
+ * `REQREP_SAMPLES` requests one at a time after `REQREP_WARMUP`, the rate of that serial loop,
+ * and the rate with `IN_FLIGHT` requests outstanding. The raw baseline: a bare stream whose
+ * far end writes every whole frame straight back, frames of the request's size, one promise
+ * per request, the same loops.
  *
  * Run: `deno run -A bench/real_bench.ts [--json]`, `bun run bench/real_bench.ts [--json]`
  * (also part of `deno task bench`).
@@ -17,10 +26,17 @@ import { AutoMpiNode } from "../src/node.ts";
 import { createMessage, type MapMessage } from "../src/message.ts";
 import { msgpackCodec } from "../src/codec.ts";
 import { encodeFrame, FrameDecoder } from "../src/framing.ts";
-import { WorkerBase } from "../src/worker.ts";
+import { EchoWorker, WorkerBase } from "../src/worker.ts";
 import type { Platform, StreamConn } from "../src/platform.ts";
 import { createRuntimePlatform } from "../adapters/runtime.ts";
-import { type BenchRow, report, runtimeName } from "./_harness.ts";
+import { type BenchRow, percentile, progress, report, runtimeName } from "./_harness.ts";
+
+const REQREP_WARMUP = 1000;
+const REQREP_SAMPLES = 5000;
+const PARALLEL_CALLS = 50_000;
+const IN_FLIGHT = 64;
+/** Each request/reply phase stops at this wall time, whatever its count (a slow machine). */
+const PHASE_LIMIT_MS = 15_000;
 
 class Sink extends WorkerBase {
   count = 0;
@@ -47,6 +63,7 @@ function waitUntil(platform: Platform, predicate: () => boolean, maxMs: number):
 
 interface Pair {
   readonly sender: AutoMpiNode;
+  readonly receiver: AutoMpiNode;
   readonly sink: Sink;
   close(): void;
 }
@@ -65,14 +82,17 @@ async function nodePair(platform: Platform): Promise<Pair> {
   const started = new Promise<void>((resolve) => receiver.on("started", () => resolve()));
   receiver.start();
   receiver.attachWorker(sink);
+  receiver.attachWorker(new EchoWorker("Echo", { queueLimit: 100_000 }));
   await started;
   const sender = make("BenchA", [receiver.address]);
   sender.start();
-  if (!(await waitUntil(platform, () => sender.locate("Sink") === "BenchB", 10_000))) {
+  const located = () => sender.locate("Sink") === "BenchB" && sender.locate("Echo") === "BenchB";
+  if (!(await waitUntil(platform, located, 10_000))) {
     throw new Error("Cannot run real bench: the two nodes did not link");
   }
   return {
     sender,
+    receiver,
     sink,
     close() {
       sender.close();
@@ -185,6 +205,172 @@ async function rawRun(
   return seconds;
 }
 
+/** What the request/reply loops measured. */
+export interface ReqRepFigures {
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Requests per second of the one-at-a-time loop (the latency samples). */
+  readonly serialPerSecond: number;
+  readonly samples: number;
+  /** Requests per second with `IN_FLIGHT` outstanding. */
+  readonly parallelPerSecond: number;
+  readonly parallelCalls: number;
+  /** Whether a phase stopped at its time limit before its count. */
+  readonly truncated: boolean;
+}
+
+/**
+ * The request/reply loops, the same for the node and the raw baseline: warm-up, then
+ * `REQREP_SAMPLES` timed requests one at a time, then `PARALLEL_CALLS` with `IN_FLIGHT`
+ * outstanding. Every phase is bounded by `PHASE_LIMIT_MS`.
+ */
+async function reqRepLoops(request: () => Promise<void>): Promise<ReqRepFigures> {
+  let truncated = false;
+  const warmupStart = performance.now();
+  for (let i = 0; i < REQREP_WARMUP && performance.now() - warmupStart < PHASE_LIMIT_MS; i++) {
+    await request();
+  }
+  const samples: number[] = [];
+  const serialStart = performance.now();
+  for (let i = 0; i < REQREP_SAMPLES; i++) {
+    const start = performance.now();
+    await request();
+    samples.push(performance.now() - start);
+    if (performance.now() - serialStart > PHASE_LIMIT_MS) {
+      truncated = true;
+      break;
+    }
+  }
+  const serialSeconds = (performance.now() - serialStart) / 1000;
+  samples.sort((a, b) => a - b);
+  let issued = 0;
+  let done = 0;
+  const parallelStart = performance.now();
+  const expired = () => performance.now() - parallelStart > PHASE_LIMIT_MS;
+  await new Promise<void>((resolve, reject) => {
+    const fill = () => {
+      while (issued - done < IN_FLIGHT && issued < PARALLEL_CALLS && !expired()) {
+        issued++;
+        request().then(() => {
+          done++;
+          if (done === issued && (issued >= PARALLEL_CALLS || expired())) resolve();
+          else fill();
+        }, reject);
+      }
+    };
+    fill();
+  });
+  if (done < PARALLEL_CALLS) truncated = true;
+  return {
+    p50Ms: percentile(samples, 50),
+    p99Ms: percentile(samples, 99),
+    serialPerSecond: samples.length / serialSeconds,
+    samples: samples.length,
+    parallelPerSecond: done / ((performance.now() - parallelStart) / 1000),
+    parallelCalls: done,
+    truncated,
+  };
+}
+
+/**
+ * Requests from node A's application to `destination` on node B (the `EchoWorker`, or node B
+ * itself), replies to A's handler.
+ */
+function nodeRequester(
+  pair: Pair,
+  destination: string,
+): { request: () => Promise<void>; close: () => void } {
+  const data = new Uint8Array(100).fill(7);
+  const pending = new Map<string, () => void>();
+  let next = 0;
+  const off = pair.sender.onMessage((message) => {
+    const id = message.message.id;
+    if (id === undefined) return;
+    const resolve = pending.get(id);
+    if (resolve === undefined) return;
+    pending.delete(id);
+    resolve();
+  });
+  const request = () =>
+    new Promise<void>((resolve, reject) => {
+      const id = String(next++);
+      pending.set(id, resolve);
+      const message = createMessage(destination, { command: "bench", id }, {
+        source: pair.sender.guid,
+        data,
+      });
+      if (!pair.sender.send(message)) {
+        pending.delete(id);
+        reject(new Error("Cannot run request/reply: send refused"));
+      }
+    });
+  return { request, close: off };
+}
+
+/**
+ * The raw request/reply baseline: a bare stream whose far end writes every whole frame
+ * straight back (all frames of one chunk in one write); each request writes one frame of
+ * `frameBytes` and resolves when a whole frame comes back (replies come in order).
+ */
+async function rawEcho(
+  platform: Platform,
+  frameBytes: number,
+): Promise<{ request: () => Promise<void>; close: () => void }> {
+  let port = 0;
+  const listener = await new Promise<{ close(): void }>((resolve, reject) => {
+    const l = platform.net.listen({ host: "127.0.0.1", port: 0 }, {
+      onListening: (bound) => {
+        port = bound.local.port;
+        resolve(l);
+      },
+      onError: reject,
+      onConnection: () => {
+        const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+        return {
+          onData: (conn, chunk) => {
+            const frames = [...decoder.push(chunk)];
+            if (frames.length === 0) return;
+            let length = 0;
+            for (const frame of frames) length += frame.length + 4;
+            const out = new Uint8Array(length);
+            let at = 0;
+            for (const frame of frames) {
+              out.set(encodeFrame(frame), at);
+              at += frame.length + 4;
+            }
+            conn.write(out);
+          },
+          onClose() {},
+        };
+      },
+    });
+  });
+  const waiting: Array<() => void> = [];
+  const decoder = new FrameDecoder({ maxFrameBytes: 1 << 20 });
+  const conn = await new Promise<StreamConn>((resolve, reject) => {
+    const c = platform.net.connect({ host: "127.0.0.1", port }, {
+      onOpen: () => resolve(c),
+      onData: (_conn, chunk) => {
+        for (const _frame of decoder.push(chunk)) waiting.shift()?.();
+      },
+      onClose: (_c, reason, error) => reason !== "local" && reject(error ?? new Error(reason)),
+    });
+  });
+  const frame = encodeFrame(new Uint8Array(frameBytes - 4).fill(7));
+  const request = () =>
+    new Promise<void>((resolve) => {
+      waiting.push(resolve);
+      conn.write(frame);
+    });
+  return {
+    request,
+    close() {
+      conn.destroy();
+      listener.close();
+    },
+  };
+}
+
 /** Rows: node and raw rates for small and large messages, on this runtime's adapter. */
 export async function realRows(): Promise<BenchRow[]> {
   const runtime = runtimeName();
@@ -220,8 +406,40 @@ export async function realRows(): Promise<BenchRow[]> {
       nodeLarge = Math.min(nodeLarge, await nodeRun(platform, pair, large, 1 << 20, 2, 4));
       rawLarge = Math.min(rawLarge, await rawRun(platform, large, largeFrame, 2, 4));
     }
+    progress("real: request/reply");
+    const requester = nodeRequester(pair, "Echo");
+    const requestFrame = encodeFrame(
+      msgpackCodec.encode(
+        createMessage("Echo", { command: "bench", id: "1234" }, {
+          source: pair.sender.guid,
+          data: new Uint8Array(100),
+        }),
+      ),
+    ).length;
+    const node = await reqRepLoops(requester.request);
+    requester.close();
+    // The same with a message handler on node B answering instead of a worker: no worker pass.
+    const offEcho = pair.receiver.onMessage((message) => {
+      if (message.message.command !== "bench") return;
+      pair.receiver.send(
+        createMessage(message.source, { ...message.message, command: "echoReply" }, {
+          source: pair.receiver.guid,
+          data: message.data,
+        }),
+      );
+    });
+    const handlerRequester = nodeRequester(pair, pair.receiver.guid);
+    const handler = await reqRepLoops(handlerRequester.request);
+    handlerRequester.close();
+    offEcho();
     pair.close();
+    const echo = await rawEcho(platform, requestFrame);
+    const raw = await reqRepLoops(echo.request);
+    echo.close();
     const mb = (count: number, bytes: number, seconds: number) => (count * bytes) / seconds / 1e6;
+    const cut = node.truncated || raw.truncated || handler.truncated
+      ? "; a phase hit its time limit"
+      : "";
     return [
       {
         name: "oneway_small",
@@ -240,6 +458,66 @@ export async function realRows(): Promise<BenchRow[]> {
         baseline: mb(large, 1 << 20, rawLarge),
         baselineName: "raw_stream_large",
         note: "1 MiB data per message; aim >= 0.8x raw",
+      },
+      {
+        name: "reqrep_p50",
+        runtime,
+        value: node.p50Ms,
+        unit: "ms",
+        baseline: raw.p50Ms,
+        baselineName: "raw_reqrep_p50",
+        note: `one request in flight, ${node.samples} samples after ${REQREP_WARMUP}; ` +
+          `app on A -> EchoWorker on B -> A's handler; lower is better${cut}`,
+      },
+      {
+        name: "reqrep_p99",
+        runtime,
+        value: node.p99Ms,
+        unit: "ms",
+        baseline: raw.p99Ms,
+        baselineName: "raw_reqrep_p99",
+        note: `raw: a bare stream echoing ${requestFrame}-byte frames; lower is better`,
+      },
+      {
+        name: "reqrep_handler_p50",
+        runtime,
+        value: handler.p50Ms,
+        unit: "ms",
+        baseline: raw.p50Ms,
+        baselineName: "raw_reqrep_p50",
+        note: "the same, answered by a message handler on node B instead of a worker " +
+          "(no worker pass)",
+      },
+      {
+        name: "reqrep_handler_p99",
+        runtime,
+        value: handler.p99Ms,
+        unit: "ms",
+        baseline: raw.p99Ms,
+        baselineName: "raw_reqrep_p99",
+        note: `${handler.samples} samples; ${
+          Math.round(handler.serialPerSecond).toLocaleString("en-US")
+        } calls/s one at a time, ${
+          Math.round(handler.parallelPerSecond).toLocaleString("en-US")
+        } with ${IN_FLIGHT} in flight`,
+      },
+      {
+        name: "reqrep_serial",
+        runtime,
+        value: node.serialPerSecond,
+        unit: "calls/s",
+        baseline: raw.serialPerSecond,
+        baselineName: "raw_reqrep_serial",
+        note: "one request in flight (the latency loop)",
+      },
+      {
+        name: "reqrep_64_in_flight",
+        runtime,
+        value: node.parallelPerSecond,
+        unit: "calls/s",
+        baseline: raw.parallelPerSecond,
+        baselineName: "raw_reqrep_64_in_flight",
+        note: `${IN_FLIGHT} requests outstanding, ${node.parallelCalls} calls`,
       },
     ];
   } finally {

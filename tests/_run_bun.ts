@@ -10,7 +10,7 @@
  * 2. It picks a Bun of exactly {@link BUN_VERSION}: the one CI installs into `.ci/tools/`, else
  *    `bun` on PATH, else `npx -y bun@<version>`. A `bun` of another version is used only when
  *    npx is missing, with a warning.
- * 3. It runs `bun test --timeout 120000 ./src ./sim ./tests ./adapters` plus the arguments given,
+ * 3. It runs `bun test --timeout 120000 ./bench ./src ./sim ./tests ./adapters` plus the arguments given,
  *    and exits with Bun's exit code. Arguments starting with `./` or `../` are paths and replace
  *    the default directories (Bun treats other bare words as file-name filters).
  *
@@ -23,7 +23,13 @@
 export const BUN_VERSION = "1.4.5";
 
 /** Directories whose `*_test.ts` files Bun runs, relative to the repository root. */
-export const BUN_TEST_DIRS: readonly string[] = ["./src", "./sim", "./tests", "./adapters"];
+export const BUN_TEST_DIRS: readonly string[] = [
+  "./bench",
+  "./src",
+  "./sim",
+  "./tests",
+  "./adapters",
+];
 
 const BUN_TEST_TIMEOUT_MS = 120_000;
 

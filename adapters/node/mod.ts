@@ -240,7 +240,11 @@ class NodeConn extends BaseStreamConn {
     }
     if (socket.destroyed) return;
     const withReset = (socket as { resetAndDestroy?: () => void }).resetAndDestroy;
-    if (reset && typeof withReset === "function" && !socket.connecting) {
+    // Node 20 fails a reset after end() with EINVAL and then never closes the socket (nor lets
+    // the process exit): once this side has ended, a plain destroy is the only way out.
+    if (
+      reset && typeof withReset === "function" && !socket.connecting && !socket.writableEnded
+    ) {
       try {
         withReset.call(socket);
         return;
