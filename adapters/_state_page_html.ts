@@ -1,6 +1,7 @@
 /**
  * The HTML of the state page: one self-contained document (no external assets) whose script
- * polls `/state` and listens to `/events`, so the page updates without reloading.
+ * polls `/state` and listens to `/events`, so the page updates without reloading. Everything
+ * that comes from the network goes through the script's `esc()` before it reaches the DOM.
  *
  * @module
  */
@@ -33,6 +34,14 @@ export function renderStatePage(guid: string): string {
   .pill.off { background: #fde8e8; color: #9b1c1c; }
   #log { font: .8rem ui-monospace, monospace; max-height: 16rem; overflow: auto; white-space: pre-wrap; }
   .card > h2:first-child { margin-top: 0; }
+  .bar { display: inline-block; width: 110px; height: .55rem; background: #e6e8ef; border-radius: 3px; vertical-align: middle; margin-right: .4rem; }
+  .bar > span { display: block; height: 100%; background: #37a05b; border-radius: 3px; }
+  tr.self .bar > span { background: #2f6fde; }
+  tr.self td:first-child code { font-weight: 700; color: #2f6fde; }
+  tr.lost td { color: #9b1c1c; }
+  tr.lost .bar > span { background: #d99; }
+  #placed-more { margin-top: .3rem; }
+  #placement-caption { margin-bottom: .4rem; }
   svg text { font: 11px system-ui, sans-serif; fill: #1d2433; paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
 </style>
 </head>
@@ -49,6 +58,13 @@ export function renderStatePage(guid: string): string {
   </div>
   <div>
     <div class="card"><h2>Links</h2><table id="links"></table></div>
+    <div class="card" id="placement"><h2>Placement</h2>
+      <div class="sub" id="placement-caption"></div>
+      <table id="members"></table>
+      <h2>Placed workers</h2>
+      <table id="placed"></table>
+      <div class="sub" id="placed-more"></div>
+    </div>
     <div class="card"><h2>Workers on this node</h2><table id="workers"></table></div>
     <div class="card"><h2>Worker locations known</h2><table id="locations"></table></div>
     <div class="card"><h2>Recent messages to this node</h2><table id="messages"></table></div>
@@ -94,6 +110,36 @@ function drawCluster(view, self) {
   svg.innerHTML = out;
   $("cluster-caption").textContent = n + " node(s), " + view.links.length + " link(s) known; blue: this node, green: linked";
 }
+// A cluster may place thousands of workers: the page draws the first ones and counts the rest.
+const MAX_PLACED_ROWS = 200;
+const pill = (text, on) => '<span class="pill' + (on ? "" : " off") + '">' + esc(text) + "</span>";
+function drawPlacement(p) {
+  if (!p) { $("placement").hidden = true; return; }
+  const hostCount = new Map();
+  for (const w of p.workers) hostCount.set(w.host, (hostCount.get(w.host) || 0) + 1);
+  const lost = new Set(p.lost);
+  const rows = p.members.map((m) => ({ node: m.node, load: m.load, kinds: m.kinds, self: m.self, lost: false }));
+  for (const node of p.lost) {
+    if (!rows.some((r) => r.node === node)) rows.push({ node, load: hostCount.get(node) || 0, kinds: [], self: false, lost: true });
+  }
+  const max = Math.max(1, ...rows.map((r) => r.load));
+  $("members").innerHTML = "<tr><th>node</th><th>placed workers</th><th>hosts kinds</th></tr>" + rows.map((r) =>
+    '<tr data-member="' + esc(r.node) + '" data-load="' + esc(r.load) + '" class="' + (r.self ? "self" : r.lost ? "lost" : "") + '">' +
+    "<td><code>" + esc(r.node) + "</code>" + (r.self ? " (this node)" : "") + (r.lost || lost.has(r.node) ? " " + pill("lost", false) : "") + "</td>" +
+    '<td><span class="bar"><span style="width:' + Math.round((100 * r.load) / max) + '%"></span></span>' + esc(r.load) + "</td>" +
+    "<td>" + (r.lost ? "?" : r.kinds.length ? esc(r.kinds.join(", ")) : "none") + "</td></tr>").join("");
+  const shown = p.workers.slice(0, MAX_PLACED_ROWS);
+  table($("placed"), ["worker", "kind", "host", "version", "running"], shown.map((w) => [
+    '<code data-placed="' + esc(w.guid) + '" data-host="' + esc(w.host) + '">' + esc(w.guid) + "</code>", esc(w.kind),
+    "<code>" + esc(w.host) + "</code>" + (lost.has(w.host) ? " " + pill("lost", false) : ""), esc(w.version),
+    pill(w.running ? "running" : "not running", w.running)]));
+  const more = p.workers.length - shown.length;
+  $("placed-more").textContent = more > 0 ? "\u2026 and " + more + " more" : "";
+  const st = p.stats || {};
+  $("placement-caption").textContent = p.workers.length + " placed worker(s) on " + rows.length + " node(s) · spawned here " +
+    (st.spawned || 0) + " · placed again " + (st.placedAgain || 0) + " · started here " + (st.started || 0) +
+    (st.startFailures ? " · failed to start " + st.startFailures : "");
+}
 async function refresh() {
   try {
     const s = await (await fetch("state")).json();
@@ -107,6 +153,7 @@ async function refresh() {
     table($("locations"), ["worker", "node"], Object.entries(s.locations).map(([w, n]) =>
       ["<code>" + esc(w) + "</code>", "<code>" + esc(n) + "</code>"]));
     drawCluster(s.cluster, s.guid);
+    drawPlacement(s.placement);
     const limitRows = Object.entries(s.limits || {}).map(([k, v]) => [esc(k), /Bytes$/.test(k) ? bytes(v) : /Ms$/.test(k) ? ms(v) : esc(v)]);
     const statRows = Object.entries(s.stats || {}).filter(([, v]) => v).map(([k, v]) => [esc(k), esc(v)]);
     table($("limits"), ["limit or counter", "value"], limitRows.concat(statRows));
@@ -123,7 +170,8 @@ setInterval(refresh, 1000);
 const log = $("log");
 const events = new EventSource("events");
 const kinds = ["started", "peer-discovered", "link-up", "link-down", "peer-lost", "undeliverable", "duplicate-guid",
-  "protocol-error", "location-added", "location-removed", "worker-attached", "worker-detached", "closed"];
+  "protocol-error", "location-added", "location-removed", "worker-attached", "worker-detached", "worker-placed",
+  "spawn-failed", "closed"];
 for (const kind of kinds) {
   events.addEventListener(kind, (e) => {
     // The program's own line format: UTC time, event, key=value fields.

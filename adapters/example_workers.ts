@@ -45,8 +45,17 @@ export const EXAMPLE_WORKER_KINDS: readonly string[] = [
   "scheduler",
 ];
 
-/** The parameters each kind reads; any other is refused. */
-const PARAMETERS: Readonly<Record<string, readonly string[]>> = {
+/**
+ * The parameters each kind of {@link exampleWorkerKinds} reads (any other is refused), so that
+ * a spawn's parameters can be checked where it is asked for, before any node tries to make it.
+ *
+ * @example
+ * ```ts
+ * import { EXAMPLE_WORKER_PARAMETERS } from "./example_workers.ts";
+ * console.assert(EXAMPLE_WORKER_PARAMETERS.kv.includes("maxValueBytes"));
+ * ```
+ */
+export const EXAMPLE_WORKER_PARAMETERS: Readonly<Record<string, readonly string[]>> = {
   template: ["intervalMs"],
   echo: [],
   kv: ["maxValueBytes", "maxKeyLength"],
@@ -58,7 +67,7 @@ function checkParams(kind: string, guid: string, params: Readonly<Record<string,
   if (params === null || typeof params !== "object") {
     throw new TypeError(`Cannot make ${kind} worker "${guid}": params must be an object`);
   }
-  const known = PARAMETERS[kind];
+  const known = EXAMPLE_WORKER_PARAMETERS[kind];
   for (const [name, value] of Object.entries(params)) {
     if (!known.includes(name)) {
       throw new TypeError(

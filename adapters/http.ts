@@ -9,10 +9,15 @@
  * - `GET /events` lifecycle events as server-sent events.
  * - `POST /messages` injects a MapMessage (`destination`, optional `source`, `message`, `data`
  *   as base64); `GET /messages` lists recent messages delivered to the node's external handlers.
+ * - `POST /spawn` spawns a worker (`kind`, `guid`, optional `params` and `strategy`) on the node
+ *   the placement strategy picks: 201 `{ node }`; `POST /stop` (`guid`) stops a spawned worker
+ *   wherever it runs: 200 `{ stopped }`.
+ *
+ * With a token set, every POST needs it as `Authorization: Bearer <token>`.
  *
  * @module
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { MapMessage } from "../src/message.ts";
 import type { AutoMpiNode, MessageInfo, NodeEvents } from "../src/node.ts";
@@ -26,8 +31,8 @@ export interface StateAppOptions {
   /** How many delivered messages `GET /messages` keeps. Default 100. */
   readonly recentLimit?: number;
   /**
-   * A bearer token that `POST /messages` requires (`Authorization: Bearer <token>`). Leave it
-   * unset only while HTTP is bound to loopback.
+   * A bearer token that `POST /messages`, `/spawn` and `/stop` require (`Authorization: Bearer
+   * <token>`). Leave it unset only while HTTP is bound to loopback.
    */
   readonly token?: string;
   /** Extra facts shown in `/state` under `info` (runtime, HTTP address, options…). */
@@ -68,6 +73,8 @@ const EVENT_TYPES: ReadonlyArray<keyof NodeEvents> = [
   "location-removed",
   "worker-attached",
   "worker-detached",
+  "worker-placed",
+  "spawn-failed",
   "closed",
 ];
 
@@ -142,6 +149,62 @@ export function parseMessageJson(body: unknown): MapMessage {
   };
 }
 
+/** A spawn as `POST /spawn` asks for it. */
+export interface SpawnRequest {
+  readonly kind: string;
+  readonly guid: string;
+  readonly params?: Readonly<Record<string, string>>;
+  readonly strategy?: string;
+}
+
+/**
+ * Reads a spawn from `POST /spawn` JSON; throws a `TypeError` naming what is wrong.
+ *
+ * @example
+ * ```ts
+ * import { parseSpawnJson } from "./http.ts";
+ * const spawn = parseSpawnJson({ kind: "kv", guid: "Store9", params: { maxValueBytes: "1024" } });
+ * console.assert(spawn.kind === "kv" && spawn.params?.maxValueBytes === "1024");
+ * ```
+ */
+export function parseSpawnJson(body: unknown): SpawnRequest {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new TypeError("Cannot read spawn: the body must be a JSON object");
+  }
+  const { kind, guid, params, strategy } = body as Record<string, unknown>;
+  if (typeof kind !== "string" || kind === "") {
+    throw new TypeError("Cannot read spawn: kind must be a non-empty string");
+  }
+  if (typeof guid !== "string" || guid === "") {
+    throw new TypeError("Cannot read spawn: guid must be a non-empty string");
+  }
+  if (strategy !== undefined && (typeof strategy !== "string" || strategy === "")) {
+    throw new TypeError("Cannot read spawn: strategy must be a non-empty string");
+  }
+  let fields: Record<string, string> | undefined;
+  if (params !== undefined && params !== null) {
+    if (typeof params !== "object" || Array.isArray(params)) {
+      throw new TypeError("Cannot read spawn: params must be an object of strings");
+    }
+    fields = {};
+    for (const [key, value] of Object.entries(params)) {
+      if (typeof value !== "string") {
+        throw new TypeError(`Cannot read spawn: params["${key}"] is not a string`);
+      }
+      fields[key] = value;
+    }
+  }
+  return {
+    kind,
+    guid,
+    ...(fields === undefined ? {} : { params: fields }),
+    ...(strategy === undefined ? {} : { strategy: strategy as string }),
+  };
+}
+
+/** Largest accepted `POST /spawn` or `POST /stop` body: placement caps params at 4096 chars. */
+const MAX_PLACEMENT_BODY_BYTES = 64 << 10;
+
 /**
  * Builds the state page and HTTP API of a node.
  *
@@ -189,12 +252,34 @@ export function createStateApp(node: AutoMpiNode, options: StateAppOptions): Sta
 
   app.get("/messages", (c) => c.json(recent));
 
+  /** Whether the request carries the token, when one is set. */
+  const authorized = (c: Context) =>
+    options.token === undefined || c.req.header("authorization") === `Bearer ${options.token}`;
+
+  /** The JSON body of a small POST; a string is the error to answer 400 or 413 with. */
+  const readSmallJson = async (
+    c: Context,
+    what: string,
+  ): Promise<{ body: unknown } | { error: string; status: 400 | 413 }> => {
+    const tooLarge = `Cannot read ${what}: body over ${MAX_PLACEMENT_BODY_BYTES} bytes`;
+    if (Number(c.req.header("content-length") ?? "0") > MAX_PLACEMENT_BODY_BYTES) {
+      return { error: tooLarge, status: 413 };
+    }
+    const text = await c.req.text();
+    if (text.length > MAX_PLACEMENT_BODY_BYTES) return { error: tooLarge, status: 413 };
+    try {
+      return { body: JSON.parse(text) };
+    } catch (error) {
+      return {
+        error: `Cannot read ${what}: invalid JSON (${(error as Error).message})`,
+        status: 400,
+      };
+    }
+  };
+
   app.post("/messages", async (c) => {
-    if (options.token !== undefined) {
-      const header = c.req.header("authorization") ?? "";
-      if (header !== `Bearer ${options.token}`) {
-        return c.json({ error: "Cannot inject message: missing or wrong bearer token" }, 401);
-      }
+    if (!authorized(c)) {
+      return c.json({ error: "Cannot inject message: missing or wrong bearer token" }, 401);
     }
     const length = Number(c.req.header("content-length") ?? "0");
     if (length > maxBodyBytes) {
@@ -226,6 +311,48 @@ export function createStateApp(node: AutoMpiNode, options: StateAppOptions): Sta
       off();
     }
     return c.json({ accepted, ...(reason ? { reason } : {}) }, accepted ? 202 : 409);
+  });
+
+  app.post("/spawn", async (c) => {
+    if (!authorized(c)) {
+      return c.json({ error: "Cannot spawn: missing or wrong bearer token" }, 401);
+    }
+    const read = await readSmallJson(c, "spawn");
+    if ("error" in read) return c.json({ error: read.error }, read.status);
+    let request: SpawnRequest;
+    try {
+      request = parseSpawnJson(read.body);
+    } catch (error) {
+      return c.json({ error: (error as Error).message }, 400);
+    }
+    try {
+      const host = node.spawn(request.kind, request.guid, {
+        params: request.params,
+        strategy: request.strategy,
+      });
+      return c.json({ node: host }, 201);
+    } catch (error) {
+      // Bad arguments (an unknown strategy, params over the limits) are the caller's to fix;
+      // the rest (placed already, no node hosts the kind, a full table) depend on the cluster.
+      const status = error instanceof TypeError ? 400 : 409;
+      return c.json({ error: (error as Error)?.message ?? String(error) }, status);
+    }
+  });
+
+  app.post("/stop", async (c) => {
+    if (!authorized(c)) {
+      return c.json({ error: "Cannot stop worker: missing or wrong bearer token" }, 401);
+    }
+    const read = await readSmallJson(c, "stop");
+    if ("error" in read) return c.json({ error: read.error }, read.status);
+    const body = read.body as Record<string, unknown> | null;
+    if (
+      body === null || typeof body !== "object" || Array.isArray(body) ||
+      typeof body.guid !== "string" || body.guid === ""
+    ) {
+      return c.json({ error: 'Cannot read stop: the body must be {"guid": "..."}' }, 400);
+    }
+    return c.json({ stopped: node.stopWorker(body.guid) }, 200);
   });
 
   app.get("/events", (c) =>

@@ -1,7 +1,8 @@
 /**
  * The node program behind `deno run -A mod.ts` and `bun run mod.ts`: parses flags, starts a
  * node on the runtime's platform adapter, serves the state page, prints one line per lifecycle
- * event, and closes links cleanly on Ctrl-C or SIGTERM.
+ * event, and closes links cleanly on Ctrl-C or SIGTERM. Every node hosts the example worker kinds
+ * for placement (`--host-kinds`) and can spawn workers anywhere in the cluster (`--spawn`).
  *
  * Everything runtime-specific comes in through a {@link ProgramEnvironment}, so the flag
  * parsing and wiring are tested without sockets.
@@ -11,12 +12,14 @@
 import { AutoMpiNode, type NodeEvents } from "../src/node.ts";
 import { createStateApp } from "./http.ts";
 import type { CodecName } from "../src/codec.ts";
-import type { Platform } from "../src/platform.ts";
+import type { Platform, Timer } from "../src/platform.ts";
+import { placementStrategies, type PlacementStrategyName } from "../src/placement.ts";
 import type { Storage } from "../src/storage.ts";
 import type { FetchImage } from "../src/workers/camera.ts";
 import {
   DEFAULT_CAMERA_URL,
   EXAMPLE_WORKER_KINDS,
+  EXAMPLE_WORKER_PARAMETERS,
   exampleWorkerKinds,
   fetchImageOverHttp,
 } from "./example_workers.ts";
@@ -56,7 +59,23 @@ export interface ProgramOptions {
   readonly cameraIntervalMs: number;
   /** How long a camera's fetch may take before it is reported as a timeout. */
   readonly cameraTimeoutMs: number | undefined;
+  /** The example kinds this node hosts for placement (`--host-kinds`; default all). */
+  readonly hostKinds: readonly string[];
+  /** The strategy of spawns from this node (`--strategy`; default least-loaded). */
+  readonly strategy: PlacementStrategyName;
+  /** Workers to spawn once the node has had time to link (`--spawn`), in the order given. */
+  readonly spawns: readonly SpawnSpec[];
 }
+
+/** One `--spawn KIND:GUID[?k=v&k2=v2]`. */
+export interface SpawnSpec {
+  readonly kind: string;
+  readonly guid: string;
+  readonly params: Readonly<Record<string, string>>;
+}
+
+/** How many heartbeat intervals after start the `--spawn` workers are spawned. */
+export const SPAWN_DELAY_INTERVALS = 2;
 
 /** A flag was wrong; the message says which and how. */
 export class UsageError extends Error {
@@ -78,7 +97,8 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --peers H:P,H:P        static seed addresses to dial, heard or not
   --http-port N          state page port (default 8800; taken -> the next free one; 0 = none)
   --http-host HOST       state page address (default 127.0.0.1)
-  --token TOKEN          bearer token for POST /messages (needed when --http-host is not loopback)
+  --token TOKEN          bearer token for POST /messages, /spawn and /stop (needed when
+                         --http-host is not loopback)
   --codec msgpack|json   wire codec (default msgpack)
   --cluster-key-file PATH
                          the cluster key: the file's bytes, trailing whitespace and newlines
@@ -101,6 +121,24 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
                            scheduler:GUID  sends messages on intervals and at set times;
                                            command=schedule|unschedule|list. Kept in
                                            --data-dir if given
+  --host-kinds LIST      the kinds above this node hosts when a worker is spawned anywhere in
+                         the cluster: a comma list, all (default) or none (hosts nothing
+                         placed, can still spawn elsewhere)
+  --strategy NAME        where this node's spawns go: least-loaded (default: the node hosting
+                         the fewest placed workers), local (this node if it hosts the kind) or
+                         hashed (the same node for the same GUID while that node lives)
+  --spawn KIND:GUID[?k=v&k2=v2]
+                         spawn a worker of KIND (repeatable) on the node the strategy picks
+                         among the linked nodes hosting KIND; if that node is lost, the
+                         worker is placed again on a live one. Spawned ${SPAWN_DELAY_INTERVALS} heartbeat
+                         intervals after start (2 s by default), time to link to the nodes
+                         heard; prints the chosen node, the node it runs on if the cluster
+                         placed it already, or why it could not (the node keeps running).
+                         Parameters (others default to the hosting node's flags):
+                           template intervalMs; echo none; kv maxValueBytes, maxKeyLength;
+                           camera url, store, intervalMs, timeoutMs, maxImageBytes,
+                           reportTo; scheduler entries (JSON), maxEntries
+                         e.g. kv:Store9 or camera:Cam1?url=http://127.0.0.1:8081/a.jpg
   --data-dir DIR         keep the workers' state in DIR (crash-safe; one node per DIR), so a
                          node restarted with the same DIR recovers it (default: in memory)
   --camera-store GUID    where cameras send images (default: the first kv worker given, else
@@ -119,6 +157,58 @@ const WORKER_KINDS = new Set(EXAMPLE_WORKER_KINDS);
 
 function isLoopback(host: string): boolean {
   return host.startsWith("127.") || host === "::1" || host === "localhost";
+}
+
+const STRATEGY_NAMES = Object.keys(placementStrategies) as PlacementStrategyName[];
+
+function parseHostKinds(text: string): string[] {
+  const names = text.split(",").map((name) => name.trim()).filter(Boolean);
+  if (names.length === 1 && names[0] === "all") return [...EXAMPLE_WORKER_KINDS];
+  if (names.length === 1 && names[0] === "none") return [];
+  if (names.length === 0) {
+    throw new UsageError("Cannot use --host-kinds: it is empty (give none to host nothing)");
+  }
+  for (const name of names) {
+    if (!WORKER_KINDS.has(name)) {
+      throw new UsageError(
+        `Cannot use --host-kinds "${text}": "${name}" is not one of ${
+          [...WORKER_KINDS].join(", ")
+        } (or all, none alone)`,
+      );
+    }
+  }
+  return [...new Set(names)];
+}
+
+function parseSpawn(spec: string): SpawnSpec {
+  const match = /^([a-z]+):([^?]+)(?:\?(.*))?$/.exec(spec);
+  if (!match || !WORKER_KINDS.has(match[1])) {
+    throw new UsageError(
+      `Cannot use --spawn "${spec}": expected KIND:GUID[?k=v&k2=v2] with KIND one of ${
+        [...WORKER_KINDS].join(", ")
+      }`,
+    );
+  }
+  const [, kind, guid, query] = match;
+  if (guid.length > 256) {
+    throw new UsageError(`Cannot use --spawn "${spec}": the GUID is over 256 characters`);
+  }
+  const params: Record<string, string> = {};
+  const known = EXAMPLE_WORKER_PARAMETERS[kind];
+  for (const [name, value] of new URLSearchParams(query ?? "")) {
+    if (!known.includes(name)) {
+      throw new UsageError(
+        `Cannot use --spawn "${spec}": ${kind} takes no parameter "${name}" (known: ${
+          known.join(", ") || "none"
+        })`,
+      );
+    }
+    if (name in params) {
+      throw new UsageError(`Cannot use --spawn "${spec}": parameter "${name}" is given twice`);
+    }
+    params[name] = value;
+  }
+  return { kind, guid, params };
 }
 
 function parsePort(text: string | undefined, flag: string, allowZero = false): number {
@@ -152,6 +242,9 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
     cameraStore: undefined as string | undefined,
     cameraIntervalMs: 2000,
     cameraTimeoutMs: undefined as number | undefined,
+    hostKinds: [...EXAMPLE_WORKER_KINDS] as string[],
+    strategy: "least-loaded" as PlacementStrategyName,
+    spawns: [] as SpawnSpec[],
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -241,6 +334,28 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
         options.workers.push({ kind: match[1], guid: match[2], argument: match[3] });
         break;
       }
+      case "--host-kinds":
+        options.hostKinds = parseHostKinds(value());
+        break;
+      case "--strategy": {
+        const name = value();
+        if (!(STRATEGY_NAMES as string[]).includes(name)) {
+          throw new UsageError(
+            `Cannot use --strategy "${name}": expected ${STRATEGY_NAMES.join(", ")}`,
+          );
+        }
+        options.strategy = name as PlacementStrategyName;
+        break;
+      }
+      case "--spawn": {
+        const spec = value();
+        const spawn = parseSpawn(spec);
+        if (options.spawns.some((s) => s.guid === spawn.guid)) {
+          throw new UsageError(`Cannot use --spawn "${spec}": GUID ${spawn.guid} is given twice`);
+        }
+        options.spawns.push(spawn);
+        break;
+      }
       case "--data-dir":
         options.dataDir = value();
         if (options.dataDir === "") {
@@ -283,6 +398,13 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
         break;
       default:
         throw new UsageError(`Cannot use "${arg}": unknown flag (see --help)`);
+    }
+  }
+  for (const spawn of options.spawns) {
+    if (options.workers.some((w) => w.guid === spawn.guid)) {
+      throw new UsageError(
+        `Cannot use --spawn ${spawn.kind}:${spawn.guid}: --worker attaches ${spawn.guid} already`,
+      );
     }
   }
   if (options.host === "0.0.0.0" || options.host === "::") {
@@ -360,6 +482,8 @@ const EVENTS: ReadonlyArray<keyof NodeEvents> = [
   "protocol-error",
   "worker-attached",
   "worker-detached",
+  "worker-placed",
+  "spawn-failed",
   "closed",
 ];
 
@@ -424,6 +548,12 @@ export async function startProgram(
     : await readClusterKey(options, env);
   // Awaited only with --data-dir, for the same reason.
   const storage = options.dataDir === undefined ? undefined : await openStorage(options, env);
+  const kinds = exampleWorkerKinds({
+    fetchImage: env.fetchImage ?? fetchImageOverHttp,
+    cameraStore: options.cameraStore ??
+      options.workers.find((spec) => spec.kind === "kv")?.guid,
+    cameraIntervalMs: options.cameraIntervalMs,
+  });
   const node = new AutoMpiNode(env.platform, {
     guid: options.guid,
     listen: { host: options.host, port: options.port },
@@ -435,6 +565,10 @@ export async function startProgram(
     silenceIntervals: options.silenceIntervals,
     clusterKey,
     storage,
+    placement: {
+      kinds: new Map(options.hostKinds.map((kind) => [kind, kinds.get(kind)!])),
+      strategy: options.strategy,
+    },
   });
   const clock = env.platform.clock;
   const say = (type: string, fields: Record<string, unknown>) => {
@@ -477,12 +611,6 @@ export async function startProgram(
     await storage?.close();
     throw error;
   }
-  const kinds = exampleWorkerKinds({
-    fetchImage: env.fetchImage ?? fetchImageOverHttp,
-    cameraStore: options.cameraStore ??
-      options.workers.find((spec) => spec.kind === "kv")?.guid,
-    cameraIntervalMs: options.cameraIntervalMs,
-  });
   for (const spec of options.workers) {
     const params: Record<string, string> = {};
     if (spec.kind === "camera") {
@@ -529,9 +657,19 @@ export async function startProgram(
   if (options.port !== Number(node.address.split(":").pop())) {
     say("note", { message: `port ${options.port} was taken; links use ${node.address}` });
   }
+  // Spawned once the node has heard its peers' heartbeats and linked to them: spawned at once,
+  // a worker could only land here, the one node this node knows of.
+  let spawnTimer: Timer | undefined;
+  if (options.spawns.length > 0) {
+    spawnTimer = clock.schedule(SPAWN_DELAY_INTERVALS * options.heartbeatMs, () => {
+      spawnTimer = undefined;
+      for (const spec of options.spawns) spawnOne(node, spec, options.strategy, say);
+    });
+  }
   let stopping: Promise<void> | undefined;
   const stop = () =>
     stopping ??= (async () => {
+      spawnTimer?.cancel();
       node.close();
       closeApp();
       await http?.close();
@@ -539,6 +677,32 @@ export async function startProgram(
       await storage?.close();
     })();
   return { node, httpPort: http?.port, stop };
+}
+
+/** Spawns one `--spawn` worker and prints where it went, or why it did not. */
+function spawnOne(
+  node: AutoMpiNode,
+  spec: SpawnSpec,
+  strategy: PlacementStrategyName,
+  say: (type: string, fields: Record<string, unknown>) => void,
+): void {
+  // Another node may have spawned it already (the same flags on every node, or a restart of
+  // this one): its table came with the link, and the worker runs where that node put it.
+  const placed = node.placement.entry(spec.guid);
+  if (placed !== undefined && !placed.removed) {
+    say("spawn", { worker: spec.guid, kind: placed.kind, node: placed.host, already: "placed" });
+    return;
+  }
+  try {
+    const host = node.spawn(spec.kind, spec.guid, { params: spec.params });
+    say("spawn", { worker: spec.guid, kind: spec.kind, node: host, strategy });
+  } catch (error) {
+    say("spawn-error", {
+      worker: spec.guid,
+      kind: spec.kind,
+      error: (error as Error)?.message ?? String(error),
+    });
+  }
 }
 
 /** Parses flags, starts the program, and wires signals; for `mod.ts` when run as a program. */

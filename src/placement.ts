@@ -777,10 +777,21 @@ export class Placement {
     if (this.#closed || this.#reconciling) return;
     this.#reconciling = true;
     try {
+      this.#forgetLost();
       this.#placeAgain();
       this.#startAndStop();
     } finally {
       this.#reconciling = false;
+    }
+  }
+
+  /** A lost node that hosts nothing any more is forgotten after ten silence bounds. */
+  #forgetLost(): void {
+    const now = this.#host.clock.now();
+    for (const [node, lostAtMs] of this.#lost) {
+      if (now - lostAtMs > 10 * this.#host.silenceMs && !this.#hostsAny(node)) {
+        this.#lost.delete(node);
+      }
     }
   }
 

@@ -1,8 +1,12 @@
 /**
  * The state page in a real browser: a three-node loopback cluster (Deno and Bun mixed), node 1's
  * page opened in headless Chromium; the page's own script must have fetched `/state` and drawn
- * the links table and the cluster picture with both peers. Leaves the DOM and a screenshot in
- * `tests/artifacts/state-page.{html,png}` for people to look at.
+ * the links table and the cluster picture with both peers. Workers spawned through placement
+ * (`--spawn` flags and `POST /spawn`) spread over the nodes; the page's Placement card must show
+ * each node's load and every placed worker's host, and, once a node is killed, that node as
+ * lost and its workers on the survivors. Leaves the DOM and a screenshot in
+ * `tests/artifacts/state-page.{html,png}` for people to look at (copy the PNG to
+ * `docs/state-page.png` when the page changes).
  *
  * Chromium is driven over the DevTools protocol (`--remote-debugging-port=0`, loopback only),
  * not with `--dump-dom`: with `--timeout` it dumps the DOM as soon as the page has loaded,
@@ -157,6 +161,21 @@ interface PageView {
   svgNodes: string[];
   svgLines: number;
   messageRows: string[];
+  /** Placement card: [node, load, row class] per node, [worker, host] per placed worker. */
+  members: Array<[string, number, string]>;
+  placed: Array<[string, string]>;
+}
+
+/** The parts of `GET /state`'s `placement` the test reads. */
+interface PlacementJson {
+  members: Array<{ node: string; load: number; kinds: string[]; self: boolean }>;
+  lost: string[];
+  workers: Array<{ guid: string; kind: string; host: string; running: boolean }>;
+}
+
+async function placementOf(port: number): Promise<PlacementJson | undefined> {
+  const state = await tryGetState(port) as unknown as { placement?: PlacementJson } | undefined;
+  return state?.placement;
 }
 
 const READ_PAGE = `(() => {
@@ -168,6 +187,10 @@ const READ_PAGE = `(() => {
     svgNodes: [...document.querySelectorAll("#cluster [data-node]")].map((g) => g.getAttribute("data-node")),
     svgLines: document.querySelectorAll("#cluster line").length,
     messageRows: [...document.querySelectorAll("#messages tr")].map(text),
+    members: [...document.querySelectorAll("#members tr[data-member]")].map((tr) =>
+      [tr.getAttribute("data-member"), Number(tr.getAttribute("data-load")), tr.className]),
+    placed: [...document.querySelectorAll("#placed [data-placed]")].map((c) =>
+      [c.getAttribute("data-placed"), c.getAttribute("data-host")]),
   };
 })()`;
 
@@ -210,6 +233,16 @@ function reapLeftoverProfiles(): void {
   }
 }
 
+/** Whether the page's Placement card shows what `placement` (node 1's `/state`) says. */
+function samePlacement(view: PageView, placement: PlacementJson): boolean {
+  const members = placement.members.map((m) => `${m.node}=${m.load}`).sort();
+  const shown = view.members.map(([node, load]) => `${node}=${load}`).sort();
+  const placed = placement.workers.map((w) => `${w.guid}@${w.host}`).sort();
+  const shownPlaced = view.placed.map(([guid, host]) => `${guid}@${host}`).sort();
+  return JSON.stringify(members) === JSON.stringify(shown) &&
+    JSON.stringify(placed) === JSON.stringify(shownPlaced);
+}
+
 let cleanup: (() => Promise<void>) | undefined;
 
 after(async () => {
@@ -219,7 +252,7 @@ after(async () => {
 test(
   skip
     ? `the state page in headless Chromium (skipped: ${skip})`
-    : "the state page in headless Chromium shows both peers in the links table and the cluster picture",
+    : "the state page in headless Chromium shows both peers, the cluster picture, and each node's load and placed workers",
   { skip, timeout: 60_000 },
   async () => {
     reapLeftoverProcesses();
@@ -242,6 +275,8 @@ test(
     };
     try {
       // ---- a 3-node cluster ------------------------------------------------------------------------
+      const kvA = `br-${token}-kvA`;
+      const kvB = `br-${token}-kvB`;
       const nodes = runtimes.map((runtime, index) => {
         const i = index + 1;
         return {
@@ -270,6 +305,11 @@ test(
             String(HEARTBEAT_MS),
             "--worker",
             `echo:${node.worker}`,
+            // Node 3 hosts kv workers only; node 2 spawns two once it has linked.
+            ...(node.index === 3 ? ["--host-kinds", "kv"] : []),
+            ...(node.index === 2
+              ? ["--spawn", `kv:${kvA}`, "--spawn", `kv:${kvB}?maxKeyLength=64`]
+              : []),
           ],
         });
         node.httpPort = (await waitForStarted(node.process, 20_000)).httpPort!;
@@ -279,7 +319,8 @@ test(
         async () => {
           const states = await Promise.all(nodes.map((n) => tryGetState(n.httpPort)));
           return states.every((s) =>
-            s !== undefined && s.links.length === 2 && Object.keys(s.locations).length === 2 &&
+            s !== undefined && s.links.length === 2 &&
+            nodes.every((n) => n.guid === s.guid || s.locations[n.worker] === n.guid) &&
             s.cluster.links.length === 3
           );
         },
@@ -291,6 +332,41 @@ test(
         },
       );
       const [n1, n2, n3] = nodes;
+      // Three more through node 1's POST /spawn: echo (not on node 3) and kv.
+      const spawned = [kvA, kvB];
+      for (const [kind, guid] of [["echo", "echoA"], ["echo", "echoB"], ["kv", "kvC"]]) {
+        const body = { kind, guid: `br-${token}-${guid}` };
+        const { node } = await httpJson<{ node: string }>(n1.httpPort, "/spawn", {
+          method: "POST",
+          body,
+        });
+        assert.ok(nodes.some((n) => n.guid === node), `spawned on a cluster node, not ${node}`);
+        if (kind === "echo") assert.notEqual(node, n3.guid, "node 3 hosts no echo workers");
+        spawned.push(body.guid);
+      }
+      let placement: PlacementJson | undefined;
+      await waitFor(
+        async () => {
+          const all = await Promise.all(nodes.map((n) => placementOf(n.httpPort)));
+          placement = all[0];
+          return all.every((p) =>
+            p !== undefined && p.workers.length === spawned.length &&
+            p.workers.every((w) => w.running) && p.members.length === 3
+          );
+        },
+        20_000,
+        {
+          intervalMs: 150,
+          what: "every node to see the 5 spawned workers running",
+          describe: () => `${JSON.stringify(placement)}\n${outputs()}`,
+        },
+      );
+      assert.ok(
+        n2.process!.lines.some((l) =>
+          new RegExp(` spawn +worker=${kvA} kind=kv node=`).test(l.text)
+        ),
+        "node 2 printed where its --spawn went",
+      );
       // One echo round trip, so that the messages table has a row to show.
       await httpJson(n1.httpPort, "/messages", {
         method: "POST",
@@ -350,7 +426,8 @@ test(
             JSON.stringify([...view.linkPeers].sort()) === JSON.stringify(expected) &&
             expected.every((guid) => view!.svgNodes.includes(guid)) &&
             view.svgNodes.includes(n1.guid) && view.svgLines === 3 &&
-            view.messageRows.some((row) => row.includes("echoReply"));
+            view.messageRows.some((row) => row.includes("echoReply")) &&
+            samePlacement(view, placement!);
         },
         20_000,
         {
@@ -399,13 +476,64 @@ test(
       }
       assert.ok(svg.includes(`data-node="${n1.guid}"`), "cluster picture has the node itself");
       assert.equal(view!.svgLines, 3, "the picture draws the 3 links of a 3-node mesh");
-      assert.match(view!.summary, /2 link\(s\), 1 worker\(s\)/);
+      const ownWorkers = 1 + placement!.workers.filter((w) => w.host === n1.guid).length;
+      assert.match(view!.summary, new RegExp(`2 link\\(s\\), ${ownWorkers} worker\\(s\\)`));
+      const placementCard =
+        /<div class="card" id="placement"[\s\S]*?id="placed-more"/.exec(dom)?.[0] ??
+          "";
+      for (const node of nodes) {
+        const load = placement!.members.find((m) => m.node === node.guid)!.load;
+        assert.ok(
+          placementCard.includes(`data-member="${node.guid}" data-load="${load}"`),
+          `the Placement card shows ${node.guid} with load ${load}`,
+        );
+      }
+      assert.ok(placementCard.includes('class="self"'), "this node's row is highlighted");
+      for (const worker of placement!.workers) {
+        assert.ok(
+          placementCard.includes(`data-placed="${worker.guid}" data-host="${worker.host}"`),
+          `the Placement card shows ${worker.guid} on ${worker.host}`,
+        );
+      }
+      // A killed node shows as lost, and its workers move to the survivors.
+      await n3.process!.stop("SIGKILL");
+      await waitFor(
+        async () => {
+          view = await page!.evaluate<PageView>(READ_PAGE);
+          const lost = view.members.find(([node]) => node === n3.guid);
+          return lost !== undefined && lost[2] === "lost" &&
+            view.placed.length === spawned.length &&
+            view.placed.every(([, host]) => host !== n3.guid);
+        },
+        15_000,
+        {
+          intervalMs: 200,
+          what: "the page to show node 3 lost and its workers placed again",
+          describe: () => JSON.stringify(view),
+        },
+      );
       const exceptions = page.events.filter((e) => e.method === "Runtime.exceptionThrown");
       assert.deepEqual(exceptions, [], "the page's script threw nothing");
       const shotBytes = atob(shot.data).length;
       console.log(
         `[figure] ${currentRuntime()}: state page drawn; screenshot ${shotBytes} bytes in tests/artifacts/state-page.png`,
       );
+      // A big cluster's table is capped, and what comes from the network is text, not markup:
+      // drawn from made-up state in one synchronous turn, so no refresh interleaves.
+      const capped = await page.evaluate<{ rows: number; more: string; injected: number }>(`(() => {
+        const evil = "<img src=x onerror=window.pwned=1>";
+        const workers = Array.from({ length: 1000 }, (_, i) => ({
+          guid: i === 0 ? evil : "w" + i, kind: "echo", host: evil, version: 1, running: i % 2 === 0,
+        }));
+        drawPlacement({ kinds: [], lost: [evil], workers, stats: {},
+          members: [{ node: "self", kinds: [evil], load: 1000, self: true }] });
+        return {
+          rows: document.querySelectorAll("#placed [data-placed]").length,
+          more: document.getElementById("placed-more").textContent,
+          injected: document.querySelectorAll("#placement img").length,
+        };
+      })()`);
+      assert.deepEqual(capped, { rows: 200, more: "\u2026 and 800 more", injected: 0 });
       // Close the browser politely, so it takes its helper processes along; cleanup kills the
       // whole process group if this does not work.
       page.close();

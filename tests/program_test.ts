@@ -16,6 +16,7 @@ import {
 import { Simulation } from "../sim/simulation.ts";
 import { RecordingWorker } from "../sim/cluster.ts";
 import { MemoryStorage, type Storage } from "../src/storage.ts";
+import { rendezvousScore } from "../src/placement.ts";
 import type { FetchImage } from "../src/workers/camera.ts";
 import { KeyValueStoreWorker } from "../src/workers/kv.ts";
 import type { IPCameraWorker } from "../src/workers/camera.ts";
@@ -466,4 +467,154 @@ test("with --data-dir on the file storage, a restarted program's kv store answer
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("program flags: --host-kinds, --strategy and --spawn with its parameters", () => {
+  const defaults = parseProgramArgs([]) as ProgramOptions;
+  assert.deepEqual(defaults.hostKinds, ["template", "echo", "kv", "camera", "scheduler"]);
+  assert.equal(defaults.strategy, "least-loaded");
+  assert.deepEqual(defaults.spawns, []);
+  const options = parseProgramArgs([
+    "--host-kinds",
+    "kv, echo",
+    "--strategy=hashed",
+    "--spawn",
+    "kv:Store9",
+    "--spawn=camera:Cam1?url=http://127.0.0.1:8081/a.jpg&intervalMs=5000",
+    "--spawn",
+    "template:T1?intervalMs=250",
+  ]) as ProgramOptions;
+  assert.deepEqual(options.hostKinds, ["kv", "echo"]);
+  assert.equal(options.strategy, "hashed");
+  assert.deepEqual(options.spawns, [
+    { kind: "kv", guid: "Store9", params: {} },
+    {
+      kind: "camera",
+      guid: "Cam1",
+      params: { url: "http://127.0.0.1:8081/a.jpg", intervalMs: "5000" },
+    },
+    { kind: "template", guid: "T1", params: { intervalMs: "250" } },
+  ]);
+  assert.deepEqual((parseProgramArgs(["--host-kinds", "none"]) as ProgramOptions).hostKinds, []);
+  assert.deepEqual(
+    (parseProgramArgs(["--host-kinds=all"]) as ProgramOptions).hostKinds,
+    defaults.hostKinds,
+  );
+  for (const strategy of ["least-loaded", "local", "hashed"]) {
+    assert.equal((parseProgramArgs(["--strategy", strategy]) as ProgramOptions).strategy, strategy);
+  }
+  const cases: Array<[string[], RegExp]> = [
+    [["--host-kinds", "kv,unicorn"], /"unicorn" is not one of/],
+    [["--host-kinds", "all,kv"], /"all" is not one of/],
+    [["--host-kinds", ","], /empty/],
+    [["--strategy", "random"], /least-loaded, local, hashed/],
+    [["--spawn", "unicorn:U1"], /KIND:GUID\[\?k=v&k2=v2\]/],
+    [["--spawn", "kv"], /KIND:GUID/],
+    [["--spawn", "kv:"], /KIND:GUID/],
+    [["--spawn", "kv:S1?colour=blue"], /kv takes no parameter "colour"/],
+    [["--spawn", "echo:E1?x=1"], /known: none/],
+    [["--spawn", "kv:S1?maxKeyLength=1&maxKeyLength=2"], /given twice/],
+    [["--spawn", "kv:S1", "--spawn", "echo:S1"], /GUID S1 is given twice/],
+    [["--worker", "kv:S1", "--spawn", "kv:S1"], /--worker attaches S1 already/],
+    [["--spawn", `kv:${"x".repeat(257)}`], /over 256/],
+  ];
+  for (const [args, message] of cases) {
+    assert.throws(() => parseProgramArgs(args), (error: unknown) => {
+      assert.ok(error instanceof UsageError, String(error));
+      assert.match((error as Error).message, message);
+      return true;
+    });
+  }
+});
+
+/** Several programs on simulated hosts of one simulation, each recording what it prints. */
+function simPrograms(seed: number, count: number) {
+  const sim = new Simulation({ seed });
+  const hosts = Array.from({ length: count }, (_, i) => sim.addHost(`h${i}`, (p) => p));
+  const printed = hosts.map(() => [] as string[]);
+  const envOf = (i: number): ProgramEnvironment => ({
+    runtime: "sim",
+    platform: hosts[i].app!,
+    subnetBroadcast: () => "10.0.255.255",
+    serve: () => Promise.resolve({ port: 8800, close() {} }),
+    onSignal() {},
+    print: (line) => printed[i].push(line),
+    printError: (line) => printed[i].push(line),
+    exit() {},
+  });
+  const start = (i: number, flags: string[]) =>
+    drive(
+      sim,
+      startProgram(
+        parseProgramArgs([
+          "--guid",
+          `P${i}`,
+          "--host",
+          hosts[i].address,
+          "--heartbeat-ms",
+          "250",
+          ...flags,
+        ]) as ProgramOptions,
+        envOf(i),
+      ),
+    );
+  return { sim, hosts, printed, start };
+}
+
+test("--spawn places a worker after the node has linked, prints the host, and never fails the node", async () => {
+  const { sim, printed, start } = simPrograms(11, 4);
+  // Two hosts of kv; the spawning node hosts no kind at all.
+  const p1 = await start(1, ["--host-kinds", "kv"]);
+  const p2 = await start(2, ["--host-kinds", "kv,echo"]);
+  sim.run(2000);
+  const p0 = await start(0, [
+    "--host-kinds",
+    "none",
+    "--spawn",
+    "kv:Store9?maxValueBytes=1024",
+    "--spawn",
+    "scheduler:Sched1",
+  ]);
+  assert.deepEqual(p0.node.placement.kinds, []);
+  assert.deepEqual(p1.node.placement.kinds, ["kv"]);
+  // Not before two heartbeat intervals: the node would know no host of kv yet.
+  sim.run(400);
+  assert.equal(p0.node.placement.where("Store9"), undefined);
+  sim.run(200);
+  const host = p0.node.placement.where("Store9");
+  assert.ok(host === "P1" || host === "P2", String(host));
+  // Least loaded, both empty: the tie goes to the higher rendezvous score.
+  const expected = rendezvousScore("Store9", "P1") > rendezvousScore("Store9", "P2") ? "P1" : "P2";
+  assert.equal(host, expected);
+  const lines = printed[0].join("\n");
+  assert.match(
+    lines,
+    new RegExp(`spawn +worker=Store9 kind=kv node=${host} strategy=least-loaded`),
+  );
+  assert.match(lines, new RegExp(`worker-placed +worker=Store9 kind=kv node=${host} version=1`));
+  assert.match(
+    lines,
+    /spawn-error +worker=Sched1 kind=scheduler error=Cannot spawn "Sched1": no linked node hosts kind "scheduler"/,
+  );
+  sim.run(500);
+  const hostNode = host === "P1" ? p1.node : p2.node;
+  assert.ok(hostNode.worker("Store9") instanceof KeyValueStoreWorker, "the host runs it");
+  assert.deepEqual(hostNode.placement.entry("Store9")?.params, { maxValueBytes: "1024" });
+  assert.equal(p0.node.running, true, "a failed spawn leaves the node running");
+  // A worker its host cannot make is reported there as the "spawn-failed" event.
+  p1.node.spawn("kv", "Bad1", { params: { colour: "blue" }, strategy: "local" });
+  sim.run(10);
+  assert.match(
+    printed[1].join("\n"),
+    /spawn-failed +worker=Bad1 kind=kv error=Cannot start placed worker "Bad1" .*unknown parameter "colour"/,
+  );
+  // A node started later with the same --spawn finds it placed already, from the cluster's table.
+  const p3 = await start(3, ["--spawn", "kv:Store9"]);
+  sim.run(600);
+  assert.match(
+    printed[3].join("\n"),
+    new RegExp(`spawn +worker=Store9 kind=kv node=${host} already=placed`),
+  );
+  assert.equal(p3.node.placement.where("Store9"), host, "it stays where it was");
+  await Promise.all([p0.stop(), p1.stop(), p2.stop(), p3.stop()]);
 });
