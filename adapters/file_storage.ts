@@ -60,6 +60,8 @@ import {
   checkStorageKey,
   checkStorageOps,
   checkStorageValue,
+  copyOps,
+  listFromMap,
   type Storage,
   type StorageEntry,
   type StorageOp,
@@ -301,12 +303,7 @@ class FileStore implements FileStorage {
     try {
       this.#open("list");
       if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
-      const entries: StorageEntry[] = [];
-      for (const [key, value] of this.#view) {
-        if (key.startsWith(prefix)) entries.push({ key, value: new Uint8Array(value) });
-      }
-      entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      return Promise.resolve(entries);
+      return Promise.resolve(listFromMap(this.#view, prefix));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -316,14 +313,7 @@ class FileStore implements FileStorage {
     try {
       this.#open("write");
       checkStorageOps(ops);
-      return this.#write(
-        ops.map((op): StorageOp =>
-          op.type === "put"
-            ? { type: "put", key: op.key, value: new Uint8Array(op.value) }
-            : { type: "delete", key: op.key }
-        ),
-        undefined,
-      );
+      return this.#write(copyOps(ops), undefined);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -52,6 +52,8 @@ import {
   checkStorageKey,
   checkStorageOps,
   checkStorageValue,
+  copyOps,
+  listFromMap,
   type Storage,
   type StorageEntry,
   type StorageOp,
@@ -184,7 +186,7 @@ export class SimDisk {
    * the hosts using the disk crashed now.
    */
   durableEntries(prefix = ""): StorageEntry[] {
-    return sortedEntries(this.#core.durable(), prefix);
+    return listFromMap(this.#core.durable(), prefix);
   }
 
   /**
@@ -361,14 +363,6 @@ function setKey(map: Map<string, Uint8Array>, op: StorageOp): void {
   else map.delete(op.key);
 }
 
-function sortedEntries(map: Map<string, Uint8Array>, prefix: string): StorageEntry[] {
-  const entries: StorageEntry[] = [];
-  for (const [key, value] of map) {
-    if (key.startsWith(prefix)) entries.push({ key, value: new Uint8Array(value) });
-  }
-  return entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-}
-
 /** One incarnation's handle on a {@link SimDisk}. */
 class SimStorage implements Storage {
   readonly #disk: DiskCore;
@@ -410,21 +404,14 @@ class SimStorage implements Storage {
   list(prefix: string): Promise<StorageEntry[]> {
     return this.#read("list", () => {
       if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
-      return sortedEntries(this.#disk.visible(), prefix);
+      return listFromMap(this.#disk.visible(), prefix);
     });
   }
 
   batch(ops: readonly StorageOp[]): Promise<void> {
     return this.#call("write", () => {
       checkStorageOps(ops);
-      return this.#write(
-        ops.map((op): StorageOp =>
-          op.type === "put"
-            ? { type: "put", key: op.key, value: new Uint8Array(op.value) }
-            : { type: "delete", key: op.key }
-        ),
-        undefined,
-      );
+      return this.#write(copyOps(ops), undefined);
     });
   }
 

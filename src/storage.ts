@@ -103,8 +103,36 @@ export function checkStorageOps(ops: unknown): asserts ops is readonly StorageOp
   }
 }
 
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+/**
+ * Copies of the entries of `map` whose key starts with `prefix`, in ascending key order: the
+ * `list` of every backend that keeps its current view in a Map.
+ *
+ * @example
+ * ```ts
+ * import { listFromMap } from "./storage.ts";
+ * const map = new Map([["b", new Uint8Array([2])], ["a", new Uint8Array([1])], ["c/x", new Uint8Array()]]);
+ * console.assert(listFromMap(map, "").map((e) => e.key).join() === "a,b,c/x");
+ * ```
+ */
+export function listFromMap(
+  map: ReadonlyMap<string, Uint8Array>,
+  prefix: string,
+): StorageEntry[] {
+  const entries: StorageEntry[] = [];
+  for (const [key, value] of map) {
+    // A copy, not slice(): a Node Buffer's slice() is a view of the same bytes.
+    if (key.startsWith(prefix)) entries.push({ key, value: new Uint8Array(value) });
+  }
+  return entries.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** `ops` with every value copied, so a backend keeps bytes the caller can no longer change. */
+export function copyOps(ops: readonly StorageOp[]): StorageOp[] {
+  return ops.map((op): StorageOp =>
+    op.type === "put"
+      ? { type: "put", key: op.key, value: new Uint8Array(op.value) }
+      : { type: "delete", key: op.key }
+  );
 }
 
 /**
@@ -160,12 +188,7 @@ export class MemoryStorage implements Storage {
     try {
       this.#open("list");
       if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
-      const entries: StorageEntry[] = [];
-      for (const [key, value] of this.#entries) {
-        if (key.startsWith(prefix)) entries.push({ key, value: new Uint8Array(value) });
-      }
-      entries.sort((a, b) => compareKeys(a.key, b.key));
-      return Promise.resolve(entries);
+      return Promise.resolve(listFromMap(this.#entries, prefix));
     } catch (error) {
       return Promise.reject(error);
     }
