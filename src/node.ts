@@ -116,8 +116,11 @@ export interface NodeOptions {
   /** Most links at once: no dialling beyond it, and further peers are refused. Default 1024. */
   readonly maxLinks?: number;
   /**
-   * Most connections still in their handshake at once; more are closed at once, so a flood of
-   * connections that never say hello cannot pile up. Default 64.
+   * Most accepted connections still in their handshake at once; more are closed at once, so a
+   * flood of connections that never say hello cannot pile up. Connections this node dials do
+   * not count. Default 1024, like `maxLinks`: when a cluster starts, the node with the highest
+   * GUID is dialled by every other node at once, and refusing some only delays the mesh by a
+   * backoff; the handshake timeout bounds how long each may wait.
    */
   readonly maxPendingHandshakes?: number;
   /**
@@ -559,6 +562,8 @@ export class AutoMpiNode {
   #inWorkerPass = false;
   #workerPassScheduled = false;
   readonly #dirty = new Set<Connection>();
+  /** Accepted connections that were handshaking when last looked at (see maxPendingHandshakes). */
+  readonly #inboundHandshakes = new Set<Connection>();
   #flushScheduled = false;
   /** Bumped whenever the set of links changes: peer lists are resent only after a change. */
   #linksVersion = 0;
@@ -623,7 +628,11 @@ export class AutoMpiNode {
     this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
     this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
     this.#maxDatagramBytes = positive(options.maxDatagramBytes, 8192, "maxDatagramBytes");
-    this.#maxPendingHandshakes = positive(options.maxPendingHandshakes, 64, "maxPendingHandshakes");
+    this.#maxPendingHandshakes = positive(
+      options.maxPendingHandshakes,
+      1024,
+      "maxPendingHandshakes",
+    );
     this.#gossipIntervals = options.gossipIntervals ?? 5;
     if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
       throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
@@ -1572,7 +1581,11 @@ export class AutoMpiNode {
       connection.state = "closed";
       return this.#streamHandlers(connection);
     }
-    const pending = this.#connections.size - this.#links.size - this.#legacyInbound.size;
+    // Pruned here rather than at each state change: it never holds more than the limit + 1.
+    for (const waiting of this.#inboundHandshakes) {
+      if (waiting.state !== "handshaking") this.#inboundHandshakes.delete(waiting);
+    }
+    const pending = this.#inboundHandshakes.size;
     if (pending >= this.#maxPendingHandshakes || this.#links.size >= this.#maxLinks) {
       this.#stats.connectionsRefused++;
       this.#platform.log.log("warn", "link.refused", {
@@ -1586,6 +1599,7 @@ export class AutoMpiNode {
       return this.#streamHandlers(connection);
     }
     this.#connections.add(connection);
+    this.#inboundHandshakes.add(connection);
     connection.state = "handshaking";
     this.#sendHello(connection);
     return this.#streamHandlers(connection);
