@@ -57,10 +57,12 @@ import {
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import {
+  attempt,
   checkStorageKey,
   checkStorageOps,
   checkStorageValue,
   copyOps,
+  getFromMap,
   listFromMap,
   type Storage,
   type StorageEntry,
@@ -266,68 +268,51 @@ class FileStore implements FileStorage {
   }
 
   get(key: string): Promise<Uint8Array | undefined> {
-    try {
+    return attempt(() => {
       this.#open("get");
-      checkStorageKey(key, "get");
-      const value = this.#view.get(key);
-      return Promise.resolve(value === undefined ? undefined : new Uint8Array(value));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return getFromMap(this.#view, key);
+    });
   }
 
   put(key: string, value: Uint8Array): Promise<void> {
-    try {
+    return attempt(() => {
       this.#open("put");
       checkStorageKey(key, "put");
       checkStorageValue(value, "put");
-      // A copy, not slice(): a Node Buffer's slice() is a view of the caller's bytes.
-      return this.#write([{ type: "put", key, value: new Uint8Array(value) }], undefined);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return this.#write(copyOps([{ type: "put", key, value }]), undefined);
+    });
   }
 
   delete(key: string): Promise<boolean> {
-    try {
+    return attempt(() => {
       this.#open("delete");
       checkStorageKey(key, "delete");
-      const existed = this.#view.has(key);
-      return this.#write([{ type: "delete", key }], existed);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return this.#write([{ type: "delete", key }], this.#view.has(key));
+    });
   }
 
   list(prefix: string): Promise<StorageEntry[]> {
-    try {
+    return attempt(() => {
       this.#open("list");
-      if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
-      return Promise.resolve(listFromMap(this.#view, prefix));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return listFromMap(this.#view, prefix);
+    });
   }
 
   batch(ops: readonly StorageOp[]): Promise<void> {
-    try {
+    return attempt(() => {
       this.#open("write");
       checkStorageOps(ops);
       return this.#write(copyOps(ops), undefined);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    });
   }
 
   compact(): Promise<void> {
-    try {
+    return attempt(() => {
       this.#open("compact");
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return new Promise((resolve, reject) => {
-      this.#compactWaiters.push({ resolve, reject });
-      this.#kick();
+      return new Promise<void>((resolve, reject) => {
+        this.#compactWaiters.push({ resolve, reject });
+        this.#kick();
+      });
     });
   }
 

@@ -53,6 +53,7 @@ import {
   checkStorageOps,
   checkStorageValue,
   copyOps,
+  getFromMap,
   listFromMap,
   type Storage,
   type StorageEntry,
@@ -377,11 +378,7 @@ class SimStorage implements Storage {
   }
 
   get(key: string): Promise<Uint8Array | undefined> {
-    return this.#read("get", () => {
-      checkStorageKey(key, "get");
-      const value = this.#disk.visible().get(key);
-      return value === undefined ? undefined : new Uint8Array(value);
-    });
+    return this.#read("get", () => getFromMap(this.#disk.visible(), key));
   }
 
   put(key: string, value: Uint8Array): Promise<void> {
@@ -403,7 +400,6 @@ class SimStorage implements Storage {
 
   list(prefix: string): Promise<StorageEntry[]> {
     return this.#read("list", () => {
-      if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
       return listFromMap(this.#disk.visible(), prefix);
     });
   }

@@ -104,8 +104,39 @@ export function checkStorageOps(ops: unknown): asserts ops is readonly StorageOp
 }
 
 /**
+ * Runs `run` and returns its result as a Promise, a synchronous throw as a rejected one: every
+ * {@link Storage} method reports bad arguments and a closed store by rejecting, never throwing.
+ *
+ * @example
+ * ```ts
+ * import { attempt } from "./storage.ts";
+ * const failed = await attempt(() => { throw new TypeError("bad key"); }).catch((e) => e);
+ * console.assert(failed instanceof TypeError);
+ * ```
+ */
+export function attempt<T>(run: () => T | Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(run());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** A copy of the value under `key` in `map`, if any: the `get` of a backend keeping a Map. */
+export function getFromMap(
+  map: ReadonlyMap<string, Uint8Array>,
+  key: string,
+): Uint8Array | undefined {
+  checkStorageKey(key, "get");
+  const value = map.get(key);
+  // A copy, not slice(): a Node Buffer's slice() is a view of the same bytes.
+  return value === undefined ? undefined : new Uint8Array(value);
+}
+
+/**
  * Copies of the entries of `map` whose key starts with `prefix`, in ascending key order: the
- * `list` of every backend that keeps its current view in a Map.
+ * `list` of every backend that keeps its current view in a Map. A prefix that is not a string
+ * is a `TypeError`.
  *
  * @example
  * ```ts
@@ -118,6 +149,7 @@ export function listFromMap(
   map: ReadonlyMap<string, Uint8Array>,
   prefix: string,
 ): StorageEntry[] {
+  if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
   const entries: StorageEntry[] = [];
   for (const [key, value] of map) {
     // A copy, not slice(): a Node Buffer's slice() is a view of the same bytes.
@@ -160,14 +192,10 @@ export class MemoryStorage implements Storage {
   }
 
   get(key: string): Promise<Uint8Array | undefined> {
-    try {
+    return attempt(() => {
       this.#open("get");
-      checkStorageKey(key, "get");
-      const value = this.#entries.get(key);
-      return Promise.resolve(value === undefined ? undefined : new Uint8Array(value));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return getFromMap(this.#entries, key);
+    });
   }
 
   put(key: string, value: Uint8Array): Promise<void> {
@@ -175,38 +203,29 @@ export class MemoryStorage implements Storage {
   }
 
   delete(key: string): Promise<boolean> {
-    try {
+    return attempt(() => {
       this.#open("delete");
       checkStorageKey(key, "delete");
-      return Promise.resolve(this.#entries.delete(key));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return this.#entries.delete(key);
+    });
   }
 
   list(prefix: string): Promise<StorageEntry[]> {
-    try {
+    return attempt(() => {
       this.#open("list");
-      if (typeof prefix !== "string") throw new TypeError("Cannot list: prefix must be a string");
-      return Promise.resolve(listFromMap(this.#entries, prefix));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return listFromMap(this.#entries, prefix);
+    });
   }
 
   batch(ops: readonly StorageOp[]): Promise<void> {
-    try {
+    return attempt(() => {
       this.#open("write");
       checkStorageOps(ops);
-      for (const op of ops) {
-        // A copy, not slice(): a Node Buffer's slice() is a view of the caller's bytes.
-        if (op.type === "put") this.#entries.set(op.key, new Uint8Array(op.value));
+      for (const op of copyOps(ops)) {
+        if (op.type === "put") this.#entries.set(op.key, op.value);
         else this.#entries.delete(op.key);
       }
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    });
   }
 
   close(): Promise<void> {
@@ -240,14 +259,11 @@ export function scopedStorage(storage: Storage, prefix: string): Storage {
     throw new TypeError("Cannot scope storage: prefix must be a non-empty string");
   }
   let closed = false;
-  const guard = <T>(action: string, run: () => Promise<T>): Promise<T> => {
-    if (closed) return Promise.reject(new Error(`Cannot ${action}: the storage view is closed`));
-    try {
+  const guard = <T>(action: string, run: () => Promise<T>): Promise<T> =>
+    attempt(() => {
+      if (closed) throw new Error(`Cannot ${action}: the storage view is closed`);
       return run();
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
+    });
   return {
     get: (key) =>
       guard("get", () => {
