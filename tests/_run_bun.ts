@@ -4,9 +4,9 @@
  * The suite is written once against `node:test`; Deno runs it with `deno test`, and this script
  * runs the same files with `bun test` so that nobody needs Bun installed by hand:
  *
- * 1. If `node_modules` lacks a dependency of package.json at its pinned version, it installs
- *    them: with `npm install` when npm is on PATH (package-lock.json is the lockfile), otherwise
- *    with `bun install --no-save --production`.
+ * 1. If `node_modules` lacks a package of package.json at its pinned version, it installs
+ *    them: with `npm ci` when npm is on PATH (see `tests/_install.ts`, shared with
+ *    `test:deno`), otherwise with `bun install --no-save`.
  * 2. It picks a Bun of exactly {@link BUN_VERSION}: the one CI installs into `.ci/tools/`, else
  *    `bun` on PATH, else `npx -y bun@<version>`. A `bun` of another version is used only when
  *    npx is missing, with a warning.
@@ -18,6 +18,8 @@
  *
  * @module
  */
+
+import { ensureNodeModules } from "./_install.ts";
 
 /** The Bun release the suite is tested on; tests/versions_test.ts keeps every pin equal. */
 export const BUN_VERSION = "1.4.5";
@@ -65,23 +67,6 @@ async function run(command: readonly string[]): Promise<number> {
   return status.code;
 }
 
-/** Names of package.json dependencies missing from node_modules or installed at another version. */
-function staleDependencies(): string[] {
-  const manifest = JSON.parse(Deno.readTextFileSync(new URL("package.json", root)));
-  const stale: string[] = [];
-  for (const [name, version] of Object.entries(manifest.dependencies ?? {})) {
-    try {
-      const installed = JSON.parse(
-        Deno.readTextFileSync(new URL(`node_modules/${name}/package.json`, root)),
-      );
-      if (installed.version !== version) stale.push(name);
-    } catch {
-      stale.push(name);
-    }
-  }
-  return stale;
-}
-
 async function pickBun(): Promise<string[]> {
   const local = `${rootPath}.ci/tools/node_modules/.bin/bun`;
   const candidates: string[][] = [[local], ["bun"]];
@@ -104,17 +89,12 @@ async function pickBun(): Promise<string[]> {
 }
 
 async function main(args: readonly string[]): Promise<number> {
-  const stale = staleDependencies();
-  const hasNpm = await versionOf(["npm"]) !== undefined;
-  if (stale.length > 0 && hasNpm) {
-    console.error(`test:bun: node_modules is missing or stale (${stale.join(", ")}); npm install`);
-    const code = await run(["npm", "install", "--no-audit", "--no-fund"]);
-    if (code !== 0) return code;
-  }
+  const installed = await ensureNodeModules("test:bun");
+  if (installed === "failed") return 1;
   const bun = await pickBun();
-  if (stale.length > 0 && !hasNpm) {
-    console.error(`test:bun: node_modules is missing or stale (${stale.join(", ")}); bun install`);
-    const code = await run([...bun, "install", "--no-save", "--production"]);
+  if (installed === "no-npm") {
+    console.error("test:bun: installing node_modules with bun install instead");
+    const code = await run([...bun, "install", "--no-save"]);
     if (code !== 0) return code;
   }
   const givesPaths = args.some((arg) => arg.startsWith("./") || arg.startsWith("../"));
