@@ -45,6 +45,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -592,6 +593,11 @@ function testFiles(config: DenoConfig): string[] {
   for (const include of config.testInclude) {
     const dir = join(ROOT, include);
     if (!existsSync(dir)) continue;
+    if (!statSync(dir).isDirectory()) {
+      // A file in test.include (mod.ts) is there for its doc examples; only *_test.ts are tests.
+      if (/(^|[/_.])test\.ts$/.test(include)) files.push(posix(include));
+      continue;
+    }
     const skip = (rel: string) => {
       const path = posix(join(include, rel));
       return excluded.some((ex) => path === ex || path.startsWith(`${ex}/`));
