@@ -1197,7 +1197,11 @@ export class Simulation {
 
   #ownsAddress(host: HostState, text: string, allowBroadcast: boolean): boolean {
     if (text === ANY || text === host.address || text.startsWith("127.")) return true;
-    return allowBroadcast && parseIpv4(text) === host.subnetInfo.broadcast;
+    if (!allowBroadcast) return false;
+    // A datagram socket may bind to its subnet's broadcast or to the limited broadcast, and then
+    // receives only broadcasts sent to that address (as Linux does).
+    const number = parseIpv4(text);
+    return number === host.subnetInfo.broadcast || number === 0xffffffff;
   }
 
   get maxDatagramBytes(): number {
@@ -1673,7 +1677,9 @@ class SimDatagramSocket implements DatagramSocket {
   set local(address: Address) {
     this.#local = address;
     // Bound to any or to the broadcast address, a datagram leaves from the host's own address.
-    const own = address.host === ANY || parseIpv4(address.host) === this.host.subnetInfo.broadcast;
+    const number = address.host === ANY ? undefined : parseIpv4(address.host);
+    const own = address.host === ANY || number === this.host.subnetInfo.broadcast ||
+      number === 0xffffffff;
     this.source = own ? { host: this.host.address, port: address.port } : address;
   }
 

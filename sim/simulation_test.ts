@@ -121,6 +121,27 @@ test("datagrams: sockets sharing a port with reuseAddress all get broadcasts; un
   assert.deepEqual(shared.app![1].got.map((g) => g.text).sort(), ["b", "u"]);
 });
 
+test("datagrams: a socket bound to 255.255.255.255 gets only limited broadcasts, one bound to the subnet broadcast only subnet ones", () => {
+  const sim = new Simulation({ seed: 4 });
+  const both = sim.addHost("both", (platform) => ({
+    subnet: receiver(9999, "10.0.255.255", true)(platform),
+    limited: receiver(9999, "255.255.255.255", true)(platform),
+    any: receiver(9999, "0.0.0.0", true)(platform),
+  }));
+  const other = sim.addHost("other", receiver(9999), { subnet: "10.1.0.0/16" });
+  const s = sim.addHost("s", sender);
+  sim.run(1);
+  s.app!.send("limited", { host: "255.255.255.255", port: 9999 });
+  s.app!.send("subnet", { host: "10.0.255.255", port: 9999 });
+  s.app!.send("unicast", { host: both.address, port: 9999 });
+  sim.run(20);
+  assert.deepEqual(both.app!.limited.got.map((g) => g.text), ["limited"]);
+  assert.deepEqual(both.app!.subnet.got.map((g) => g.text), ["subnet"]);
+  assert.deepEqual(both.app!.any.got.map((g) => g.text).sort(), ["limited", "subnet", "unicast"]);
+  assert.equal(both.app!.limited.got[0].from.host, s.address, "it comes from the sender's address");
+  assert.equal(other.app!.got.length, 0, "a limited broadcast stays on its subnet");
+});
+
 test("datagrams: binding a taken port without reuseAddress fails with EADDRINUSE", () => {
   const sim = new Simulation();
   const host = sim.addHost("h", (platform) => {
