@@ -65,7 +65,21 @@ export interface DiscoveryOptions {
   readonly broadcastAddress: string;
   /** Address the discovery socket binds to. Default `0.0.0.0`. */
   readonly bindHost?: string;
+  /**
+   * Also receive datagrams sent to the limited broadcast `255.255.255.255` on the same port,
+   * with a second socket bound there: original AutoMPI nodes send their heartbeats and worker
+   * announcements only to it, which a socket bound to a subnet broadcast never sees. Default:
+   * true with `codec: "json"` when `bindHost` is set and is neither `0.0.0.0` (which hears them
+   * anyway) nor a loopback address (a loopback cluster must not hear the LAN).
+   */
+  readonly limitedBroadcast?: boolean;
 }
+
+/** How often an original AutoMPI node heartbeats, whatever this node's interval is. */
+const ORIGINAL_HEARTBEAT_MS = 1000;
+
+/** The limited broadcast address, where the original AutoMPI sends its discovery datagrams. */
+const LIMITED_BROADCAST = "255.255.255.255";
 
 /** Options of a node. Every duration is in milliseconds. */
 export interface NodeOptions {
@@ -85,7 +99,11 @@ export interface NodeOptions {
   readonly heartbeatIntervalMs?: number;
   /** Each interval is drawn in `interval × (1 ± jitter)`. Default 0.1. */
   readonly heartbeatJitter?: number;
-  /** A link with nothing heard for this many intervals is dropped. Default 3. */
+  /**
+   * A link with nothing heard for this many intervals is dropped. Default 3. With `codec:
+   * "json"` the bound is at least this many of the original's 1 s heartbeats, so a fast
+   * interval here does not drop original nodes between their heartbeats.
+   */
   readonly silenceIntervals?: number;
   /** A link whose handshake is not done in this time is dropped. Default 2000. */
   readonly handshakeTimeoutMs?: number;
@@ -277,6 +295,7 @@ export interface NodeLimits {
   maxPendingHandshakes: number;
   maxDatagramBytes: number;
   handshakeTimeoutMs: number;
+  /** How long a link or peer may stay silent before it is dropped (see silenceIntervals). */
   silenceMs: number;
 }
 
@@ -481,6 +500,8 @@ export class AutoMpiNode {
   readonly #intervalMs: number;
   readonly #jitter: number;
   readonly #silenceMs: number;
+  /** The silence bound for original-protocol peers: at least silenceIntervals of their 1 s. */
+  readonly #legacySilenceMs: number;
   readonly #keepAliveMs: number;
   readonly #handshakeTimeoutMs: number;
   readonly #connectTimeoutMs: number;
@@ -547,6 +568,8 @@ export class AutoMpiNode {
   #startedAtMs = 0;
   #listener: StreamListener | undefined;
   #socket: DatagramSocket | undefined;
+  /** The socket bound to 255.255.255.255 (see {@link DiscoveryOptions.limitedBroadcast}). */
+  #limitedSocket: DatagramSocket | undefined;
   #address = "";
   #heartbeatFrame: Uint8Array | undefined;
   /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
@@ -611,7 +634,11 @@ export class AutoMpiNode {
     if (!(this.#jitter >= 0 && this.#jitter < 1)) {
       throw new RangeError(`Cannot create node: heartbeatJitter ${this.#jitter} is not in [0, 1)`);
     }
-    this.#silenceMs = this.#intervalMs * positive(options.silenceIntervals, 3, "silenceIntervals");
+    const silenceIntervals = positive(options.silenceIntervals, 3, "silenceIntervals");
+    this.#silenceMs = this.#intervalMs * silenceIntervals;
+    // Original nodes heartbeat every second whatever our interval is, and send nothing else that
+    // vouches for them: a bound shorter than their rhythm would drop them between heartbeats.
+    this.#legacySilenceMs = Math.max(this.#silenceMs, ORIGINAL_HEARTBEAT_MS * silenceIntervals);
     // An idle link gets a keepalive once half the silence bound has passed, checked at each
     // tick: with jittered ticks the longest gap stays under the bound by most of an interval.
     this.#keepAliveMs = Math.max(
@@ -993,7 +1020,7 @@ export class AutoMpiNode {
         maxPendingHandshakes: this.#maxPendingHandshakes,
         maxDatagramBytes: this.#maxDatagramBytes,
         handshakeTimeoutMs: this.#handshakeTimeoutMs,
-        silenceMs: this.#silenceMs,
+        silenceMs: this.#legacy ? this.#legacySilenceMs : this.#silenceMs,
       },
       placement: this.#placement.state(),
     };
@@ -1043,6 +1070,7 @@ export class AutoMpiNode {
     }
     this.#listener?.close();
     this.#socket?.close();
+    this.#limitedSocket?.close();
     this.#placement.close();
     for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
     this.#workers.clear();
@@ -1115,6 +1143,24 @@ export class AutoMpiNode {
             this.#platform.log.log("error", "discovery.error", { error: error.message }),
         },
       );
+      const bindHost = discovery.bindHost;
+      const limited = discovery.limitedBroadcast ??
+        (this.#legacy && bindHost !== undefined && bindHost !== "0.0.0.0" &&
+          !bindHost.startsWith("127."));
+      if (limited && bindHost !== LIMITED_BROADCAST) {
+        // Receive only: heartbeats still go to broadcastAddress, which originals hear too.
+        this.#limitedSocket = this.#platform.net.bindDatagram(
+          { host: LIMITED_BROADCAST, port: discovery.port ?? 9999, reuseAddress: true },
+          {
+            onMessage: (data, from) => this.#onDatagram(data, from),
+            onError: (error) =>
+              this.#platform.log.log("error", "discovery.error", {
+                error: error.message,
+                socket: LIMITED_BROADCAST,
+              }),
+          },
+        );
+      }
     }
     this.#platform.log.log("info", "node.started", {
       guid: this.guid,
@@ -1151,7 +1197,7 @@ export class AutoMpiNode {
         const heardMs = connection.legacy
           ? Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0)
           : connection.lastReceivedMs;
-        if (now - heardMs > this.#silenceMs) {
+        if (now - heardMs > (connection.legacy ? this.#legacySilenceMs : this.#silenceMs)) {
           this.#closeConnection(
             connection,
             "silence",
@@ -1177,7 +1223,10 @@ export class AutoMpiNode {
     }
     for (const peer of [...this.#peers.values()]) {
       if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
-      if (now - peer.lastHeardMs > this.#silenceMs) {
+      if (
+        now - peer.lastHeardMs >
+          (this.#legacy || peer.legacy ? this.#legacySilenceMs : this.#silenceMs)
+      ) {
         this.#peers.delete(peer.guid);
         peer.forgotten = true;
         this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });

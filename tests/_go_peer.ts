@@ -6,7 +6,9 @@
  * against itself.
  *
  * What it does, as the reference says the original does:
- * - heartbeat every second: a NodeLocation broadcast, JSON, keys sorted, `Data` null;
+ * - heartbeat every second on the second, from the moment it starts, never jittered: a
+ *   NodeLocation sent to the limited broadcast 255.255.255.255 (not a subnet broadcast), JSON,
+ *   keys sorted, `Data` null;
  * - a new worker is announced by WorkerLocation broadcast on 3 consecutive heartbeats;
  * - hearing a NodeLocation (or ConnectToMe) from another GUID: dial it unless already dialled;
  * - handshake: the dialler writes a 4-byte little-endian length and its GUID, the acceptor
@@ -72,7 +74,8 @@ export interface GoPeerOptions {
   readonly guid: string;
   /** Its IP address: heartbeats say `<address>:<linkPort>`. */
   readonly address: string;
-  readonly broadcastAddress: string;
+  /** Where its datagrams go; default 255.255.255.255, as the original. */
+  readonly broadcastAddress?: string;
   readonly linkPort?: number;
   readonly discoveryPort?: number;
 }
@@ -98,7 +101,12 @@ export class GoPeer {
 
   constructor(platform: Platform, options: GoPeerOptions) {
     this.#platform = platform;
-    this.#options = { linkPort: 8888, discoveryPort: 9999, ...options };
+    this.#options = {
+      linkPort: 8888,
+      discoveryPort: 9999,
+      broadcastAddress: "255.255.255.255",
+      ...options,
+    };
     this.guid = options.guid;
     const { net, clock } = platform;
     net.listen({ host: "0.0.0.0", port: this.#options.linkPort }, {
