@@ -525,6 +525,7 @@ export interface NodeStateJson {
   readonly address: string;
   readonly state: string;
   readonly links: readonly StateLink[];
+  readonly peers: ReadonlyArray<{ guid: string; address: string; linked: boolean }>;
   readonly workers: ReadonlyArray<{ guid: string }>;
   readonly locations: Readonly<Record<string, string>>;
   readonly cluster: {
@@ -532,6 +533,7 @@ export interface NodeStateJson {
     links: ReadonlyArray<readonly [string, string]>;
   };
   readonly info: Readonly<Record<string, unknown>>;
+  readonly stats: Readonly<Record<string, number>>;
 }
 
 /** A message in `GET /messages`. */

@@ -18,6 +18,15 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import process from "node:process";
 import {
+  buildLan,
+  httpInNamespace,
+  ip,
+  namespaceNames,
+  reapLeftoverNamespaces,
+  rootLinkNames,
+  whyNot,
+} from "./_netns.ts";
+import {
   currentRuntime,
   findRuntime,
   killAll,
@@ -26,109 +35,17 @@ import {
   randomPorts,
   reapLeftoverProcesses,
   type RecentMessageJson,
-  runAsync,
   runSync,
   type RuntimeName,
   startNode,
   waitFor,
   waitForStarted,
-  whichSync,
 } from "./_processes.ts";
 
 const SUBNET_PREFIX = "10.231.0";
 const SUBNET_BROADCAST = `${SUBNET_PREFIX}.255`;
 const HEARTBEAT_MS = 300;
-const NAMESPACE_PATTERN = /^ampt-(\d+)-[a-z0-9]+-(?:sw|n\d)$/;
-
-/** `ip …` with a bound; throws with its stderr when it fails. */
-function ip(...args: string[]): string {
-  const result = runSync("ip", args, { timeoutMs: 10_000 });
-  if (result.status !== 0) {
-    throw new Error(`Cannot run ip ${args.join(" ")}: ${result.stderr.trim() || result.error}`);
-  }
-  return result.stdout;
-}
-
-function namespaceNames(): string[] {
-  const result = runSync("ip", ["netns", "list"], { timeoutMs: 10_000 });
-  return result.stdout.split("\n").map((line) => line.split(" ")[0]).filter(Boolean);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Deletes test namespaces whose creating test process is gone. */
-function reapLeftoverNamespaces(): void {
-  for (const name of namespaceNames()) {
-    const match = NAMESPACE_PATTERN.exec(name);
-    if (match && Number(match[1]) !== process.pid && !isAlive(Number(match[1]))) {
-      runSync("ip", ["netns", "delete", name], { timeoutMs: 10_000 });
-    }
-  }
-}
-
-/** Why this machine cannot run the test, or undefined if it can. */
-function whyNot(): string | undefined {
-  if (process.platform !== "linux") return "network namespaces need Linux";
-  if (process.getuid?.() !== 0) return "network namespaces need root";
-  if (whichSync("ip") === undefined) return "the ip command (iproute2) is missing";
-  reapLeftoverProcesses();
-  reapLeftoverNamespaces();
-  const probe = `ampt-${process.pid}-probe-sw`;
-  const added = runSync("ip", ["netns", "add", probe], { timeoutMs: 10_000 });
-  runSync("ip", ["netns", "delete", probe], { timeoutMs: 10_000 });
-  if (added.status !== 0) {
-    return `"ip netns add" fails here (${added.stderr.trim() || added.error})`;
-  }
-  return undefined;
-}
-
 const skip = whyNot();
-
-/** Something that runs an HTTP request inside a namespace and prints the response body. */
-function httpCommand(url: string, body?: unknown): string[] {
-  if (whichSync("curl") !== undefined) {
-    return body === undefined ? ["curl", "-sS", "-f", "-m", "3", url] : [
-      "curl",
-      "-sS",
-      "-m",
-      "3",
-      "-H",
-      "content-type: application/json",
-      "--data-binary",
-      "@-",
-      url,
-    ];
-  }
-  // Without curl, this runtime itself fetches (slower to start, but always there).
-  const runtime = currentRuntime();
-  const script = `const body = ${JSON.stringify(body === undefined ? null : JSON.stringify(body))};
-const response = await fetch(${JSON.stringify(url)}, body === null ? {} : {
-  method: "POST", headers: { "content-type": "application/json" }, body });
-console.log(await response.text());`;
-  return runtime === "deno"
-    ? [findRuntime("deno")!, "eval", script]
-    : [findRuntime("bun")!, "-e", script];
-}
-
-/** An HTTP request to `127.0.0.1:<port>` from inside namespace `ns`, as JSON. */
-async function httpInNamespace<T>(ns: string, port: number, path: string, body?: unknown) {
-  const command = httpCommand(`http://127.0.0.1:${port}${path}`, body);
-  const result = await runAsync("ip", ["netns", "exec", ns, ...command], {
-    timeoutMs: 8000,
-    input: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (result.status !== 0) {
-    throw new Error(`Cannot fetch ${path} in ${ns}: ${result.stderr.trim()}`);
-  }
-  return JSON.parse(result.stdout) as T;
-}
 
 interface Host {
   readonly index: number;
@@ -175,8 +92,6 @@ test(
       worker: `ns-${suffix}-e${i + 1}`,
     }));
     const created: string[] = [];
-    const rootLinkNames = () =>
-      ip("-o", "link", "show").split("\n").map((line) => line.split(":")[1]?.trim() ?? "");
     const rootLinksBefore = new Set(rootLinkNames());
     cleanup = async () => {
       cleanup = undefined;
@@ -189,33 +104,7 @@ test(
     };
     try {
       // ---- the LAN: a bridge in its own namespace, one veth per host -------------------------
-      ip("netns", "add", bridgeNs);
-      created.push(bridgeNs);
-      ip("-n", bridgeNs, "link", "add", "br0", "type", "bridge");
-      ip("-n", bridgeNs, "link", "set", "br0", "up");
-      for (const h of hosts) {
-        ip("netns", "add", h.ns);
-        created.push(h.ns);
-        const port = `p${h.index}`;
-        ip(
-          "-n",
-          bridgeNs,
-          "link",
-          "add",
-          port,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          "eth0",
-          "netns",
-          h.ns,
-        );
-        ip("-n", bridgeNs, "link", "set", port, "master", "br0", "up");
-        ip("-n", h.ns, "addr", "add", `${h.address}/24`, "dev", "eth0");
-        ip("-n", h.ns, "link", "set", "eth0", "up");
-        ip("-n", h.ns, "link", "set", "lo", "up");
-      }
+      buildLan(bridgeNs, hosts, created);
       // Nothing of ours in the machine's own namespace: no bridge, no veth end.
       const added = rootLinkNames().filter((name) => !rootLinksBefore.has(name));
       assert.deepEqual(added.filter((name) => /^(br0|p\d|eth0)\b/.test(name)), []);

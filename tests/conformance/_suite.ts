@@ -447,6 +447,35 @@ behaviour("a broadcast reaches every socket sharing the port with reuseAddress",
   for (const socket of [...pair, sender]) socket.socket.close();
 });
 
+behaviour(
+  "a socket binds to the limited broadcast 255.255.255.255 beside one on 0.0.0.0 with reuseAddress",
+  async (w, g) => {
+    // How a --codec json node hears the original's heartbeats. Nothing is sent here: a limited
+    // broadcast leaves only from namespaces a test made (tests/netns_legacy_test.ts).
+    let bound: Array<ReturnType<typeof bindOn>> = [];
+    for (let attempt = 0; attempt < 10 && bound.length === 0; attempt++) {
+      const port = w.b.platform.random.int(20000, 32000);
+      const any = bindOn(g, w.b, { host: "0.0.0.0", port, reuseAddress: true });
+      const limited = bindOn(g, w.b, { host: "255.255.255.255", port, reuseAddress: true });
+      const settled = () =>
+        any.ready + any.errors.length > 0 && limited.ready + limited.errors.length > 0;
+      await must(w, settled, WAIT_MS, "both bindings settle");
+      if (any.ready === 1 && limited.ready === 1) {
+        bound = [any, limited];
+      } else {
+        for (const { errors } of [any, limited]) {
+          for (const error of errors) assert.equal(codeOf(error), "EADDRINUSE", String(error));
+        }
+        any.socket.close();
+        limited.socket.close();
+      }
+    }
+    assert.equal(bound.length, 2, "found no free port for the limited broadcast case in 10 tries");
+    assert.equal(bound[1].socket.local.port, bound[0].socket.local.port);
+    for (const socket of bound) socket.socket.close();
+  },
+);
+
 behaviour("binding a taken port without reuseAddress fails with EADDRINUSE", async (w, g) => {
   const first = bindOn(g, w.b);
   await must(w, () => first.ready === 1, WAIT_MS, "first socket ready");
