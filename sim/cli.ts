@@ -17,6 +17,16 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createSimCluster, type SimCluster, workerGuid } from "./cluster.ts";
 import { type Campaign, checkCampaign, runCampaign } from "./campaign.ts";
 import { fuzzCampaigns } from "./fuzz.ts";
+import { resolve } from "node:path";
+import { cwd } from "node:process";
+import { pathToFileURL } from "node:url";
+import {
+  findDefinition,
+  type ReplayFile,
+  replayScenario,
+  type ScenarioDefinition,
+  type ScenarioResult,
+} from "./scenario.ts";
 
 /** What the flags ask for. */
 export interface SimCliOptions {
@@ -101,6 +111,10 @@ Flags:
   --latency-ms A..B     one-way latency drawn in [A, B] ms; "A" alone means A..A (default 1..5)
   --json                print one JSON line instead of a summary
   -h, --help            print this and exit
+  --replay FILE         re-run a saved failure exactly and print it as one JSON line: a fault
+                        campaign, or a scenario replay file of yours (printed by checkScenarios),
+                        whose definition is imported from the module the file names
+  fuzz …                fault campaigns (see: deno task fuzz -- --help)
 
 JSON fields: nodes, seed, loss, latency_ms_min, latency_ms_max, simulated_ms, wall_ms, speedup,
 events, converged_at_ms (null if never), links, links_expected, worker_locations_known,
@@ -400,12 +414,89 @@ export function runSimCli(
   }
 }
 
+/**
+ * `--replay FILE` for every kind of file: a saved campaign, or a scenario replay file of yours
+ * (`{"automp":"scenario-replay",…}`, printed by `checkScenarios`), whose definition is imported
+ * from the module the file names. Prints the result as one JSON line.
+ *
+ * @example
+ * ```ts ignore
+ * import { runSimCliAsync } from "./cli.ts";
+ * const { code, stdout } = await runSimCliAsync(["--replay", "tests/artifacts/failure.json"]);
+ * ```
+ */
+export async function runSimCliAsync(args: readonly string[]): Promise<SimCliResult> {
+  const rest = args[0] === "--" ? args.slice(1) : args;
+  const replayAt = rest.findIndex((arg) => arg === "--replay" || arg.startsWith("--replay="));
+  if (replayAt < 0 || rest[0] === "fuzz") return runSimCli(args);
+  const file = rest[replayAt].includes("=") ? rest[replayAt].split("=")[1] : rest[replayAt + 1];
+  if (!file) return replayCli(file);
+  let parsed: Partial<ReplayFile<{ readonly atMs: number }>>;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    return {
+      code: 2,
+      stdout: "",
+      stderr: `sim: Cannot replay ${file}: ${(error as Error).message}\n`,
+    };
+  }
+  if (parsed?.automp !== "scenario-replay") return replayCli(file);
+  let definition: ScenarioDefinition<{ readonly atMs: number }>;
+  try {
+    if (typeof parsed.module !== "string" || parsed.module === "") {
+      throw new TypeError(
+        "the file names no module: give the definition module: import.meta.url",
+      );
+    }
+    const url = /^[a-z]+:/.test(parsed.module)
+      ? parsed.module
+      : pathToFileURL(resolve(cwd(), parsed.module)).href;
+    const exports = await import(url);
+    definition = findDefinition(exports, String(parsed.name));
+  } catch (error) {
+    return {
+      code: 2,
+      stdout: "",
+      stderr: `sim: Cannot replay ${file}: ${(error as Error).message}\n`,
+    };
+  }
+  let result: ScenarioResult;
+  try {
+    result = replayScenario(definition, parsed as ReplayFile<{ readonly atMs: number }>);
+  } catch (error) {
+    return {
+      code: 2,
+      stdout: "",
+      stderr: `sim: Cannot replay ${file}: ${(error as Error).message}\n`,
+    };
+  }
+  const scenario = parsed.scenario!;
+  const line = JSON.stringify({
+    replay: file,
+    scenario: definition.name,
+    seed: scenario.seed,
+    nodes: scenario.nodes,
+    trace_hash: result.traceHash,
+    events: result.events,
+    sent: result.sent,
+    delivered: result.delivered,
+    reported_undeliverable: result.reported,
+    exempt_by_crash: result.exempt,
+    violations: result.violations,
+  });
+  return { code: result.violations.length > 0 ? 1 : 0, stdout: `${line}\n`, stderr: "" };
+}
+
 /** `--replay FILE`: re-runs a saved campaign exactly and prints its result as one JSON line. */
 export function replayCli(file: string | undefined): SimCliResult {
   if (!file) return { code: 2, stdout: "", stderr: "sim: Cannot replay: --replay needs a FILE\n" };
   let campaign: Campaign;
   try {
     campaign = JSON.parse(readFileSync(file, "utf8"));
+    if ((campaign as unknown as { automp?: string })?.automp === "scenario-replay") {
+      throw new TypeError("a scenario replay file needs runSimCliAsync (the CLI uses it)");
+    }
     checkCampaign(campaign);
   } catch (error) {
     return {
@@ -553,7 +644,7 @@ interface Runtime {
 
 if (import.meta.main) {
   const runtime = globalThis as unknown as Runtime;
-  const result = runSimCli(runtime.Deno?.args ?? runtime.process?.argv.slice(2) ?? []);
+  const result = await runSimCliAsync(runtime.Deno?.args ?? runtime.process?.argv.slice(2) ?? []);
   if (result.stdout) console.log(result.stdout.replace(/\n$/, ""));
   if (result.stderr) console.error(result.stderr.replace(/\n$/, ""));
   if (runtime.Deno) runtime.Deno.exitCode = result.code;

@@ -4,8 +4,14 @@
  *
  * @module
  */
-import fc from "fast-check";
-import { type Campaign, campaignArbitrary, type CampaignResult, runCampaign } from "./campaign.ts";
+import {
+  CAMPAIGN,
+  type Campaign,
+  campaignArbitrary,
+  type CampaignResult,
+  runCampaign,
+} from "./campaign.ts";
+import { searchScenarios } from "./scenario.ts";
 
 /** Options of {@link fuzzCampaigns}. */
 export interface FuzzOptions {
@@ -52,56 +58,45 @@ export function checkOnce(campaign: Campaign, checkDeterminism: boolean): Campai
 }
 
 /**
- * Generates and runs `runs` campaigns; stops at the first failure and shrinks it.
+ * Generates and runs `runs` campaigns; stops at the first failure and shrinks it. The search is
+ * the public {@link searchScenarios} over the campaign's definition.
  *
  * @example
  * ```ts
  * import { fuzzCampaigns } from "./fuzz.ts";
  * const report = fuzzCampaigns({ runs: 2, seed: 1, nodesMax: 4 });
- * console.assert(report.runs === 2 && report.failure === undefined);
+ * if (!(report.runs === 2 && report.failure === undefined)) throw new Error("example failed");
  * ```
  */
 export function fuzzCampaigns(options: FuzzOptions): FuzzReport {
-  let sent = 0;
-  let delivered = 0;
-  let reported = 0;
-  let done = 0;
-  const failures = new Map<Campaign, readonly string[]>();
-  const property = fc.property(
+  const report = searchScenarios(
+    CAMPAIGN,
     campaignArbitrary({
       nodesMin: options.nodesMin,
       nodesMax: options.nodesMax,
       durationMs: options.durationMs,
     }),
-    (campaign) => {
-      const result = checkOnce(campaign, options.checkDeterminism ?? false);
-      options.onProgress?.(++done, options.runs);
-      if (result.violations.length === 0) {
-        sent += result.sent;
-        delivered += result.delivered;
-        reported += result.reported;
-        return true;
-      }
-      failures.set(campaign, result.violations);
-      return false;
+    {
+      numRuns: options.runs,
+      seed: options.seed,
+      checkDeterminism: options.checkDeterminism,
+      onProgress: options.onProgress,
     },
   );
-  const details = fc.check(property, { seed: options.seed, numRuns: options.runs });
-  if (!details.failed || details.counterexample === null) {
-    return { runs: details.numRuns, sent, delivered, reported };
-  }
-  const [campaign] = details.counterexample;
+  const { failure } = report;
   return {
-    runs: details.numRuns,
-    sent,
-    delivered,
-    reported,
-    failure: {
-      campaign,
-      violations: failures.get(campaign) ?? checkOnce(campaign, true).violations,
-      seed: details.seed,
-      path: details.counterexamplePath ?? "",
-      shrinks: details.numShrinks,
-    },
+    runs: report.runs,
+    sent: report.sent,
+    delivered: report.delivered,
+    reported: report.reported,
+    ...(failure === undefined ? {} : {
+      failure: {
+        campaign: failure.scenario,
+        violations: failure.violations,
+        seed: failure.seed,
+        path: failure.path,
+        shrinks: failure.shrinks,
+      },
+    }),
   };
 }

@@ -1,5 +1,13 @@
 /**
- * The deterministic network simulator: drive a whole cluster on virtual time from one seed.
+ * The deterministic network simulator, and the toolkit to test your own workers on it.
+ *
+ * - {@link SimCluster}: N real nodes with your workers, fault verbs by node index or GUID, a
+ *   message history with checkers, your invariants, `settle()`.
+ * - {@link faultSchedule}, {@link checkScenarios}, {@link runScenario}, {@link replayScenario}:
+ *   property-based fault campaigns of your own, shrunk to a short schedule and replayed exactly.
+ * - {@link Simulation}: the network underneath (hosts, datagrams, streams, faults), from one seed.
+ *
+ * The example below drives the bare network; see `SimCluster` and `checkScenarios` for clusters.
  *
  * @example
  * ```ts
@@ -42,3 +50,59 @@ export {
 } from "./simulation.ts";
 export { deriveSeed, SeededRandom } from "./_random.ts";
 export { runAsync, type RunAsyncOptions, SimDisk, type SimDiskOptions } from "./storage.ts";
+export {
+  createSimCluster,
+  type CreateSimClusterOptions,
+  type Invariant,
+  type NodeContext,
+  type NodeOptionsContext,
+  type NodeRef,
+  type NodeRefs,
+  RecordingWorker,
+  type SettleOptions,
+  type SettleReport,
+  SimCheckError,
+  SimClient,
+  SimCluster,
+  type SimClusterOptions,
+  workerGuid,
+} from "./cluster.ts";
+export {
+  DEFAULT_CHECKS,
+  type Delivery,
+  History,
+  type HistoryCheck,
+  type MessageRecord,
+  noDeliveryAfterReport,
+  noDuplicateDelivery,
+  nothingSilentlyLost,
+  type OrphanDelivery,
+  perSenderOrder,
+  type Report,
+  type WatchedNode,
+} from "./history.ts";
+export {
+  applyFault,
+  checkScenario,
+  checkScenarios,
+  defineScenario,
+  type Fault,
+  FAULT_KINDS,
+  type FaultKind,
+  faultSchedule,
+  type FaultScheduleOptions,
+  findDefinition,
+  type ReplayFile,
+  replayFile,
+  replayScenario,
+  runScenario,
+  type RunScenarioOptions,
+  type Scenario,
+  type ScenarioDefinition,
+  ScenarioFailure,
+  type ScenarioReport,
+  type ScenarioResult,
+  type SearchOptions,
+  searchScenarios,
+  type TrafficItem,
+} from "./scenario.ts";

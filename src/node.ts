@@ -221,6 +221,14 @@ export interface NodeEvents {
   "link-down": { peer: string; address: string; reason: LinkDownReason; detail?: string };
   "peer-lost": { peer: string; address: string };
   undeliverable: { message: MapMessage; reason: UndeliverableReason; detail?: string };
+  /**
+   * A message entered this node through {@link AutoMpiNode.send} (by the application or one of
+   * its workers), before routing. Services' own traffic is not reported. For tests and tracing:
+   * the simulator's message history is built from it.
+   */
+  "message-sent": { message: MapMessage };
+  /** A worker on this node accepted a message into its queue. Services' traffic is not reported. */
+  "message-delivered": { worker: string; message: MapMessage };
   "duplicate-guid": { guid: string; address: string; incarnation: string };
   "protocol-error": { address: string; stage: "handshake" | "frame" | "datagram"; error: string };
   "location-added": { worker: string; node: string };
@@ -910,6 +918,9 @@ export class AutoMpiNode {
    */
   send(message: MapMessage): boolean {
     checkMessage(message);
+    if (this.#events.has("message-sent") && message.message[SERVICE_FIELD] === undefined) {
+      this.#events.emit("message-sent", { message });
+    }
     if (this.#state === "closed") return this.#undeliverable(message, "node-closed");
     this.#stats.messagesSent++;
     const destination = message.destination;
@@ -1039,6 +1050,16 @@ export class AutoMpiNode {
   /** Where a worker lives: this node's GUID, another node's, or `undefined`. */
   locate(worker: string): string | undefined {
     return this.#workers.has(worker) ? this.guid : this.#locations.get(worker);
+  }
+
+  /** How many workers this node hosts now. */
+  get workerCount(): number {
+    return this.#workers.size;
+  }
+
+  /** GUIDs of the workers this node hosts now, in attach order. */
+  workerGuids(): string[] {
+    return [...this.#workers.keys()];
   }
 
   /** How many remote worker locations this node knows. */
@@ -2589,6 +2610,9 @@ export class AutoMpiNode {
         "worker-queue-full",
         `worker "${worker.guid}" refused it`,
       );
+    }
+    if (this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined) {
+      this.#events.emit("message-delivered", { worker: worker.guid, message });
     }
     this.#pendingWorkers.add(worker);
     if (!this.#workerPassScheduled) {

@@ -162,7 +162,7 @@ function placementCluster(token?: string) {
   const cluster = createSimCluster({
     nodes: 3,
     seed: 33,
-    nodeOptionsOf: (_guid, index) =>
+    nodeOptions: ({ index }) =>
       index === 0 ? {} : { placement: { kinds: { echo: (guid) => new EchoWorker(guid) } } },
   });
   assert.equal(cluster.sim.runUntil(() => cluster.converged(), 3000), true);

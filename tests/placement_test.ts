@@ -44,7 +44,7 @@ function cluster(
     latencyMsMin: 1,
     latencyMsMax: 3,
     node: { heartbeatIntervalMs: HEARTBEAT_MS, silenceIntervals: SILENCE },
-    nodeOptionsOf: (guid, _index, host, sim) => ({
+    nodeOptions: ({ guid, host, sim }) => ({
       placement: { kinds: kindsByGuid.get(guid) ?? {} },
       ...(storageOf ? { storage: storageOf(host, sim) } : {}),
     }),
