@@ -304,11 +304,16 @@ export class SimCluster {
     const hosts: Array<SimHost<AutoMpiNode>> = [];
     // Assigned before the hosts start: setup callbacks may ask the cluster its size.
     this.hosts = hosts;
-    // The first node of each subnet seeds the others (only with several subnets).
+    // With several subnets, node i is host number ⌊i / subnets⌋ + 1 of subnet i mod subnets,
+    // and the first node of each subnet seeds the nodes of the others.
+    const addressOf = (index: number) => {
+      const position = Math.floor(index / subnets) + 1;
+      return `10.${subnetOf(index)}.${position >> 8}.${position & 255}`;
+    };
     const seedsFor = (index: number) =>
       subnets === 1 ? [] : Array.from({ length: subnets }, (_, s) => s)
         .filter((s) => s !== subnetOf(index))
-        .map((s) => `${hosts[s].address}:8888`);
+        .map((s) => `${addressOf(s)}:8888`);
     for (let index = 0; index < nodes; index++) {
       const subnet = subnets > 1 ? `10.${subnetOf(index)}.0.0/16` : undefined;
       hosts.push(sim.addHost(`n${index}`, (platform, host) => {
@@ -355,7 +360,7 @@ export class SimCluster {
           }
         }
         return node;
-      }, { ...(subnet ? { subnet } : {}) }));
+      }, subnet ? { subnet, address: addressOf(index) } : {}));
     }
   }
 
@@ -559,7 +564,8 @@ export class SimCluster {
 
   /**
    * Sends a message from node `from` (a worker GUID as `source`, or none); returns what the
-   * node's `send` returned. The history records it and what became of it.
+   * node's `send` returned. The history records it and what became of it. A node that is down
+   * or paused sends nothing and this returns false (a traffic item may fall in a crash).
    */
   send(
     from: NodeRef,
@@ -571,10 +577,10 @@ export class SimCluster {
     },
   ): boolean {
     const index = this.indexOf(from);
-    const node = this.node(index);
-    if (node === undefined) {
-      throw new RangeError(`Cannot send from node ${index} (${this.#guids[index]}): it is down`);
-    }
+    const host = this.hosts[index];
+    // A crashed or frozen process sends nothing: no message, no record.
+    if (host.state !== "up" || host.app === undefined) return false;
+    const node = host.app;
     const full = createMessage(message.destination, message.message ?? {}, {
       source: message.source ?? "",
       data: message.data,

@@ -510,8 +510,9 @@ export interface FaultScheduleOptions<T = never, I extends { readonly atMs: numb
   readonly latencyMsMax?: number;
   /**
    * Your traffic: an arbitrary of payloads (each becomes a {@link TrafficItem} at a random time
-   * from a random node), or a function of the cluster size and duration returning an arbitrary
-   * of whole items (with `atMs`).
+   * from a random node), or a function of the largest cluster size and the duration returning
+   * an arbitrary of whole items (with `atMs`). Fields named `node`, `from`, `to`, `a` and `b`
+   * hold node numbers: they are folded onto the drawn cluster size (`n % nodes`).
    */
   readonly traffic?: fc.Arbitrary<T> | ((nodes: number, durationMs: number) => fc.Arbitrary<I>);
   /** Most traffic items. Default 12. */
@@ -580,69 +581,92 @@ export function faultSchedule<T = never, I extends { readonly atMs: number } = T
       "Cannot build fault schedule: traffic must be a fast-check arbitrary or a function",
     );
   }
-  return fc.integer({ min: nodesMin, max: nodesMax }).chain((nodes) => {
-    const node = fc.integer({ min: 0, max: nodes - 1 });
-    const group = fc.uniqueArray(node, { minLength: 1, maxLength: Math.max(1, nodes - 1) });
-    const atMs = fc.integer({ min: 0, max: durationMs });
-    const forMs = fc.integer({ min: Math.min(50, forMsMax), max: forMsMax });
-    const all: Record<FaultKind, fc.Arbitrary<Fault>> = {
-      partition: fc.record({ atMs, kind: fc.constant("partition" as const), a: group, b: group })
-        .map((f) => ({ ...f, b: f.b.filter((n) => !f.a.includes(n)) })),
-      oneWay: fc.record({ atMs, kind: fc.constant("oneWay" as const), from: group, to: group }),
-      heal: fc.record({ atMs, kind: fc.constant("heal" as const) }),
-      cut: fc.record({ atMs, kind: fc.constant("cut" as const), a: node, b: node, forMs }),
-      hold: fc.record({ atMs, kind: fc.constant("hold" as const), a: node, b: node, forMs }),
-      isolate: fc.record({ atMs, kind: fc.constant("isolate" as const), node, forMs }),
-      crash: fc.record({ atMs, kind: fc.constant("crash" as const), node }),
-      restart: fc.record({ atMs, kind: fc.constant("restart" as const), node }),
-      pause: fc.record({ atMs, kind: fc.constant("pause" as const), node, forMs }),
-      loss: fc.record({
-        atMs,
-        kind: fc.constant("loss" as const),
-        probability: fc.double({ min: 0, max: lossMax, noNaN: true }),
-        forMs,
-      }),
-      duplicate: fc.record({
-        atMs,
-        kind: fc.constant("duplicate" as const),
-        probability: fc.double({ min: 0, max: duplicateMax, noNaN: true }),
-        forMs,
-      }),
-      skew: fc.record({
-        atMs,
-        kind: fc.constant("skew" as const),
-        node,
-        offsetMs: fc.integer({ min: -skewMsMax, max: skewMsMax }),
-        rate: fc.double({ min: 0.9, max: 1.1, noNaN: true }),
-      }),
-    };
-    const weighted = FAULT_KINDS
-      .map((kind) => ({ weight: weights[kind] ?? 1, arbitrary: all[kind] }))
-      .filter((w) => w.weight > 0);
-    const faults = weighted.length === 0 || maxFaults === 0
-      ? fc.constant([] as Fault[])
-      : fc.array(fc.oneof(...weighted), { maxLength: maxFaults });
-    let items: fc.Arbitrary<I[]> = fc.constant([]);
-    if (traffic instanceof fc.Arbitrary) {
-      items = fc.array(
-        fc.record({ atMs, from: node, value: traffic }) as unknown as fc.Arbitrary<I>,
-        { maxLength: maxTraffic },
-      );
-    } else if (typeof traffic === "function") {
-      items = fc.array(traffic(nodes, durationMs), { maxLength: maxTraffic });
-    }
-    return fc.record({
-      version: fc.constant(1 as const),
-      seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-      nodes: fc.constant(nodes),
-      durationMs: fc.constant(durationMs),
-      settleMs: fc.constant(settleMs),
-      latencyMsMin: fc.constant(1),
-      latencyMsMax: fc.integer({ min: 1, max: latencyMsMax }),
-      faults,
-      traffic: items,
-    });
-  });
+  // Node numbers are drawn below nodesMax and folded onto the drawn size afterwards (no
+  // `chain`): fast-check then shrinks the cluster size like any other field.
+  const node = fc.integer({ min: 0, max: nodesMax - 1 });
+  const group = fc.uniqueArray(node, { minLength: 1, maxLength: Math.max(1, nodesMax - 1) });
+  const atMs = fc.integer({ min: 0, max: durationMs });
+  const forMs = fc.integer({ min: Math.min(50, forMsMax), max: forMsMax });
+  const all: Record<FaultKind, fc.Arbitrary<Fault>> = {
+    partition: fc.record({ atMs, kind: fc.constant("partition" as const), a: group, b: group }),
+    oneWay: fc.record({ atMs, kind: fc.constant("oneWay" as const), from: group, to: group }),
+    heal: fc.record({ atMs, kind: fc.constant("heal" as const) }),
+    cut: fc.record({ atMs, kind: fc.constant("cut" as const), a: node, b: node, forMs }),
+    hold: fc.record({ atMs, kind: fc.constant("hold" as const), a: node, b: node, forMs }),
+    isolate: fc.record({ atMs, kind: fc.constant("isolate" as const), node, forMs }),
+    crash: fc.record({ atMs, kind: fc.constant("crash" as const), node }),
+    restart: fc.record({ atMs, kind: fc.constant("restart" as const), node }),
+    pause: fc.record({ atMs, kind: fc.constant("pause" as const), node, forMs }),
+    loss: fc.record({
+      atMs,
+      kind: fc.constant("loss" as const),
+      probability: fc.double({ min: 0, max: lossMax, noNaN: true }),
+      forMs,
+    }),
+    duplicate: fc.record({
+      atMs,
+      kind: fc.constant("duplicate" as const),
+      probability: fc.double({ min: 0, max: duplicateMax, noNaN: true }),
+      forMs,
+    }),
+    skew: fc.record({
+      atMs,
+      kind: fc.constant("skew" as const),
+      node,
+      offsetMs: fc.integer({ min: -skewMsMax, max: skewMsMax }),
+      rate: fc.double({ min: 0.9, max: 1.1, noNaN: true }),
+    }),
+  };
+  const weighted = FAULT_KINDS
+    .map((kind) => ({ weight: weights[kind] ?? 1, arbitrary: all[kind] }))
+    .filter((w) => w.weight > 0);
+  const faults = weighted.length === 0 || maxFaults === 0
+    ? fc.constant([] as Fault[])
+    : fc.array(fc.oneof(...weighted), { maxLength: maxFaults });
+  let items: fc.Arbitrary<I[]> = fc.constant([]);
+  if (traffic instanceof fc.Arbitrary) {
+    items = fc.array(
+      fc.record({ atMs, from: node, value: traffic }) as unknown as fc.Arbitrary<I>,
+      { maxLength: maxTraffic },
+    );
+  } else if (typeof traffic === "function") {
+    items = fc.array(traffic(nodesMax, durationMs), { maxLength: maxTraffic });
+  }
+  return fc.record({
+    nodes: fc.integer({ min: nodesMin, max: nodesMax }),
+    seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    latencyMsMax: fc.integer({ min: 1, max: latencyMsMax }),
+    faults,
+    traffic: items,
+  }).map(({ nodes, seed, latencyMsMax, faults, traffic }) => ({
+    version: 1 as const,
+    seed,
+    nodes,
+    durationMs,
+    settleMs,
+    latencyMsMin: 1,
+    latencyMsMax,
+    faults: faults.map((fault) => foldNodes(fault, nodes)),
+    traffic: traffic.map((item) => foldNodes(item, nodes)),
+  }));
+}
+
+/** The fields of faults and traffic items that hold node numbers. */
+const NODE_KEYS = ["node", "from", "to", "a", "b"] as const;
+
+/** Maps every node number of an item onto `0..nodes-1` (lists keep distinct members). */
+function foldNodes<T extends object>(item: T, nodes: number): T {
+  const folded: Record<string, unknown> = { ...item } as Record<string, unknown>;
+  for (const key of NODE_KEYS) {
+    const value = folded[key];
+    if (typeof value === "number") folded[key] = value % nodes;
+    else if (Array.isArray(value)) folded[key] = [...new Set(value.map((n) => n % nodes))];
+  }
+  if (folded.kind === "partition" && Array.isArray(folded.a) && Array.isArray(folded.b)) {
+    const a = folded.a as number[];
+    folded.b = (folded.b as number[]).filter((n) => !a.includes(n));
+  }
+  return folded as T;
 }
 
 /** What a search found: a clean report, or the shrunk failure. */
