@@ -34,7 +34,21 @@ import { type ClockSkew, type SimHost, Simulation, type SimulationOptions } from
 import { SimDisk } from "./storage.ts";
 import { DEFAULT_CHECKS, History, type HistoryCheck } from "./history.ts";
 
-/** A worker that records what it receives, for checks. */
+/**
+ * A worker that records what it receives, for checks.
+ *
+ * @example
+ * ```ts
+ * import { RecordingWorker, SimCluster } from "./cluster.ts";
+ * const cluster = new SimCluster({ nodes: 2, seed: 1 });
+ * const inbox = new RecordingWorker("inbox");
+ * cluster.node(1)!.attachWorker(inbox);
+ * cluster.settle();
+ * cluster.send(0, { destination: "inbox", message: { hello: "there" } });
+ * cluster.run(50);
+ * if (inbox.received[0]?.message.hello !== "there") throw new Error("not received");
+ * ```
+ */
 export class RecordingWorker extends WorkerBase {
   /** Every message handled, in order. */
   readonly received: MapMessage[] = [];
@@ -127,7 +141,21 @@ export interface SettleReport {
   readonly violations: readonly string[];
 }
 
-/** A settle or check found violations: `violations` lists them, the message names the first. */
+/**
+ * A settle or check found violations: `violations` lists them all, the message the first ten and
+ * the seed.
+ *
+ * @example
+ * ```ts
+ * import { SimCheckError, SimCluster } from "./cluster.ts";
+ * const cluster = new SimCluster({ nodes: 2, seed: 3, invariants: { "never": () => "broken" } });
+ * try {
+ *   cluster.settle();
+ * } catch (error) {
+ *   if (!(error instanceof SimCheckError) || error.violations[0] !== "never: broken") throw error;
+ * }
+ * ```
+ */
 export class SimCheckError extends Error {
   override readonly name = "SimCheckError";
   /** Every violation, one line each. */
@@ -146,7 +174,15 @@ export class SimCheckError extends Error {
   }
 }
 
-/** The GUID of the {@link RecordingWorker} of node `index` (option `workers`). */
+/**
+ * The GUID of the {@link RecordingWorker} of node `index` (option `workers`).
+ *
+ * @example
+ * ```ts
+ * import { workerGuid } from "./cluster.ts";
+ * if (workerGuid(7) !== "W0007") throw new Error("unexpected");
+ * ```
+ */
 export function workerGuid(index: number): string {
   return `W${String(index).padStart(4, "0")}`;
 }
@@ -155,6 +191,21 @@ export function workerGuid(index: number): string {
  * A client outside the cluster's workers: a worker of its own on one node, that sends messages
  * and keeps what comes back (a reply addressed to its GUID). After a crash of its node it is
  * attached again on restart, with what it had received.
+ *
+ * @example
+ * ```ts
+ * import { SimCluster } from "./cluster.ts";
+ * import { EchoWorker } from "../src/worker.ts";
+ * const cluster = new SimCluster({
+ *   nodes: 3,
+ *   seed: 2,
+ *   setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
+ * });
+ * const app = cluster.client(0, "app");
+ * cluster.settle();
+ * const answer = app.request("echo2", { command: "ping" }); // runs until the answer comes
+ * if (answer?.message.echoOf !== "ping") throw new Error("no answer");
+ * ```
  */
 export class SimClient {
   /** Its GUID: replies go there. */
@@ -227,6 +278,24 @@ const MAX_NODES = 5000;
  *
  * Every method that takes a node takes its index or GUID, and throws a `RangeError` naming
  * the argument when there is no such node.
+ *
+ * @example
+ * ```ts
+ * import { SimCluster } from "./cluster.ts";
+ * import { EchoWorker } from "../src/worker.ts";
+ * const cluster = new SimCluster({
+ *   nodes: 4,
+ *   seed: 5,
+ *   setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
+ * });
+ * cluster.invariant("four nodes up", (c) => c.liveNodes().length === 4);
+ * cluster.settle();
+ * cluster.crash("N0003"); // by GUID, or by index: cluster.crash(3)
+ * cluster.run(4000); // past the silence bound of 3 heartbeats
+ * if (cluster.node(0)!.locate("echo3") !== undefined) throw new Error("still known");
+ * cluster.settle(); // restarts N0003; its setup runs again; checks pass or throw
+ * if (cluster.node(0)!.locate("echo3") !== "N0003") throw new Error("not relearned");
+ * ```
  */
 export class SimCluster {
   /** The simulation underneath, for anything the cluster verbs do not cover. */

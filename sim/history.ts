@@ -357,7 +357,21 @@ export function noDeliveryAfterReport(history: History): string[] {
   return violations;
 }
 
-/** The checks {@link SimCluster.settle} runs unless told otherwise. */
+/**
+ * The checks {@link SimCluster.settle} runs unless told otherwise.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_CHECKS, noDeliveryAfterReport } from "./history.ts";
+ * import { SimCluster } from "./cluster.ts";
+ * // The defaults, plus the stricter check, by name:
+ * const cluster = new SimCluster({
+ *   nodes: 2,
+ *   checks: { ...DEFAULT_CHECKS, "no delivery after report": noDeliveryAfterReport },
+ * });
+ * cluster.settle();
+ * ```
+ */
 export const DEFAULT_CHECKS: Readonly<Record<string, HistoryCheck>> = {
   "no duplicate delivery": noDuplicateDelivery,
   "per-sender order": perSenderOrder,

@@ -99,7 +99,17 @@ export type Fault =
 /** The kinds of fault. */
 export type FaultKind = Fault["kind"];
 
-/** Every fault kind, in a fixed order. */
+/**
+ * Every fault kind, in a fixed order.
+ *
+ * @example
+ * ```ts
+ * import { FAULT_KINDS, faultSchedule } from "./scenario.ts";
+ * // Everything but clock skew, crashes three times as often as the rest:
+ * const weights = Object.fromEntries(FAULT_KINDS.map((k) => [k, k === "crash" ? 3 : 1]));
+ * faultSchedule({ weights: { ...weights, skew: 0 } });
+ * ```
+ */
 export const FAULT_KINDS: readonly FaultKind[] = [
   "partition",
   "oneWay",
@@ -326,7 +336,22 @@ export function checkScenario(
   }
 }
 
-/** Applies one fault to a cluster at the current virtual time. */
+/**
+ * Applies one fault to a cluster at the current virtual time (what {@link runScenario} does at
+ * each fault's `atMs`); faults with `forMs` undo themselves after it.
+ *
+ * @example
+ * ```ts
+ * import { applyFault } from "./scenario.ts";
+ * import { SimCluster } from "./cluster.ts";
+ * const cluster = new SimCluster({ nodes: 3, seed: 1 });
+ * cluster.settle();
+ * applyFault(cluster, { atMs: 0, kind: "pause", node: 2, forMs: 500 });
+ * if (cluster.host(2).state !== "paused") throw new Error("not paused");
+ * cluster.run(501);
+ * if (cluster.host(2).state !== "up") throw new Error("not resumed");
+ * ```
+ */
 export function applyFault(cluster: SimCluster, fault: Fault): void {
   const sim = cluster.sim;
   switch (fault.kind) {
@@ -815,7 +840,22 @@ export function searchScenarios<I extends { readonly atMs: number }>(
   };
 }
 
-/** A scenario search found a failure; the message says how to replay it. */
+/**
+ * A scenario search found a failure; the message says how to replay it, `report` holds it.
+ *
+ * @example
+ * ```ts
+ * import { checkScenarios, defineScenario, faultSchedule, ScenarioFailure } from "./scenario.ts";
+ * const broken = defineScenario({ name: "broken", check: () => "wrong" });
+ * try {
+ *   checkScenarios(broken, faultSchedule({ nodes: 2, maxFaults: 0 }), { numRuns: 1 });
+ * } catch (error) {
+ *   if (!(error instanceof ScenarioFailure)) throw error;
+ *   const replay = error.report.failure!.replay; // JSON for `deno task sim -- --replay FILE`
+ *   if (replay.name !== "broken") throw new Error("unexpected");
+ * }
+ * ```
+ */
 export class ScenarioFailure extends Error {
   override readonly name = "ScenarioFailure";
   /** The report, with the shrunk scenario and its replay file. */
