@@ -119,3 +119,73 @@ test("the CLI run as a program on this runtime prints one JSON line", () => {
   assert.equal(report.worker_locations_known, 20);
   assert.equal(report.trace_hash, runJson(flags.slice(0, -1)).trace_hash);
 });
+
+test("--replay runs a user's scenario file from the module it names, exactly, twice alike", async () => {
+  const { runSimCliAsync } = await import("../sim/cli.ts");
+  const { echoes } = await import("./_scenario_fixture.ts");
+  const { replayFile, runScenario } = await import("../sim/scenario.ts");
+  const { mkdtempSync, rmSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const scenario = {
+    version: 1 as const,
+    seed: 17,
+    nodes: 3,
+    durationMs: 2000,
+    settleMs: 10_000,
+    latencyMsMin: 1,
+    latencyMsMax: 4,
+    faults: [{ atMs: 300, kind: "crash" as const, node: 2 }],
+    traffic: [{ atMs: 100, from: 0, value: 2 }, { atMs: 600, from: 1, value: 2 }],
+  };
+  const dir = mkdtempSync(join(tmpdir(), "automp-scenario-"));
+  try {
+    const file = join(dir, "failure.json");
+    writeFileSync(file, JSON.stringify(replayFile(echoes, scenario)));
+    const first = await runSimCliAsync(["--replay", file]);
+    const second = await runSimCliAsync(["--", "--replay", file]);
+    assert.equal(first.code, 1, first.stderr);
+    const line = JSON.parse(first.stdout);
+    assert.equal(line.scenario, "fixture echoes");
+    assert.deepEqual(line.violations, ["check: a node was restarted"]);
+    assert.equal(line.trace_hash, JSON.parse(second.stdout).trace_hash);
+    assert.equal(line.trace_hash, runScenario(echoes, scenario).traceHash, "same as in-process");
+
+    // As a program, the way the failure message says, with the module given relative to cwd.
+    writeFileSync(
+      file,
+      JSON.stringify({ ...replayFile(echoes, scenario), module: "./tests/_scenario_fixture.ts" }),
+    );
+    const g = globalThis as { Deno?: { execPath(): string }; process?: { execPath: string } };
+    const cli = fileURLToPath(new URL("../sim/cli.ts", import.meta.url));
+    const root = fileURLToPath(new URL("../", import.meta.url));
+    const [command, args] = g.Deno
+      ? [g.Deno.execPath(), ["run", "-A", cli, "--replay", file]]
+      : [g.process!.execPath, [cli, "--replay", file]];
+    const program = spawnSync(command, args, { cwd: root, encoding: "utf8", timeout: 60_000 });
+    assert.equal(program.status, 1, program.stderr);
+    assert.equal(JSON.parse(program.stdout).trace_hash, line.trace_hash);
+
+    const bad = (content: unknown) => {
+      writeFileSync(file, JSON.stringify(content));
+      return runSimCliAsync(["--replay", file]);
+    };
+    const file0 = replayFile(echoes, scenario);
+    const unknown = await bad({ ...file0, name: "nope" });
+    assert.equal(unknown.code, 2);
+    assert.match(
+      unknown.stderr,
+      /no exported scenario named "nope" \(exported: "fixture echoes"\)/,
+    );
+    const missing = await bad({ ...file0, module: "./no/such/module.ts" });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /Cannot replay .*failure\.json/);
+    const noModule = await bad({ ...file0, module: null });
+    assert.match(noModule.stderr, /the file names no module/);
+    const outOfRange = await bad({ ...file0, scenario: { ...scenario, nodes: 0 } });
+    assert.equal(outOfRange.code, 2);
+    assert.match(outOfRange.stderr, /nodes 0 not in 1..1000/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
