@@ -129,7 +129,7 @@ test("settle throws a SimCheckError listing a failing invariant; throwOnViolatio
   assert.equal(error.seed, 5);
   assert.match(
     error.message,
-    /Cluster check failed at [\d.]+ ms \(seed 5\): 1 violation\(s\)\n  - two workers/,
+    /Cluster check failed at [\d.]+ ms \(seed 5\): 1 violation\(s\)\n {2}- two workers/,
   );
   const report = cluster.settle({ throwOnViolation: false });
   assert.deepEqual(report.violations, ["two workers: found no workers"]);

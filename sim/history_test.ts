@@ -89,7 +89,7 @@ test("deliveries out of sending order break per-sender order", () => {
 });
 
 test("a message neither delivered nor reported is silently lost, unless a crash explains it", () => {
-  const { history, a, b, at } = harness();
+  const { history, a, at } = harness();
   a.sent(msg(1));
   a.sent(msg(2));
   a.reported(msg(2), "no-link");
