@@ -145,7 +145,9 @@ async function refresh() {
     const s = await (await fetch("state")).json();
     $("status").textContent = s.state; $("status").className = "pill" + (s.state === "running" ? "" : " off");
     $("summary").textContent = "incarnation " + s.incarnation + " · links at " + s.address + " · codec " + s.codec +
-      " · up " + ms(s.uptimeMs) + " · " + s.links.length + " link(s), " + s.workers.length + " worker(s)";
+      " · up " + ms(s.uptimeMs) + " · " + s.links.length + " link(s), " + s.workers.length + " worker(s)" +
+      (s.duplicateGuid ? " · duplicate GUID " + s.duplicateGuid.guid + ": also claimed by " + s.duplicateGuid.address +
+        " (incarnation " + s.duplicateGuid.incarnation + ")" : "");
     table($("links"), ["peer", "address", "direction", "age", "last heard", "in", "out"], s.links.map((l) => [
       "<code>" + esc(l.peer) + "</code>", esc(l.address), esc(l.direction), ms(l.ageMs), ms(l.lastHeardMs),
       bytes(l.bytesIn) + " / " + l.framesIn, bytes(l.bytesOut) + " / " + l.framesOut]));

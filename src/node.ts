@@ -196,7 +196,9 @@ export type LinkDownReason =
   | "protocol-error"
   | "replaced"
   | "closing"
-  | "buffer-full";
+  | "buffer-full"
+  /** The peer refused us: it holds a live link to another node with our GUID. */
+  | "duplicate-guid";
 
 /** Why a message could not be delivered. */
 export type UndeliverableReason =
@@ -308,6 +310,17 @@ export interface NodeLimits {
 }
 
 /** A snapshot of a node's state. */
+/** A node seen claiming a GUID already in use (this node's, or that of a node it links). */
+export interface DuplicateGuidState {
+  /** The GUID claimed twice. */
+  readonly guid: string;
+  /** The other claimant's address (for our own GUID, the node holding links as it). */
+  readonly address: string;
+  readonly incarnation: string;
+  /** On this node's clock. */
+  readonly atMs: number;
+}
+
 export interface NodeState {
   readonly guid: string;
   readonly incarnation: string;
@@ -328,6 +341,11 @@ export interface NodeState {
   /** The limits this node enforces. */
   readonly limits: Readonly<NodeLimits>;
   /** The placement table as this node sees it, with each node's load. */
+  /**
+   * The last twin seen: a node that claimed this node's GUID, a second live claimant of a
+   * linked peer's GUID that was refused, or a peer that refused us for one. Absent if none.
+   */
+  readonly duplicateGuid?: DuplicateGuidState;
   readonly placement: PlacementState;
 }
 
@@ -348,6 +366,9 @@ interface Peer {
   linked: boolean;
   /** Removed from `#peers` (lost or gone): a cached reference to it is stale. */
   forgotten: boolean;
+  /** Backoff after it refused us as a twin: grows with each refusal, not reset by a link. */
+  refusalBackoffMs: number;
+  lastRefusedAtMs: number;
 }
 
 interface CachedDatagram {
@@ -380,6 +401,13 @@ class Connection {
   activeAtMs = 0;
   lastReceivedMs: number;
   lastSentMs: number;
+  /** When a keepalive last probed this link for a reset (see `#probe`). */
+  probedAtMs = -Infinity;
+  /**
+   * Refused as a twin: told why, and left open until the peer hangs up (or the handshake time
+   * runs out), so that what it sent meanwhile meets no reset that could overtake the reason.
+   */
+  refused = false;
   bytesIn = 0;
   bytesOut = 0;
   framesIn = 0;
@@ -511,6 +539,11 @@ export class AutoMpiNode {
   /** The silence bound for original-protocol peers: at least silenceIntervals of their 1 s. */
   readonly #legacySilenceMs: number;
   readonly #keepAliveMs: number;
+  /**
+   * A link heard from within this long is alive by its own rhythm (a keepalive at least every
+   * `#keepAliveMs`, ticks a jittered interval apart): a claimant of its GUID is a twin.
+   */
+  readonly #holderAliveMs: number;
   readonly #handshakeTimeoutMs: number;
   readonly #connectTimeoutMs: number;
   readonly #reconnectMinMs: number;
@@ -552,6 +585,10 @@ export class AutoMpiNode {
   readonly #datagramErrorLogged = new Map<string, number>();
   readonly #duplicateReported = new Set<string>();
   #duplicateReportedAtMs = -Infinity;
+  /** The last twin reported (see `duplicateGuid` in the state). */
+  #lastDuplicate: DuplicateGuidState | undefined;
+  /** "guid/incarnation" of claimants refused as twins → how often (bounded). */
+  readonly #refusedClaims = new Map<string, number>();
   readonly #stats: NodeStats = {
     heartbeatsSent: 0,
     heartbeatsReceived: 0,
@@ -652,6 +689,10 @@ export class AutoMpiNode {
     this.#keepAliveMs = Math.max(
       this.#intervalMs * 0.75,
       this.#silenceMs / 2 - this.#intervalMs * 0.3,
+    );
+    this.#holderAliveMs = Math.min(
+      this.#silenceMs,
+      this.#keepAliveMs + this.#intervalMs * (1 + this.#jitter),
     );
     this.#handshakeTimeoutMs = positive(options.handshakeTimeoutMs, 2000, "handshakeTimeoutMs");
     this.#connectTimeoutMs = positive(options.connectTimeoutMs, 2000, "connectTimeoutMs");
@@ -1034,6 +1075,7 @@ export class AutoMpiNode {
         silenceMs: this.#legacy ? this.#legacySilenceMs : this.#silenceMs,
       },
       placement: this.#placement.state(),
+      ...(this.#lastDuplicate === undefined ? {} : { duplicateGuid: this.#lastDuplicate }),
     };
   }
 
@@ -1229,7 +1271,11 @@ export class AutoMpiNode {
           this.#writeRaw(connection, KEEPALIVE_FRAME[this.#codec.name]);
         }
       } else if (connection.state === "handshaking") {
-        if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
+        if (connection.refused) {
+          if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
+            this.#closeConnection(connection, "local", true);
+          }
+        } else if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
           this.#protocolFailure(
             connection,
             "handshake",
@@ -1512,6 +1558,7 @@ export class AutoMpiNode {
     // forged incarnations can neither flood the log nor grow memory.
     this.#stats.duplicateGuids++;
     const now = this.#now();
+    this.#lastDuplicate = { guid, address, incarnation, atMs: now };
     const key = `${address}/${incarnation}`;
     if (this.#duplicateReported.has(key) || now - this.#duplicateReportedAtMs < 10_000) return;
     if (this.#duplicateReported.size >= 256) this.#duplicateReported.clear();
@@ -1519,6 +1566,90 @@ export class AutoMpiNode {
     this.#duplicateReportedAtMs = now;
     this.#platform.log.log("error", "node.duplicate-guid", { guid, address, incarnation });
     this.#events.emit("duplicate-guid", { guid, address, incarnation });
+  }
+
+  /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
+  #probe(link: Connection): void {
+    const now = this.#now();
+    if (now - link.probedAtMs < this.#intervalMs) return;
+    link.probedAtMs = now;
+    this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
+  }
+
+  /**
+   * Refuses a hello from `hello.guid` while we hold a live link to another incarnation of it:
+   * a twin (a cloned machine, a copied config) must not make us drop the node we link. The
+   * claimant is told why (a `Refused` frame) and backs off; the holder is probed, so if it
+   * died in fact (a restart whose old connection lingers) the next try gets through. A first
+   * refusal is logged quietly (a restart can race its own old link); from the second on it is
+   * a `duplicate-guid` report.
+   */
+  #refuseClaim(connection: Connection, hello: Hello, holder: Connection): void {
+    this.#probe(holder);
+    const key = `${hello.guid}/${hello.incarnation}`;
+    if (this.#refusedClaims.size >= 256 && !this.#refusedClaims.has(key)) {
+      this.#refusedClaims.clear();
+    }
+    const count = (this.#refusedClaims.get(key) ?? 0) + 1;
+    this.#refusedClaims.set(key, count);
+    if (count >= 2) {
+      this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
+    } else {
+      this.#stats.duplicateGuids++;
+      this.#platform.log.log("info", "link.refused-claim", {
+        peer: hello.guid,
+        address: hello.address,
+        incarnation: hello.incarnation,
+        holder: holder.peerAddress,
+      });
+    }
+    this.#write(
+      connection,
+      this.#frame({
+        destination: hello.guid,
+        source: "",
+        message: {
+          [SYSTEM_KEY]: SystemKind.Refused,
+          [SystemField.Reason]: "duplicate-guid",
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.HostEndpoint]: holder.peerAddress,
+          [SystemField.Incarnation]: holder.peerIncarnation,
+          [SystemField.Count]: String(count),
+        },
+      }),
+    );
+    this.#flush(connection);
+    connection.refused = true;
+  }
+
+  /** A peer refused our link: it holds a live link to another node with our GUID. */
+  #onRefused(connection: Connection, fields: Readonly<Record<string, string>>): void {
+    const now = this.#now();
+    const holder = fields[SystemField.HostEndpoint] ?? "";
+    const incarnation = fields[SystemField.Incarnation] ?? "";
+    const count = Number(fields[SystemField.Count] ?? "1");
+    const detail =
+      `${connection.peerGuid} holds a live link to ${holder} (incarnation ${incarnation}) under this node's GUID ${this.guid}`;
+    const peer = connection.peer;
+    this.#closeConnection(connection, "duplicate-guid", true, detail);
+    if (count >= 2 || now - this.#startedAtMs > 2 * this.#silenceMs) {
+      this.#reportDuplicate(this.guid, holder, incarnation);
+    } else {
+      // Soon after our start: most likely our own previous incarnation, whose old link the peer
+      // is about to find dead. Said once, not reported as a twin yet.
+      this.#stats.duplicateGuids++;
+      this.#platform.log.log("warn", "link.refused", { peer: connection.peerGuid, detail });
+    }
+    if (peer !== undefined && !peer.forgotten) {
+      if (now - peer.lastRefusedAtMs > 2 * this.#reconnectMaxMs) peer.refusalBackoffMs = 0;
+      peer.lastRefusedAtMs = now;
+      peer.refusalBackoffMs = Math.min(
+        this.#reconnectMaxMs,
+        peer.refusalBackoffMs === 0 ? this.#reconnectMinMs : peer.refusalBackoffMs * 2,
+      );
+      peer.backoffMs = peer.refusalBackoffMs;
+      peer.nextDialAtMs = now + peer.refusalBackoffMs * (0.5 + this.#platform.random.next());
+    }
   }
 
   #learnPeer(
@@ -1552,6 +1683,8 @@ export class AutoMpiNode {
         legacy: false,
         linked: false,
         forgotten: false,
+        refusalBackoffMs: 0,
+        lastRefusedAtMs: -Infinity,
       };
       this.#peers.set(guid, peer);
       this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
@@ -1560,14 +1693,16 @@ export class AutoMpiNode {
       if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
         const link = this.#links.get(guid);
         if (link !== undefined && link.peerIncarnation !== incarnation) {
-          // Only a handshake may say that a linked peer restarted: a heartbeat can be spoofed
-          // (or, with a cluster key, replayed from an old incarnation). A keepalive probes the
-          // link instead: a restarted host resets the old connection at once.
-          this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
+          // Another incarnation while linked: the peer restarted, or a twin claims its GUID.
+          // Only the link's end may say which: a keepalive probes it (a restarted host resets
+          // the old connection at once), and until the link ends its incarnation stands, so a
+          // twin's heartbeats cannot make us switch (nor can spoofed or replayed ones).
+          this.#probe(link);
+        } else {
+          peer.incarnation = incarnation;
+          peer.backoffMs = 0;
+          peer.nextDialAtMs = 0;
         }
-        peer.incarnation = incarnation;
-        peer.backoffMs = 0;
-        peer.nextDialAtMs = 0;
       }
       // While linked, the address the peer gave in its handshake stands: a heartbeat or a peer
       // list (unauthenticated without a cluster key) must not redirect our next dial.
@@ -1706,7 +1841,7 @@ export class AutoMpiNode {
   }
 
   #onBytes(connection: Connection, data: Uint8Array): void {
-    if (connection.state === "closed") return;
+    if (connection.state === "closed" || connection.refused) return;
     connection.bytesIn += data.length;
     connection.lastReceivedMs = this.#now();
     if (connection.state === "active" && connection.decoder.bufferedBytes === 0) {
@@ -1889,6 +2024,11 @@ export class AutoMpiNode {
     const existing = this.#links.get(hello.guid);
     if (existing !== undefined) {
       if (existing.peerIncarnation !== hello.incarnation) {
+        if (this.#now() - existing.lastReceivedMs <= this.#holderAliveMs) {
+          // The link we hold is alive by its own rhythm: the first incarnation keeps it.
+          this.#refuseClaim(connection, hello, existing);
+          return;
+        }
         this.#closeConnection(
           existing,
           "peer-restarted",
@@ -2445,6 +2585,9 @@ export class AutoMpiNode {
       }
       case SystemKind.Goodbye:
         if (connection !== undefined) this.#closeConnection(connection, "goodbye", true);
+        return;
+      case SystemKind.Refused:
+        if (connection !== undefined && !connection.legacy) this.#onRefused(connection, fields);
         return;
       default:
         this.#platform.log.log("debug", "system.unknown", {

@@ -32,6 +32,12 @@ export const SystemKind = {
   Goodbye: "AutoMPI_SKD_Goodbye",
   /** How many messages the sender has received on this link so far (native protocol only). */
   Ack: "AutoMPI_SKD_Ack",
+  /**
+   * The sender refuses this link: it holds a live link to another incarnation of the same GUID
+   * (a twin). Carries the holder's address and incarnation and how often this claimant was
+   * refused (native protocol only).
+   */
+  Refused: "AutoMPI_SKD_Refused",
 } as const;
 
 /** Field keys of system messages. The first four are the original's. */
