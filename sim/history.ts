@@ -37,6 +37,13 @@ export interface Report {
   readonly atMs: number;
 }
 
+/** A later word on a message reported `uncertain`: it was delivered after all, or never. */
+export interface Outcome {
+  readonly outcome: "delivered" | "not-delivered";
+  readonly node: string;
+  readonly atMs: number;
+}
+
 /** One message sent in the cluster, and what became of it. */
 export interface MessageRecord {
   /** Position in sending order, from 0. */
@@ -55,6 +62,8 @@ export interface MessageRecord {
   readonly hostNode: string;
   readonly deliveries: readonly Delivery[];
   readonly reports: readonly Report[];
+  /** `message-outcome` events about it (after an `uncertain` report). */
+  readonly outcomes: readonly Outcome[];
 }
 
 /** A delivery the history could not match to any send: a forged or replayed message. */
@@ -68,6 +77,7 @@ interface MutableRecord extends MessageRecord {
   readonly key: string;
   readonly deliveries: Delivery[];
   readonly reports: Report[];
+  readonly outcomes: Outcome[];
 }
 
 const BROADCASTS = new Set(["ALLNodes", "ALLWorkers"]);
@@ -149,6 +159,7 @@ export class History {
         "undeliverable",
         ({ message, reason, detail }) => this.#reported(node, message, reason, detail),
       ),
+      node.on("message-outcome", ({ message, outcome }) => this.#outcome(node, message, outcome)),
     ];
     return () => offs.forEach((off) => off());
   }
@@ -181,6 +192,7 @@ export class History {
       hostNode: node.locate(message.destination) ?? message.destination,
       deliveries: [],
       reports: [],
+      outcomes: [],
       key,
     };
     this.#records.push(record);
@@ -211,6 +223,17 @@ export class History {
     const record = list.find((r) => !r.deliveries.some((d) => d.worker === worker)) ??
       list[list.length - 1];
     record.deliveries.push(delivery);
+  }
+
+  #outcome(node: WatchedNode, message: MapMessage, outcome: Outcome["outcome"]): void {
+    const list = this.#byKey.get(keyOf(message));
+    if (list === undefined) return;
+    // The oldest reported uncertain without an outcome yet.
+    const record =
+      list.find((r) =>
+        r.reports.some((p) => p.reason === "uncertain") && r.outcomes.length === 0
+      ) ?? list[list.length - 1];
+    record.outcomes.push({ outcome, node: node.guid, atMs: this.#now() });
   }
 
   #reported(node: WatchedNode, message: MapMessage, reason: string, detail?: string): void {
@@ -331,13 +354,14 @@ export function nothingSilentlyLost(history: History): string[] {
 }
 
 /**
- * Stricter than {@link nothingSilentlyLost}: no message was reported undeliverable and then
- * delivered anyway (a sender that retries on the report would make a duplicate).
+ * Stricter than {@link nothingSilentlyLost}: a message reported undeliverable for certain is
+ * never delivered afterwards (a sender that retries on such a report would make a duplicate);
+ * only an `uncertain` one may be, and then no `message-outcome` may contradict what happened.
  *
  * @example
  * ```ts
  * import { History, noDeliveryAfterReport } from "./history.ts";
- * if (!(noDeliveryAfterReport(new History(() => 0)).length === 0)) throw new Error("example failed");
+ * if (noDeliveryAfterReport(new History(() => 0)).length !== 0) throw new Error("unexpected");
  * ```
  */
 export function noDeliveryAfterReport(history: History): string[] {
@@ -346,29 +370,39 @@ export function noDeliveryAfterReport(history: History): string[] {
     if (BROADCASTS.has(record.destination) || record.reports.length === 0) continue;
     const reported = record.reports[0];
     const late = record.deliveries.find((d) => d.atMs >= reported.atMs);
-    if (late !== undefined) {
+    const outcome = record.outcomes[0]?.outcome;
+    // An uncertain report says "may or may not": a delivery after it is fine, unless an outcome
+    // said otherwise (an outcome may never come, if the reporter's incarnation ended first).
+    if (late !== undefined && !(reported.reason === "uncertain" && outcome !== "not-delivered")) {
       violations.push(
         `${
           describe(record)
-        } reported ${reported.reason} at ${reported.atMs} ms, then delivered to ${late.worker} at ${late.atMs} ms`,
+        } reported ${reported.reason} at ${reported.atMs} ms, then delivered to ${late.worker} at ${late.atMs} ms${
+          reported.reason === "uncertain" ? ` with outcome ${outcome ?? "none"}` : ""
+        }`,
       );
+    }
+    if (outcome === "not-delivered" && record.deliveries.length > 0) {
+      violations.push(`${describe(record)} has outcome not-delivered but was delivered`);
+    }
+    if (outcome === "delivered" && record.deliveries.length === 0) {
+      violations.push(`${describe(record)} has outcome delivered but was never delivered`);
     }
   }
   return violations;
 }
 
 /**
- * The checks {@link SimCluster.settle} runs unless told otherwise.
+ * The checks {@link SimCluster.settle} runs unless told otherwise: all four above.
  *
  * @example
  * ```ts
- * import { DEFAULT_CHECKS, noDeliveryAfterReport } from "./history.ts";
+ * import { DEFAULT_CHECKS, type HistoryCheck } from "./history.ts";
  * import { SimCluster } from "./cluster.ts";
- * // The defaults, plus the stricter check, by name:
- * const cluster = new SimCluster({
- *   nodes: 2,
- *   checks: { ...DEFAULT_CHECKS, "no delivery after report": noDeliveryAfterReport },
- * });
+ * // The defaults, plus one of your own, by name:
+ * const noAllWorkers: HistoryCheck = (history) =>
+ *   history.records.filter((r) => r.destination === "ALLWorkers").map((r) => `#${r.id} broadcast`);
+ * const cluster = new SimCluster({ nodes: 2, checks: { ...DEFAULT_CHECKS, "no ALLWorkers": noAllWorkers } });
  * cluster.settle();
  * ```
  */
@@ -376,4 +410,5 @@ export const DEFAULT_CHECKS: Readonly<Record<string, HistoryCheck>> = {
   "no duplicate delivery": noDuplicateDelivery,
   "per-sender order": perSenderOrder,
   "nothing silently lost": nothingSilentlyLost,
+  "no delivery after a report": noDeliveryAfterReport,
 };

@@ -55,6 +55,7 @@ import {
   type WorkerFactory,
 } from "./placement.ts";
 import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
+import { type InboundSession, OutboundSession } from "./_session.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
@@ -124,6 +125,15 @@ export interface NodeOptions {
   readonly maxFrameBytes?: number;
   /** A link with more than this many bytes waiting to be sent refuses more. Default 8 MiB. */
   readonly maxLinkBufferBytes?: number;
+  /**
+   * How long a message sent on a link that went down is kept to be resent when a link to the
+   * same peer incarnation comes back (a flap, a partition, a pause). Past it, the message is
+   * reported `uncertain`, and its outcome later if it becomes known (`message-outcome`).
+   * Default 30,000.
+   */
+  readonly resendWindowMs?: number;
+  /** Most bytes of unconfirmed messages kept per peer; past it, sends to it are refused. */
+  readonly resendWindowBytes?: number;
   /** How often workers' `doWork` runs. Default 100. */
   readonly workerTickMs?: number;
   /**
@@ -209,7 +219,13 @@ export type UndeliverableReason =
   | "link-buffer-full"
   | "too-large"
   | "link-lost"
-  | "node-closed";
+  | "node-closed"
+  /**
+   * Sent on a link, then not confirmed within the resend window (the peer paused, partitioned,
+   * restarted or gone): it may or may not have been handled. A `message-outcome` event follows
+   * if the outcome becomes known.
+   */
+  | "uncertain";
 
 /** Lifecycle events of a node and their payloads. */
 export interface NodeEvents {
@@ -231,6 +247,11 @@ export interface NodeEvents {
   "message-sent": { message: MapMessage };
   /** A worker on this node accepted a message into its queue. Services' traffic is not reported. */
   "message-delivered": { worker: string; message: MapMessage };
+  /**
+   * The outcome of a message reported `undeliverable` with reason `uncertain` became known: the
+   * peer it was for took it after all (`delivered`), or certainly never will (`not-delivered`).
+   */
+  "message-outcome": { message: MapMessage; outcome: "delivered" | "not-delivered" };
   "duplicate-guid": { guid: string; address: string; incarnation: string };
   "protocol-error": { address: string; stage: "handshake" | "frame" | "datagram"; error: string };
   "location-added": { worker: string; node: string };
@@ -284,6 +305,8 @@ export interface NodeStats {
   linksUp: number;
   linksDown: number;
   duplicateGuids: number;
+  /** Messages a peer resent after a link came back that this node had already taken. */
+  duplicatesDropped: number;
   /**
    * Heartbeats, datagrams, hellos and proofs refused for the cluster key: unsigned, wrongly
    * signed, or (on a node without a key) a peer asking for one.
@@ -301,6 +324,10 @@ export interface NodeStats {
 export interface NodeLimits {
   maxFrameBytes: number;
   maxLinkBufferBytes: number;
+  /** See {@link NodeOptions.resendWindowMs}. */
+  resendWindowMs: number;
+  /** See {@link NodeOptions.resendWindowBytes}. */
+  resendWindowBytes: number;
   maxLinks: number;
   maxPendingHandshakes: number;
   maxDatagramBytes: number;
@@ -415,11 +442,15 @@ class Connection {
   conn!: StreamConn;
   peer: Peer | undefined;
   seed: Seed | undefined;
-  /** Messages sent on this link and not yet acknowledged, oldest first (native links). */
-  unacked: MapMessage[] = [];
-  unackedHead = 0;
-  /** Messages received on this link; acknowledged to the peer once per turn. */
-  received = 0;
+  /** The session this link carries messages of (native links, once active). */
+  session: OutboundSession | undefined;
+  inbound: InboundSession | undefined;
+  /** Messages sent before the peer's `Resume` arrived: written once it has. */
+  held: MapMessage[] = [];
+  /** Whether the peer's `Align` arrived on this link (data before it is a protocol error). */
+  aligned = false;
+  /** The number of the last message the peer wrote on this link (see `Align`). */
+  expectSeq = 0;
   ackScheduled = false;
   /** This turn's batch of small frames, written together (see `#reserve`). */
   outBuffer: Uint8Array | undefined;
@@ -482,6 +513,9 @@ interface Frame {
 
 /** Frames are coalesced into writes of up to this many bytes; larger frames go alone. */
 const BATCH_BYTES = 64 * 1024;
+
+/** Most messages a new link holds until the peer's `Resume` arrives (one round trip). */
+const HELD_MESSAGES_MAX = 10_000;
 
 /** Whole keepalive frames, shared by every node: a chunk that is exactly one skips the decoder. */
 const KEEPALIVE_FRAME: Record<CodecName, Uint8Array> = {
@@ -551,6 +585,12 @@ export class AutoMpiNode {
   readonly #dialGraceMs: number;
   readonly #maxFrameBytes: number;
   readonly #maxLinkBufferBytes: number;
+  readonly #resendWindowMs: number;
+  readonly #resendWindowBytes: number;
+  /** Sending halves of sessions, by peer GUID (one peer incarnation each). */
+  readonly #outbound = new Map<string, OutboundSession>();
+  /** Receiving halves of sessions, by peer GUID. */
+  readonly #inbound = new Map<string, InboundSession>();
   readonly #workerTickMs: number;
   readonly #maxLinks: number;
   readonly #maxDatagramBytes: number;
@@ -604,6 +644,7 @@ export class AutoMpiNode {
     linksUp: 0,
     linksDown: 0,
     duplicateGuids: 0,
+    duplicatesDropped: 0,
     authFailures: 0,
     replaysDropped: 0,
     connectionsRefused: 0,
@@ -701,6 +742,12 @@ export class AutoMpiNode {
     this.#dialGraceMs = positive(options.dialGraceMs, 2 * this.#intervalMs, "dialGraceMs");
     this.#maxFrameBytes = positive(options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes");
     this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
+    this.#resendWindowMs = positive(options.resendWindowMs, 30_000, "resendWindowMs");
+    this.#resendWindowBytes = positive(
+      options.resendWindowBytes,
+      this.#maxLinkBufferBytes,
+      "resendWindowBytes",
+    );
     this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
     this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
     this.#maxDatagramBytes = positive(options.maxDatagramBytes, 8192, "maxDatagramBytes");
@@ -979,8 +1026,7 @@ export class AutoMpiNode {
             `link to ${link.peerGuid} has a full buffer`,
           );
         } else {
-          this.#write(link, frame);
-          this.#track(link, message);
+          this.#writeTracked(link, message, frame);
         }
       }
       if (destination === ALL_WORKERS) {
@@ -1009,9 +1055,7 @@ export class AutoMpiNode {
     }
     const frame = this.#frame(message, true);
     if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
-    this.#write(link, frame);
-    this.#track(link, message);
-    return true;
+    return this.#writeTracked(link, message, frame);
   }
 
   #tooLarge(message: MapMessage, frame: Frame): false {
@@ -1039,7 +1083,7 @@ export class AutoMpiNode {
         framesIn: link.framesIn,
         framesOut: link.framesOut,
         bufferedBytes: link.conn.bufferedBytes,
-        unacked: link.unacked.length,
+        unacked: link.session?.window.length ?? 0,
       });
     }
     const locations: Record<string, string> = {};
@@ -1068,6 +1112,8 @@ export class AutoMpiNode {
       limits: {
         maxFrameBytes: this.#maxFrameBytes,
         maxLinkBufferBytes: this.#maxLinkBufferBytes,
+        resendWindowMs: this.#resendWindowMs,
+        resendWindowBytes: this.#resendWindowBytes,
         maxLinks: this.#maxLinks,
         maxPendingHandshakes: this.#maxPendingHandshakes,
         maxDatagramBytes: this.#maxDatagramBytes,
@@ -1118,18 +1164,23 @@ export class AutoMpiNode {
     this.#state = "closed";
     this.#tickTimer?.cancel();
     this.#workerTimer?.cancel();
-    const goodbye = this.#frame({
-      destination: "",
-      source: this.guid,
-      message: {
-        [SYSTEM_KEY]: SystemKind.Goodbye,
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.Reason]: "closing",
-      },
-    });
     for (const connection of [...this.#connections]) {
-      if (connection.state === "active" && !connection.legacy) this.#write(connection, goodbye);
+      if (connection.state === "active" && !connection.legacy) {
+        // Says how many of the peer's messages we took: it then knows the fate of each.
+        this.#writeSystem(connection, {
+          [SYSTEM_KEY]: SystemKind.Goodbye,
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.Reason]: "closing",
+          ...(connection.inbound === undefined ? {} : {
+            [SystemField.Session]: connection.inbound.id,
+            [SystemField.Count]: String(connection.inbound.received),
+          }),
+        });
+      }
       this.#closeConnection(connection, "closing", true);
+    }
+    for (const guid of [...this.#outbound.keys()]) {
+      this.#endSession(guid, "uncertain", "this node closed before the peer confirmed it");
     }
     this.#listener?.close();
     this.#socket?.close();
@@ -1303,6 +1354,7 @@ export class AutoMpiNode {
       }
     }
     for (const seed of this.#seeds) this.#dialSeed(seed);
+    this.#expireSessions(now);
     if (
       this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
     ) {
@@ -1913,9 +1965,8 @@ export class AutoMpiNode {
     }
     if (message.message[SYSTEM_KEY] !== undefined) {
       this.#onSystem(message, connection, connection.remote);
-    } else {
+    } else if (this.#take(connection)) {
       this.#receive(message, connection);
-      this.#acknowledgeLater(connection);
     }
   }
 
@@ -2103,6 +2154,11 @@ export class AutoMpiNode {
       next.peer.linked = true;
     }
     this.#links.set(next.peerGuid, next);
+    // The session moves to the connection both sides keep: held messages go along, and what
+    // the old one carried unconfirmed is resent there (the peer drops what it already took).
+    next.held = old.held;
+    old.held = [];
+    if (!next.legacy) this.#startSession(next);
     this.#closeConnection(old, "local", true);
     // What we said on the old connection may never have been read (the peer may be dropping
     // that very connection as the duplicate): say it again on the one both sides keep.
@@ -2175,6 +2231,7 @@ export class AutoMpiNode {
     if (connection.seed) connection.seed.backoffMs = 0;
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
+    if (!connection.legacy) this.#startSession(connection);
     this.#linksVersion++;
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
@@ -2259,56 +2316,307 @@ export class AutoMpiNode {
     this.#reportUnacked(connection, reason);
   }
 
-  /** Keeps a sent message until the peer acknowledges it (original-protocol peers never do). */
-  #track(connection: Connection, message: MapMessage): void {
-    if (!connection.legacy) connection.unacked.push(message);
+  // ---- sessions (see src/_session.ts) -------------------------------------------------------------
+
+  /**
+   * Writes a message on a link as part of its session: numbered and kept until confirmed, or
+   * held until the peer's `Resume` if the link is new. Returns false (reported) if the
+   * session's resend window is full.
+   */
+  #writeTracked(connection: Connection, message: MapMessage, frame: Frame): boolean {
+    if (connection.legacy) {
+      this.#write(connection, frame);
+      return true;
+    }
+    const session = connection.session!;
+    if (session.windowBytes + frame.length > this.#resendWindowBytes) {
+      return this.#undeliverable(
+        message,
+        "link-buffer-full",
+        `${session.window.length} unconfirmed messages to ${connection.peerGuid} fill the resend window of ${this.#resendWindowBytes} bytes`,
+      );
+    }
+    if (!session.resumed) {
+      // Numbers go on from where the peer says it is: nothing new before its Resume.
+      if (connection.held.length >= HELD_MESSAGES_MAX) {
+        return this.#undeliverable(
+          message,
+          "link-buffer-full",
+          `${connection.held.length} messages wait for the link to ${connection.peerGuid} to resume`,
+        );
+      }
+      connection.held.push(message);
+      return true;
+    }
+    this.#write(connection, frame);
+    session.write(message, this.#now(), frame.length);
+    return true;
   }
 
-  /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
-  #acknowledgeLater(connection: Connection): void {
-    connection.received++;
-    if (connection.legacy || connection.ackScheduled) return;
-    connection.ackScheduled = true;
-    this.#platform.clock.defer(() => {
-      connection.ackScheduled = false;
-      if (connection.state !== "active") return;
-      const fields = {
-        [SYSTEM_KEY]: SystemKind.Ack,
-        [SystemField.Count]: String(connection.received),
+  /** The sending half of the session with a peer incarnation, a new one if it changed. */
+  #outboundFor(connection: Connection): OutboundSession {
+    const guid = connection.peerGuid;
+    let session = this.#outbound.get(guid);
+    if (session !== undefined && session.peerIncarnation !== connection.peerIncarnation) {
+      this.#endSession(
+        guid,
+        "uncertain",
+        `node ${guid} restarted (incarnation ${session.peerIncarnation} ended) before confirming it; the old incarnation may have handled it`,
+      );
+      session = undefined;
+    }
+    if (session === undefined) {
+      session = new OutboundSession(
+        connection.peerIncarnation,
+        randomHex(this.#platform, 8),
+      );
+      this.#outbound.set(guid, session);
+    }
+    return session;
+  }
+
+  /** The receiving half of the session with a peer incarnation, reset if it changed. */
+  #inboundFor(connection: Connection): InboundSession {
+    const guid = connection.peerGuid;
+    let inbound = this.#inbound.get(guid);
+    if (inbound === undefined || inbound.peerIncarnation !== connection.peerIncarnation) {
+      inbound = {
+        peerIncarnation: connection.peerIncarnation,
+        id: "",
+        received: 0,
+        lastLinkedMs: 0,
       };
-      this.#write(connection, this.#frame({ destination: "", source: "", message: fields }, true));
+      this.#inbound.set(guid, inbound);
+    }
+    return inbound;
+  }
+
+  /** Ends the session with `guid`: every unconfirmed message is reported with `reason`. */
+  #endSession(guid: string, reason: "uncertain" | "link-lost", detail: string): void {
+    const session = this.#outbound.get(guid);
+    if (session === undefined) return;
+    this.#outbound.delete(guid);
+    for (const { message } of session.end().window) this.#undeliverable(message, reason, detail);
+  }
+
+  /** A new link carries the session: tell the peer what we took from it, hold new messages. */
+  #startSession(connection: Connection): void {
+    const now = this.#now();
+    const session = this.#outboundFor(connection);
+    session.resumed = false;
+    session.lastLinkedMs = now;
+    connection.session = session;
+    const inbound = this.#inboundFor(connection);
+    inbound.lastLinkedMs = now;
+    connection.inbound = inbound;
+    connection.aligned = false;
+    this.#writeSystem(connection, {
+      [SYSTEM_KEY]: SystemKind.Resume,
+      [SystemField.Session]: inbound.id,
+      [SystemField.Count]: String(inbound.received),
     });
   }
 
-  #onAck(connection: Connection, text: string | undefined): void {
-    const count = Number(text);
-    const sent = connection.unackedHead + connection.unacked.length;
-    // Counts only grow, and never past what was sent.
-    if (!Number.isSafeInteger(count) || count < connection.unackedHead || count > sent) {
+  #writeSystem(connection: Connection, fields: Record<string, string>): void {
+    this.#write(connection, this.#frame({ destination: "", source: "", message: fields }, true));
+  }
+
+  /** The peer's `Resume`: settle what it took, align, resend the rest, then what was held. */
+  #onResume(connection: Connection, fields: Readonly<Record<string, string>>): void {
+    const session = connection.session;
+    if (session === undefined || this.#links.get(connection.peerGuid) !== connection) return;
+    const result = session.resume(
+      fields[SystemField.Session] ?? "",
+      Number(fields[SystemField.Count]),
+    );
+    for (const message of result.delivered) this.#outcome(message, "delivered");
+    for (const message of result.notDelivered) this.#outcome(message, "not-delivered");
+    this.#writeSystem(connection, {
+      [SYSTEM_KEY]: SystemKind.Align,
+      [SystemField.Session]: session.id,
+      [SystemField.Count]: String(result.alignTo),
+    });
+    for (const entry of result.resend) this.#write(connection, this.#frame(entry.message));
+    session.resumed = true;
+    const held = connection.held;
+    connection.held = [];
+    for (const message of held) {
+      const frame = this.#frame(message);
+      if (frame.length > this.#maxFrameBytes) this.#tooLarge(message, frame);
+      else this.#writeTracked(connection, message, frame);
+    }
+  }
+
+  /** The peer's `Align`: its messages on this link are numbered from the count given. */
+  #onAlign(connection: Connection, fields: Readonly<Record<string, string>>): void {
+    const inbound = connection.inbound;
+    const count = Number(fields[SystemField.Count]);
+    const id = fields[SystemField.Session] ?? "";
+    if (inbound === undefined || !Number.isSafeInteger(count) || count < 0 || id === "") {
       this.#protocolFailure(
         connection,
         "frame",
         new ProtocolError(
-          `Cannot use acknowledgement ${text}: expected ${connection.unackedHead}..${sent}`,
+          `Cannot align the session: id "${id}", count ${fields[SystemField.Count]}`,
         ),
       );
       return;
     }
-    connection.unacked.splice(0, count - connection.unackedHead);
-    connection.unackedHead = count;
+    if (inbound.id !== id) {
+      // A session of the peer's we have not seen: its numbering starts anew.
+      inbound.id = id;
+      inbound.received = 0;
+    }
+    connection.expectSeq = count;
+    connection.aligned = true;
   }
 
-  /** Messages a dead link never confirmed are reported, never silently lost. */
+  /**
+   * A data message arrived: numbered, taken once (a resend of what was taken is dropped), and
+   * acknowledged once this turn is over. Returns whether to deliver it.
+   */
+  #take(connection: Connection): boolean {
+    if (connection.legacy) return true;
+    const inbound = connection.inbound;
+    if (inbound === undefined || !connection.aligned) {
+      this.#protocolFailure(
+        connection,
+        "frame",
+        new ProtocolError("Cannot take a message before the session is aligned"),
+      );
+      return false;
+    }
+    const seq = ++connection.expectSeq;
+    if (seq <= inbound.received) {
+      this.#stats.duplicatesDropped++;
+      return false;
+    }
+    inbound.received = seq;
+    this.#acknowledgeLater(connection);
+    return true;
+  }
+
+  /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
+  #acknowledgeLater(connection: Connection): void {
+    if (connection.ackScheduled) return;
+    connection.ackScheduled = true;
+    this.#platform.clock.defer(() => {
+      connection.ackScheduled = false;
+      if (connection.state !== "active" || connection.inbound === undefined) return;
+      this.#writeSystem(connection, {
+        [SYSTEM_KEY]: SystemKind.Ack,
+        [SystemField.Count]: String(connection.inbound.received),
+      });
+    });
+  }
+
+  #onAck(connection: Connection, text: string | undefined): void {
+    const session = connection.session;
+    if (session === undefined) return;
+    let delivered: MapMessage[];
+    try {
+      delivered = session.confirm(Number(text));
+    } catch (error) {
+      this.#protocolFailure(
+        connection,
+        "frame",
+        new ProtocolError(`Cannot use acknowledgement ${text}: ${(error as Error).message}`),
+      );
+      return;
+    }
+    for (const message of delivered) this.#outcome(message, "delivered");
+  }
+
+  /**
+   * The peer leaves on purpose, saying how many of our messages it took: those are delivered,
+   * the rest certainly not (it reads no more).
+   */
+  #onGoodbye(connection: Connection, fields: Readonly<Record<string, string>>): void {
+    const session = connection.session;
+    const guid = connection.peerGuid;
+    this.#closeConnection(connection, "goodbye", true);
+    if (session === undefined || this.#outbound.get(guid) !== session) return;
+    const count = Number(fields[SystemField.Count]);
+    if (
+      fields[SystemField.Session] === session.id && Number.isSafeInteger(count) && count >= 0 &&
+      count <= session.sentSeq
+    ) {
+      for (const message of session.confirm(count)) this.#outcome(message, "delivered");
+      const { window, uncertain } = session.end();
+      this.#outbound.delete(guid);
+      for (const message of uncertain) this.#outcome(message, "not-delivered");
+      for (const { message } of window) {
+        this.#undeliverable(
+          message,
+          "link-lost",
+          `node ${guid} left (goodbye) without taking it; it was not delivered`,
+        );
+      }
+      return;
+    }
+    this.#endSession(guid, "uncertain", `node ${guid} left before confirming it`);
+  }
+
+  /** The outcome of a message reported `uncertain` became known. */
+  #outcome(message: MapMessage, outcome: "delivered" | "not-delivered"): void {
+    if (message.message[SERVICE_FIELD] !== undefined) return;
+    this.#platform.log.log("debug", "message.outcome", {
+      destination: message.destination,
+      outcome,
+    });
+    this.#events.emit("message-outcome", { message, outcome });
+  }
+
+  /**
+   * A link went down: what it held back was never written (reported now, for certain); what
+   * it wrote unconfirmed stays in the session, to be resent on the next link to that peer
+   * incarnation or reported `uncertain` when the resend window passes.
+   */
   #reportUnacked(connection: Connection, reason: LinkDownReason): void {
-    const unacked = connection.unacked;
-    if (unacked.length === 0) return;
-    connection.unacked = [];
-    for (const message of unacked) {
+    if (
+      connection.session?.resumed && this.#outbound.get(connection.peerGuid) === connection.session
+    ) {
+      connection.session.resumed = false;
+      connection.session.lastLinkedMs = this.#now();
+    }
+    const held = connection.held;
+    connection.held = [];
+    for (const message of held) {
       this.#undeliverable(
         message,
         "link-lost",
-        `the link to ${connection.peerGuid} went down (${reason}) before the peer confirmed it; it may or may not have arrived`,
+        `the link to ${connection.peerGuid} went down (${reason}) before it could be written; it was not delivered`,
       );
+    }
+  }
+
+  /**
+   * Sessions without a live link: messages past the resend window become `uncertain`; sessions
+   * long idle are dropped (their uncertain messages keep no outcome).
+   */
+  #expireSessions(now: number): void {
+    for (const [guid, session] of this.#outbound) {
+      if (session.resumed) continue;
+      for (const { message } of session.expire(now - this.#resendWindowMs)) {
+        this.#undeliverable(
+          message,
+          "uncertain",
+          `no link to ${guid} confirmed it within the resend window of ${this.#resendWindowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
+        );
+      }
+      const idleMs = now - session.lastLinkedMs;
+      if (
+        !this.#links.has(guid) && session.window.length === 0 &&
+        idleMs > (session.uncertain.size === 0 ? 1 : 10) * this.#resendWindowMs
+      ) {
+        this.#outbound.delete(guid);
+      }
+    }
+    for (const [guid, inbound] of this.#inbound) {
+      // Kept well past any resend of the peer's, so a late resend is still recognised.
+      if (!this.#links.has(guid) && now - inbound.lastLinkedMs > 3 * this.#resendWindowMs) {
+        this.#inbound.delete(guid);
+      }
     }
   }
 
@@ -2584,7 +2892,13 @@ export class AutoMpiNode {
         return;
       }
       case SystemKind.Goodbye:
-        if (connection !== undefined) this.#closeConnection(connection, "goodbye", true);
+        if (connection !== undefined) this.#onGoodbye(connection, fields);
+        return;
+      case SystemKind.Resume:
+        if (connection !== undefined && !connection.legacy) this.#onResume(connection, fields);
+        return;
+      case SystemKind.Align:
+        if (connection !== undefined && !connection.legacy) this.#onAlign(connection, fields);
         return;
       case SystemKind.Refused:
         if (connection !== undefined && !connection.legacy) this.#onRefused(connection, fields);

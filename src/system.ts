@@ -38,6 +38,13 @@ export const SystemKind = {
    * refused (native protocol only).
    */
   Refused: "AutoMPI_SKD_Refused",
+  /**
+   * Sent first on a new link: which session of the peer's the sender last followed and how many
+   * of its messages it took, so that the peer resends exactly the rest (native protocol only).
+   */
+  Resume: "AutoMPI_SKD_Resume",
+  /** The answer to a Resume: the sender's session id, and where its numbering goes on. */
+  Align: "AutoMPI_SKD_Align",
 } as const;
 
 /** Field keys of system messages. The first four are the original's. */
@@ -51,6 +58,8 @@ export const SystemField = {
   /** JSON array of `[guid, "host:port", incarnation]`. */
   Peers: "AutoMPI_SMDP_Peers",
   Reason: "AutoMPI_SMDP_Reason",
+  /** A session id (Resume, Align, Goodbye). */
+  Session: "AutoMPI_SMDP_Session",
   /** A decimal count, in acknowledgements. */
   Count: "AutoMPI_SMDP_Count",
   /**

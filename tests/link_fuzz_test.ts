@@ -11,7 +11,8 @@
  *
  * Checked: nothing crashes or throws; links come back after each disruption; every message
  * sent is delivered at most once and in per-sender order, and each one is delivered or reported
- * undeliverable (a dropped link's unconfirmed messages as "link-lost"); at the end both sides
+ * undeliverable; nothing reported for certain is delivered (a dropped link's unconfirmed messages
+ * are resent on the next link, or reported "uncertain" if the peer restarted); at the end both sides
  * agree on the link, its incarnations and the workers' locations.
  *
  * The schedule comes from `LINK_FUZZ_SEED` (printed; set it to replay). Ports: links
@@ -355,6 +356,7 @@ class Stream {
   sent = 0;
   readonly delivered = new Set<number>();
   readonly reported = new Map<number, UndeliverableReason>();
+  readonly outcomes = new Map<number, "delivered" | "not-delivered">();
   lastDelivered = -1;
   readonly violations: string[] = [];
   readonly reasons = new Map<string, number>();
@@ -389,6 +391,18 @@ class Stream {
     if (this.reported.has(seq)) this.duplicateReports++;
     this.reported.set(seq, reason);
     this.reasons.set(reason, (this.reasons.get(reason) ?? 0) + 1);
+  }
+
+  onOutcome(message: MapMessage, outcome: "delivered" | "not-delivered"): void {
+    this.outcomes.set(Number(message.message.seq), outcome);
+  }
+
+  /** Messages reported undeliverable for certain, or contradicted by an outcome, yet delivered. */
+  reportedThenDelivered(): number[] {
+    return [...this.reported].filter(([seq, reason]) =>
+      this.delivered.has(seq) &&
+      (reason !== "uncertain" || this.outcomes.get(seq) === "not-delivered")
+    ).map(([seq]) => seq);
   }
 
   violate(text: string): void {
@@ -485,6 +499,11 @@ test(
       node.on("undeliverable", ({ message, reason }) => {
         if (message.source === (guid === guidA ? workerA : workerB)) {
           outgoing.onReported(message, reason);
+        }
+      });
+      node.on("message-outcome", ({ message, outcome }) => {
+        if (message.source === (guid === guidA ? workerA : workerB)) {
+          outgoing.onOutcome(message, outcome);
         }
       });
       const worker = new (class extends RecordingWorker {
@@ -624,6 +643,16 @@ test(
       assert.deepEqual(aToB.missing(), []);
       assert.deepEqual(bToA.missing(), []);
       assert.equal(aToB.duplicateReports + bToA.duplicateReports, 0, "a message reported twice");
+      assert.deepEqual(
+        aToB.reportedThenDelivered(),
+        [],
+        "A→B: reported for certain, then delivered",
+      );
+      assert.deepEqual(
+        bToA.reportedThenDelivered(),
+        [],
+        "B→A: reported for certain, then delivered",
+      );
       assert.ok(aToB.delivered.size + aToB.reported.size >= aToB.sent);
       assert.ok(bToA.delivered.size + bToA.reported.size >= bToA.sent);
       // The disruptions happened and the links came back each time.

@@ -148,7 +148,7 @@ test("messages to a lost node or to a worker it hosted raise undeliverable with 
 
 // The same seed gives this hash on every runtime; Deno and Bun both run this file against it.
 // A deliberate change to the node or the simulator may change it: update it in that commit.
-const STORED = { seed: 4242, hash: "125f76ce69b5e8da" };
+const STORED = { seed: 4242, hash: "8fac3a6af244c9dd" };
 
 function clusterRun(seed: number): string {
   const cluster = createSimCluster({
@@ -177,15 +177,13 @@ test("a 20-node run with loss, a partition and a restart has the stored trace ha
   assert.equal(first, STORED.hash);
 });
 
-test("messages a crashed peer never confirmed are reported as link-lost; confirmed ones are not", () => {
-  const cluster = createSimCluster({ nodes: 2, seed: 105 });
+test("messages a crashed peer never confirmed are reported uncertain when the resend window passes; confirmed ones never", () => {
+  const cluster = createSimCluster({ nodes: 2, seed: 105, node: { resendWindowMs: 5000 } });
   const { sim } = cluster;
   assert.equal(sim.runUntil(() => cluster.converged(), 3000), true);
   const a = cluster.hosts[0].app! as AutoMpiNode;
-  const lost: string[] = [];
-  a.on("undeliverable", ({ message, reason }) => {
-    if (reason === "link-lost") lost.push(message.message.n);
-  });
+  const reported: string[] = [];
+  a.on("undeliverable", ({ message, reason }) => reported.push(`${message.message.n} ${reason}`));
   for (let n = 0; n < 5; n++) a.send(createMessage(workerGuid(1), { n: String(n) }));
   sim.run(100);
   assert.equal(a.state().links[0].unacked, 0, "acknowledged on a healthy link");
@@ -193,5 +191,62 @@ test("messages a crashed peer never confirmed are reported as link-lost; confirm
   for (let n = 5; n < 8; n++) a.send(createMessage(workerGuid(1), { n: String(n) }));
   sim.crash(cluster.hosts[1]);
   sim.run(SILENCE_BOUND_MS);
-  assert.deepEqual(lost, ["5", "6", "7"]);
+  assert.deepEqual(reported, [], "kept for a resend while the window lasts");
+  sim.run(5000);
+  assert.deepEqual(reported, ["5 uncertain", "6 uncertain", "7 uncertain"]);
+});
+
+test("a restarted peer's previous incarnation never confirmed: uncertain at once, never resent to the new one", () => {
+  const cluster = createSimCluster({ nodes: 2, seed: 106 });
+  const { sim } = cluster;
+  assert.equal(sim.runUntil(() => cluster.converged(), 3000), true);
+  const a = cluster.hosts[0].app! as AutoMpiNode;
+  const reported: string[] = [];
+  a.on("undeliverable", ({ message, reason }) => reported.push(`${message.message.n} ${reason}`));
+  sim.crash(cluster.hosts[1]);
+  for (let n = 0; n < 3; n++) a.send(createMessage(workerGuid(1), { n: String(n) }));
+  sim.restart(cluster.hosts[1]);
+  assert.equal(sim.runUntil(() => cluster.converged(), 5000), true);
+  sim.run(200);
+  assert.deepEqual(reported, ["0 uncertain", "1 uncertain", "2 uncertain"]);
+  const worker = cluster.hosts[1].app!.worker(workerGuid(1)) as RecordingWorker;
+  assert.deepEqual(worker.received, [], "the new incarnation gets none of them");
+});
+
+test("across a partition and a pause, unconfirmed messages are resent on the new link: each delivered once, in order, none reported", () => {
+  const cluster = createSimCluster({ nodes: 3, seed: 107, latencyMsMin: 1, latencyMsMax: 8 });
+  const { sim } = cluster;
+  assert.equal(sim.runUntil(() => cluster.converged(), 3000), true);
+  const a = cluster.hosts[0].app! as AutoMpiNode;
+  const reported: string[] = [];
+  a.on("undeliverable", ({ message, reason }) => reported.push(`${message.message.n} ${reason}`));
+  let n = 0;
+  const burst = (count: number) => {
+    for (let i = 0; i < count; i++) a.send(createMessage(workerGuid(1), { n: String(n++) }));
+  };
+  burst(20);
+  sim.partition(cluster.hosts[0], cluster.hosts[1]); // bytes in flight are held, then the link dies
+  burst(20);
+  sim.run(SILENCE_BOUND_MS + 500);
+  assert.equal(a.linkedPeers().includes("N0001"), false, "the link went down for silence");
+  burst(5); // no link: refused at once, for certain
+  sim.heal();
+  assert.equal(sim.runUntil(() => cluster.converged(), 10_000), true);
+  burst(10);
+  sim.pause(cluster.hosts[1]); // frozen: its socket keeps what arrives
+  burst(10);
+  sim.run(SILENCE_BOUND_MS + 1000);
+  sim.resume(cluster.hosts[1]);
+  assert.equal(sim.runUntil(() => cluster.converged(), 10_000), true);
+  sim.run(500);
+  const worker = cluster.hosts[1].app!.worker(workerGuid(1)) as RecordingWorker;
+  const got = worker.received.map((m) => Number(m.message.n));
+  const refused = reported.map((r) => Number(r.split(" ")[0]));
+  // Sent while no link was up: refused at once (the worker's location is forgotten by then).
+  assert.deepEqual(reported.map((r) => r.split(" ")[1]), Array(5).fill("unknown-destination"));
+  assert.deepEqual(
+    got,
+    Array.from({ length: n }, (_, i) => i).filter((i) => !refused.includes(i)),
+    "every message not refused arrives once, in order",
+  );
 });
