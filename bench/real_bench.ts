@@ -85,6 +85,7 @@ async function nodePair(platform: Platform): Promise<Pair> {
   receiver.attachWorker(new EchoWorker("Echo", { queueLimit: 100_000 }));
   await started;
   const sender = make("BenchA", [receiver.address]);
+  sender.on("undeliverable", ({ reason, detail }) => refusals.set(sender, `${reason}: ${detail}`));
   sender.start();
   const located = () => sender.locate("Sink") === "BenchB" && sender.locate("Echo") === "BenchB";
   if (!(await waitUntil(platform, located, 10_000))) {
@@ -99,6 +100,13 @@ async function nodePair(platform: Platform): Promise<Pair> {
       receiver.close();
     },
   };
+}
+
+const refusals = new WeakMap<AutoMpiNode, string>();
+
+/** Why the node last refused a message (for the error that stops a run). */
+function lastRefusal(node: AutoMpiNode): string {
+  return refusals.get(node) ?? "no undeliverable event";
 }
 
 /** Sends `total` messages with `dataBytes` of data in bursts of `burst`, keeping at most `window` unconfirmed. */
@@ -122,7 +130,9 @@ async function nodeRun(
       continue;
     }
     for (let i = 0; i < room; i++) {
-      if (!pair.sender.send(message)) throw new Error("Cannot run real bench: send refused");
+      if (!pair.sender.send(message)) {
+        throw new Error(`Cannot run real bench: send refused (${lastRefusal(pair.sender)})`);
+      }
     }
     sent += room;
     await new Promise<void>((resolve) => platform.clock.schedule(0, resolve));

@@ -132,7 +132,11 @@ export interface NodeOptions {
    * Default 30,000.
    */
   readonly resendWindowMs?: number;
-  /** Most bytes of unconfirmed messages kept per peer; past it, sends to it are refused. */
+  /**
+   * Most bytes of unconfirmed messages kept per peer (they are held until confirmed anyway: this
+   * bounds how far a sender runs ahead of a slow or cut-off peer); past it, sends to that peer
+   * are refused with `link-buffer-full`. Default 8 × `maxLinkBufferBytes` (64 MiB).
+   */
   readonly resendWindowBytes?: number;
   /** How often workers' `doWork` runs. Default 100. */
   readonly workerTickMs?: number;
@@ -745,7 +749,7 @@ export class AutoMpiNode {
     this.#resendWindowMs = positive(options.resendWindowMs, 30_000, "resendWindowMs");
     this.#resendWindowBytes = positive(
       options.resendWindowBytes,
-      this.#maxLinkBufferBytes,
+      8 * this.#maxLinkBufferBytes,
       "resendWindowBytes",
     );
     this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
