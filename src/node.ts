@@ -2165,10 +2165,73 @@ export class AutoMpiNode {
     if (!next.legacy) this.#startSession(next);
     this.#closeConnection(old, "local", true);
     // What we said on the old connection may never have been read (the peer may be dropping
-    // that very connection as the duplicate): say it again on the one both sides keep.
-    for (const { worker } of this.#workers.values()) {
-      this.#write(next, this.#frame(this.#workerLocation(worker.guid)));
+    // that very connection as the duplicate): say it again on the one both sides keep, as the
+    // whole set, so that a removal lost with the old connection is not missed either.
+    this.#sendWorkerSet(next);
+  }
+
+  /**
+   * Tells a new link every worker this node hosts. Native links get the whole set in one
+   * message, which replaces what the peer knew of this node's workers (so nothing stale
+   * survives a link that was swapped or replaced); original-protocol links get one
+   * WorkerLocation each, as the original sends them.
+   */
+  #sendWorkerSet(connection: Connection): void {
+    if (connection.legacy) {
+      for (const { worker } of this.#workers.values()) {
+        this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
+      }
+      return;
     }
+    this.#writeSystem(connection, {
+      [SYSTEM_KEY]: SystemKind.WorkerSet,
+      [SystemField.NodeGuid]: this.guid,
+      [SystemField.Workers]: JSON.stringify([...this.#workers.keys()]),
+    });
+  }
+
+  /** `node` says it hosts `worker`. */
+  #learnLocation(node: string, worker: string): void {
+    if (this.#workers.has(worker)) {
+      this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
+    }
+    // The previous host keeps its claim: two nodes can run the same worker for a while (a
+    // placement settling after a partition), and when one stops, the other is still there.
+    let hosted = this.#hosted.get(node);
+    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
+    hosted.add(worker);
+    if (this.#locations.get(worker) === node) return;
+    this.#locations.set(worker, node);
+    this.#events.emit("location-added", { worker, node });
+  }
+
+  /** A peer's whole worker set: what it no longer names is gone from it. */
+  #onWorkerSet(connection: Connection, fields: Readonly<Record<string, string>>): void {
+    const node = fields[SystemField.NodeGuid];
+    if (node !== connection.peerGuid) return;
+    let list: unknown;
+    try {
+      list = JSON.parse(fields[SystemField.Workers] ?? "");
+    } catch {
+      list = undefined;
+    }
+    if (!Array.isArray(list) || !list.every((w) => typeof w === "string" && w !== "")) {
+      this.#protocolFailure(
+        connection,
+        "frame",
+        new ProtocolError("Cannot use worker set: not a JSON array of GUIDs"),
+      );
+      return;
+    }
+    const named = new Set(list as string[]);
+    let hosted = this.#hosted.get(node);
+    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
+    for (const worker of [...hosted]) {
+      if (named.has(worker)) continue;
+      hosted.delete(worker);
+      if (this.#locations.get(worker) === node) this.#relocate(worker, node);
+    }
+    for (const worker of named) this.#learnLocation(node, worker);
   }
 
   /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
@@ -2249,9 +2312,7 @@ export class AutoMpiNode {
       direction: connection.direction,
     });
     if (connection.state !== "active") return;
-    for (const { worker } of this.#workers.values()) {
-      this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
-    }
+    this.#sendWorkerSet(connection);
     // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
     if (known === undefined || known.via !== "heartbeat") this.#sendPeerList(connection);
   }
@@ -2869,19 +2930,12 @@ export class AutoMpiNode {
           ? node === connection.peerGuid
           : this.#legacy && this.#links.has(node);
         if (!fromItself || !worker) return;
-        if (this.#workers.has(worker)) {
-          this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
-        }
-        // The previous host keeps its claim: two nodes can run the same worker for a while (a
-        // placement settling after a partition), and when one stops, the other is still there.
-        let hosted = this.#hosted.get(node);
-        if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
-        hosted.add(worker);
-        if (this.#locations.get(worker) === node) return;
-        this.#locations.set(worker, node);
-        this.#events.emit("location-added", { worker, node });
+        this.#learnLocation(node, worker);
         return;
       }
+      case SystemKind.WorkerSet:
+        if (connection !== undefined && !connection.legacy) this.#onWorkerSet(connection, fields);
+        return;
       case SystemKind.WorkerRemoved: {
         const node = fields[SystemField.NodeGuid];
         const worker = fields[SystemField.WorkerGuid];

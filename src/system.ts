@@ -45,6 +45,11 @@ export const SystemKind = {
   Resume: "AutoMPI_SKD_Resume",
   /** The answer to a Resume: the sender's session id, and where its numbering goes on. */
   Align: "AutoMPI_SKD_Align",
+  /**
+   * Every worker the sender hosts, sent when a link comes up: replaces what the receiver knew of
+   * the sender's workers (native protocol only; the original gets one WorkerLocation each).
+   */
+  WorkerSet: "AutoMPI_SKD_WorkerSet",
 } as const;
 
 /** Field keys of system messages. The first four are the original's. */
@@ -58,6 +63,8 @@ export const SystemField = {
   /** JSON array of `[guid, "host:port", incarnation]`. */
   Peers: "AutoMPI_SMDP_Peers",
   Reason: "AutoMPI_SMDP_Reason",
+  /** JSON array of worker GUIDs (WorkerSet). */
+  Workers: "AutoMPI_SMDP_Workers",
   /** A session id (Resume, Align, Goodbye). */
   Session: "AutoMPI_SMDP_Session",
   /** A decimal count, in acknowledgements. */

@@ -102,8 +102,31 @@ test("the checker catches a placed worker running twice, and a crash during a pa
   );
 });
 
+// Found by the fuzzer once convergence meant every placed worker's location too: a placed
+// worker moved after a one-way partition healed, and a peer that had swapped connections kept
+// its old location (the removal went on the connection it dropped). Link-up now sends the whole
+// worker set, which replaces what the peer knew.
+const STALE_LOCATION: Campaign = {
+  version: 1,
+  seed: 0,
+  nodes: 8,
+  durationMs: 6000,
+  settleMs: 8000,
+  latencyMsMin: 1,
+  latencyMsMax: 11,
+  faults: [
+    { atMs: 0, kind: "crash", node: 4 },
+    { atMs: 1875, kind: "oneWay", from: [6, 0], to: [1, 0] },
+  ],
+  traffic: [{ atMs: 2379, kind: "spawn", from: 0, count: 6 }],
+};
+
+test("regression: after a swapped link, a moved placed worker's old location is forgotten", () => {
+  assert.deepEqual(runCampaign(STALE_LOCATION).violations, []);
+});
+
 // One stored hash, checked by Deno and by Bun: a campaign replays identically on both.
-const STORED = { hash: "369b37aeb118b2ff" };
+const STORED = { hash: "ed94e0fe95b883c3" };
 
 test("a campaign has the stored trace hash on this runtime, and replays from its file", () => {
   const result = runCampaign(SIMULTANEOUS_DIAL);
