@@ -540,10 +540,11 @@ export class Placement {
    */
   undelivered(peer: string, reason: string): void {
     if (this.#closed || !this.#host.isLinked(peer) || this.#resend.has(peer)) return;
-    // A replaced link is resent to at once; a full link buffer is given time to drain (resending
-    // at once would only fill it again). Anything else (no link, too large) has no cure here.
+    // A replaced link (or a peer that restarted before confirming) is resent to at once; a full
+    // link buffer is given time to drain (resending at once would only fill it again). Anything
+    // else (no link, too large) has no cure here.
     let delayMs: number;
-    if (reason === "link-lost") delayMs = 0;
+    if (reason === "link-lost" || reason === "uncertain") delayMs = 0;
     else if (reason === "link-buffer-full") delayMs = this.#host.silenceMs / 2;
     else return;
     this.#resend.add(peer);
@@ -558,7 +559,28 @@ export class Placement {
     if (this.#closed) return;
     const wasMember = this.#members.delete(peer);
     if (wasMember || this.#hostsAny(peer)) this.#lost.set(peer, this.#host.clock.now());
+    this.#tellResponsible(peer);
     this.#reconcile();
+  }
+
+  /**
+   * The entries this node has for the lost `peer`'s workers go to the node responsible for
+   * placing them again. It may not have them: the lost node can die right after telling only
+   * some nodes of a change (say, that it took a worker over), and the others never hear of it.
+   */
+  #tellResponsible(peer: string): void {
+    const hosted = this.#byHost.get(peer);
+    if (hosted === undefined || hosted.size === 0) return;
+    const self = this.#host.guid;
+    let responsible = self;
+    for (const node of this.#members.keys()) if (node < responsible) responsible = node;
+    if (responsible === self) return;
+    const records: WireRecord[] = [];
+    for (const guid of hosted) {
+      const record = this.#records.get(guid);
+      if (record !== undefined) records.push(toWire(record));
+    }
+    this.#sendTo(responsible, { op: "update", records });
   }
 
   /** A placement message from a peer (or this node's own broadcast, ignored). */
@@ -650,6 +672,11 @@ export class Placement {
   /** Takes a record this node wrote: into the table and out to every linked node. */
   #adopt(record: PlacedWorker): void {
     this.#put(record, this.#records.get(record.guid));
+    this.#send(record);
+  }
+
+  /** Queues a record for every linked node. */
+  #send(record: PlacedWorker): void {
     this.#outbox.set(record.guid, record);
     if (!this.#flushQueued) {
       this.#flushQueued = true;

@@ -125,6 +125,28 @@ test("regression: after a swapped link, a moved placed worker's old location is 
   assert.deepEqual(runCampaign(STALE_LOCATION).violations, []);
 });
 
+// Found by the fuzzer: a node took a placed worker over during an isolation, told only one peer
+// before it crashed, and that peer stopped its copy; the node responsible for placing again had
+// the older entry and did nothing. A link-down now sends the lost node's entries to it.
+const TOLD_ONE_PEER: Campaign = {
+  version: 1,
+  seed: 0,
+  nodes: 5,
+  durationMs: 6000,
+  settleMs: 8000,
+  latencyMsMin: 1,
+  latencyMsMax: 1,
+  faults: [
+    { atMs: 3762, kind: "crash", node: 2 },
+    { atMs: 2768, kind: "isolate", node: 2, forMs: 912 },
+  ],
+  traffic: [{ atMs: 2709, kind: "spawn", from: 3, count: 1 }],
+};
+
+test("regression: a takeover told to one peer before a crash is placed again, once", () => {
+  assert.deepEqual(runCampaign(TOLD_ONE_PEER).violations, []);
+});
+
 // One stored hash, checked by Deno and by Bun: a campaign replays identically on both.
 const STORED = { hash: "ed94e0fe95b883c3" };
 
