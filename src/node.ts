@@ -1359,6 +1359,7 @@ export class AutoMpiNode {
     }
     for (const seed of this.#seeds) this.#dialSeed(seed);
     this.#expireSessions(now);
+    if (!this.#legacy) this.#placement.tick();
     if (
       this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
     ) {

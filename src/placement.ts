@@ -261,6 +261,22 @@ function supersedes(a: PlacedWorker, b: PlacedWorker): boolean {
   return a.removed && !b.removed;
 }
 
+/** A hash of what makes two copies of an entry the same (FNV-1a, 32 bits). */
+function entryHash(record: PlacedWorker): number {
+  const text = `${record.guid}\u0000${record.version}\u0000${record.host}\u0000${
+    record.removed ? 1 : 0
+  }`;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+  return hash >>> 0;
+}
+
+/** Every this many ticks a node compares its table's digest with one linked node's. */
+const DIGEST_EVERY_TICKS = 3;
+
+/** The placement messages nodes exchange. */
+const OPS = new Set(["hello", "update", "kinds", "digest", "sync"]);
+
 function checkName(value: unknown, what: string): string {
   if (typeof value !== "string" || value === "" || value.length > MAX_NAME_LENGTH) {
     throw new TypeError(`${what} must be a string of 1..${MAX_NAME_LENGTH} characters`);
@@ -332,6 +348,11 @@ export class Placement {
   readonly #strategies: Readonly<Record<string, PlacementStrategy>>;
   readonly #maxRecords: number;
   readonly #records = new Map<string, PlacedWorker>();
+  /** XOR of every entry's hash: equal tables have equal digests. */
+  #digest = 0;
+  #ticks = 0;
+  /** Round-robin position among the linked nodes for the next digest. */
+  #digestTurn = 0;
   /** Linked peers that said which kinds they host. */
   readonly #members = new Map<string, ReadonlySet<string>>();
   /** Peers whose link dropped, with when: their workers are placed again. */
@@ -603,8 +624,11 @@ export class Placement {
         if (!Array.isArray(body.records)) throw new TypeError("records is not a list");
         records = body.records.map(fromWire);
       }
-      if (body.op !== "hello" && body.op !== "update" && body.op !== "kinds") {
+      if (!OPS.has(body.op as string)) {
         throw new TypeError(`unknown op ${JSON.stringify(body.op)}`);
+      }
+      if (body.op === "digest" && !Number.isSafeInteger((body as { digest?: unknown }).digest)) {
+        throw new TypeError("digest is not an integer");
       }
     } catch (error) {
       this.#stats.badUpdates++;
@@ -619,8 +643,42 @@ export class Placement {
       this.#lost.delete(fromNode);
     }
     if (body.ask === 1) this.#sendTo(fromNode, { op: "kinds", kinds: this.kinds });
-    for (const record of records) this.#merge(record);
+    if (body.op === "digest") {
+      // Tables differ: send ours whole, and the peer answers with its own if still needed.
+      if ((body as { digest: number }).digest !== this.#digest) {
+        this.#sendTo(fromNode, { op: "sync", records: this.#wireTable(), digest: this.#digest });
+      }
+      return;
+    }
+    const repaired: PlacedWorker[] = [];
+    for (const record of records) if (this.#merge(record)) repaired.push(record);
+    if (body.op === "sync") {
+      // An entry a sync brought was missed by this node; maybe by others too (a writer can die
+      // mid-broadcast): pass the repairs on, and answer with our table if the peer lacks some.
+      for (const record of repaired) this.#send(record);
+      if ((body as { digest?: unknown }).digest !== this.#digest && body.ask !== 0) {
+        this.#sendTo(fromNode, { op: "sync", records: this.#wireTable(), ask: 0 });
+      }
+    }
     this.#reconcile();
+  }
+
+  /**
+   * Called every heartbeat: every few, the table's digest goes to one linked node in turn, so
+   * tables that drifted apart (a change whose writer died before everyone had it) meet again.
+   */
+  tick(): void {
+    if (this.#closed || ++this.#ticks % DIGEST_EVERY_TICKS !== 0) return;
+    const members = [...this.#members.keys()].filter((peer) => this.#host.isLinked(peer));
+    if (members.length === 0) return;
+    const peer = members[this.#digestTurn++ % members.length];
+    this.#sendTo(peer, { op: "digest", digest: this.#digest });
+  }
+
+  #wireTable(): WireRecord[] {
+    const records: WireRecord[] = [];
+    for (const record of this.#records.values()) records.push(toWire(record));
+    return records;
   }
 
   /** Stops the workers this node runs for the table; the table itself stays with the others. */
@@ -663,6 +721,8 @@ export class Placement {
       set.add(record.guid);
     }
     this.#records.set(record.guid, record);
+    if (previous !== undefined) this.#digest ^= entryHash(previous);
+    this.#digest = (this.#digest ^ entryHash(record)) >>> 0;
     this.#failed.delete(record.guid);
     if (record.host === self || previous?.host === self || this.#running.has(record.guid)) {
       this.#touched.add(record.guid);
@@ -685,7 +745,8 @@ export class Placement {
     }
   }
 
-  #merge(record: PlacedWorker): void {
+  /** Takes a peer's entry if it is new or supersedes ours; returns whether it did. */
+  #merge(record: PlacedWorker): boolean {
     const current = this.#records.get(record.guid);
     if (current === undefined) {
       if (this.#records.size >= this.#maxRecords) {
@@ -694,12 +755,13 @@ export class Placement {
           worker: record.guid,
           error: `Cannot take placement entry: the table holds ${this.#maxRecords} entries`,
         });
-        return;
+        return false;
       }
     } else if (!supersedes(record, current)) {
-      return;
+      return false;
     }
     this.#put(record, current);
+    return true;
   }
 
   #flush(): void {
