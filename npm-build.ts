@@ -119,6 +119,9 @@ export const NODE_EXCLUDED_TESTS: Readonly<Record<string, string>> = {
   "tests/integration_test.ts": "runs mod.ts as Deno and Bun processes",
   "tests/browser_test.ts": "runs mod.ts as Deno and Bun processes",
   "tests/netns_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/netns_legacy_test.ts": "runs mod.ts and the fake original as Deno and Bun processes",
+  "tests/duplicate_guid_live_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/metrics_real_test.ts": "runs mod.ts as Deno and Bun processes",
   "tests/example_workers_test.ts":
     "runs mod.ts as a Deno or Bun process, its camera server on Deno.serve or Bun.serve",
   "tests/npm_package_test.ts": "builds and installs this package itself",

@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { formatMetrics, metricsContentType } from "../src/metrics.ts";
 import { type Context, Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { MapMessage } from "../src/message.ts";
@@ -251,6 +252,14 @@ export function createStateApp(node: AutoMpiNode, options: StateAppOptions): Sta
   });
 
   app.get("/messages", (c) => c.json(recent));
+
+  // Prometheus text format, or OpenMetrics when the scraper asks for it.
+  app.get("/metrics", (c) => {
+    const openMetrics = (c.req.header("accept") ?? "").includes("application/openmetrics-text");
+    return c.body(formatMetrics(node.metrics(), { openMetrics }), 200, {
+      "content-type": metricsContentType({ openMetrics }),
+    });
+  });
 
   /** Whether the request carries the token, when one is set. */
   const authorized = (c: Context) =>

@@ -200,3 +200,17 @@ test("a worker attached with each() is counted in convergence like any other", (
   cluster.settle();
   assert.equal(cluster.node(2)!.locate("q0"), "N0000");
 });
+
+test("a simulated node's metrics are the real node's, readable in a test", () => {
+  const cluster = new SimCluster({ nodes: 3, seed: 12, setup: echoSetup });
+  cluster.settle();
+  cluster.partition(2);
+  cluster.run(5000);
+  const metrics = new Map(cluster.node(0)!.metrics().map((family) => [family.name, family]));
+  const value = (name: string) => {
+    const family = metrics.get(name);
+    return family !== undefined && family.type !== "histogram" ? family.samples : [];
+  };
+  assert.equal(value("automp_links")[0].value, 1);
+  assert.deepEqual(value("automp_links_closed"), [{ labels: { reason: "silence" }, value: 1 }]);
+});

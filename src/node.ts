@@ -56,6 +56,7 @@ import {
 } from "./placement.ts";
 import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
 import { type InboundSession, OutboundSession } from "./_session.ts";
+import { Histogram, type MetricFamily } from "./metrics.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
@@ -633,6 +634,25 @@ export class AutoMpiNode {
   #lastDuplicate: DuplicateGuidState | undefined;
   /** "guid/incarnation" of claimants refused as twins → how often (bounded). */
   readonly #refusedClaims = new Map<string, number>();
+  /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
+  readonly #undeliverableByReason = new Map<string, number>();
+  readonly #linksDownByReason = new Map<string, number>();
+  #closedBytesIn = 0;
+  #closedBytesOut = 0;
+  readonly #handshakeSeconds = new Histogram([
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+  ]);
   readonly #stats: NodeStats = {
     heartbeatsSent: 0,
     heartbeatsReceived: 0,
@@ -1068,6 +1088,162 @@ export class AutoMpiNode {
       "too-large",
       `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#maxFrameBytes}`,
     );
+  }
+
+  /**
+   * The node's metrics, as Prometheus and OpenMetrics name them (`automp_…`; units as suffixes,
+   * counters as `_total` when formatted, no label but the node's own GUID on `automp_node_info`).
+   * Format them with `formatMetrics` (the state server's `GET /metrics` does); in the simulator,
+   * read them straight.
+   *
+   * @example
+   * ```ts
+   * import { Simulation } from "../sim/simulation.ts";
+   * import { AutoMpiNode } from "./node.ts";
+   * import { formatMetrics } from "./metrics.ts";
+   * const sim = new Simulation({ seed: 1 });
+   * const host = sim.addHost("a", (platform, h) => {
+   *   const node = new AutoMpiNode(platform, {
+   *     listen: { host: h.address, port: 8888 },
+   *     discovery: { broadcastAddress: "10.0.255.255" },
+   *   });
+   *   node.start();
+   *   return node;
+   * });
+   * sim.run(1000);
+   * const sent = host.app!.metrics().find((m) => m.name === "automp_heartbeats_sent");
+   * if (sent?.type !== "counter" || !(sent.samples[0].value > 0)) throw new Error("no heartbeats");
+   * if (!formatMetrics(host.app!.metrics()).includes("automp_links 0")) throw new Error("links");
+   * ```
+   */
+  metrics(): MetricFamily[] {
+    const s = this.#stats;
+    const counter = (name: string, help: string, value: number): MetricFamily => ({
+      name,
+      help,
+      type: "counter",
+      samples: [{ value }],
+    });
+    const gauge = (name: string, help: string, value: number): MetricFamily => ({
+      name,
+      help,
+      type: "gauge",
+      samples: [{ value }],
+    });
+    const byReason = (map: Map<string, number>) =>
+      [...map].map(([reason, value]) => ({ labels: { reason }, value }));
+    let bytesIn = this.#closedBytesIn;
+    let bytesOut = this.#closedBytesOut;
+    for (const connection of this.#connections) {
+      bytesIn += connection.bytesIn;
+      bytesOut += connection.bytesOut;
+    }
+    let queued = 0;
+    for (const { worker } of this.#workers.values()) {
+      queued += (worker as { queuedMessages?: number }).queuedMessages ?? 0;
+    }
+    let unconfirmed = 0;
+    let uncertain = 0;
+    for (const session of this.#outbound.values()) {
+      unconfirmed += session.window.length;
+      uncertain += session.uncertain.size;
+    }
+    return [
+      {
+        name: "automp_node_info",
+        help: "This node: its GUID, incarnation and codec (value 1).",
+        type: "gauge",
+        samples: [{
+          labels: { guid: this.guid, incarnation: this.incarnation, codec: this.#codec.name },
+          value: 1,
+        }],
+      },
+      gauge(
+        "automp_uptime_seconds",
+        "Seconds since the node started.",
+        this.#state === "new" ? 0 : (this.#now() - this.#startedAtMs) / 1000,
+      ),
+      gauge("automp_links", "Links up now.", this.#links.size),
+      gauge("automp_peers", "Nodes known now (linked or not).", this.#peers.size),
+      gauge("automp_workers", "Workers hosted here.", this.#workers.size),
+      gauge(
+        "automp_worker_locations",
+        "Workers on other nodes whose location is known.",
+        this.#locations.size,
+      ),
+      gauge("automp_worker_queue_messages", "Messages waiting in worker queues.", queued),
+      gauge(
+        "automp_unconfirmed_messages",
+        "Messages sent on links and not yet confirmed by the peer (kept for resending).",
+        unconfirmed,
+      ),
+      gauge(
+        "automp_uncertain_messages",
+        "Messages reported uncertain whose outcome may still become known.",
+        uncertain,
+      ),
+      counter("automp_messages_sent", "Messages handed to send().", s.messagesSent),
+      counter("automp_messages_received", "Messages received over links.", s.messagesReceived),
+      {
+        name: "automp_messages_undeliverable",
+        help: "Messages reported undeliverable, by reason.",
+        type: "counter",
+        samples: byReason(this.#undeliverableByReason),
+      },
+      counter("automp_heartbeats_sent", "Heartbeats sent.", s.heartbeatsSent),
+      counter("automp_heartbeats_received", "Heartbeats received.", s.heartbeatsReceived),
+      counter("automp_frames_sent", "Frames written to links.", s.framesOut),
+      counter("automp_frames_received", "Frames read from links.", s.framesIn),
+      counter("automp_sent_bytes", "Bytes written to links.", bytesOut),
+      counter("automp_received_bytes", "Bytes read from links.", bytesIn),
+      counter("automp_links_opened", "Links that came up.", s.linksUp),
+      {
+        name: "automp_links_closed",
+        help: "Links that went down, by reason.",
+        type: "counter",
+        samples: byReason(this.#linksDownByReason),
+      },
+      counter(
+        "automp_protocol_errors",
+        "Links or datagrams refused as malformed.",
+        s.protocolErrors,
+      ),
+      counter(
+        "automp_datagram_errors",
+        "Discovery datagrams that could not be used.",
+        s.datagramErrors,
+      ),
+      counter(
+        "automp_auth_failures",
+        "Heartbeats, hellos and proofs refused for the cluster key.",
+        s.authFailures,
+      ),
+      counter("automp_replays_dropped", "Signed heartbeats dropped as replayed.", s.replaysDropped),
+      counter(
+        "automp_connections_refused",
+        "Connections refused at a limit.",
+        s.connectionsRefused,
+      ),
+      counter("automp_duplicate_guids", "Nodes seen claiming a GUID in use.", s.duplicateGuids),
+      counter(
+        "automp_duplicates_dropped",
+        "Resent messages dropped as already taken.",
+        s.duplicatesDropped,
+      ),
+      counter(
+        "automp_listener_errors",
+        "Exceptions thrown by event listeners and handlers.",
+        s.listenerErrors,
+      ),
+      counter("automp_worker_errors", "Exceptions thrown by workers.", s.workerErrors),
+      {
+        name: "automp_handshake_duration_seconds",
+        help: "From connecting (or accepting) to the link being up.",
+        type: "histogram",
+        buckets: this.#handshakeSeconds.buckets,
+        samples: [this.#handshakeSeconds.sample()],
+      },
+    ];
   }
 
   /** A snapshot of the node's state. */
@@ -2286,6 +2462,7 @@ export class AutoMpiNode {
     this.#detach(connection);
     connection.state = "active";
     connection.activeAtMs = now;
+    this.#handshakeSeconds.observe((now - connection.createdAtMs) / 1000);
     const known = this.#peers.get(connection.peerGuid);
     const peer = this.#learnPeer(
       connection.peerGuid,
@@ -2336,6 +2513,8 @@ export class AutoMpiNode {
     const wasActive = this.#links.get(connection.peerGuid) === connection;
     const handshaken = connection.state === "active";
     connection.state = "closed";
+    this.#closedBytesIn += connection.bytesIn;
+    this.#closedBytesOut += connection.bytesOut;
     this.#connections.delete(connection);
     this.#detach(connection);
     this.#dropInbound(connection);
@@ -2364,6 +2543,8 @@ export class AutoMpiNode {
     const wasActive = this.#links.get(connection.peerGuid) === connection;
     const handshaken = connection.state === "active";
     connection.state = "closed";
+    this.#closedBytesIn += connection.bytesIn;
+    this.#closedBytesOut += connection.bytesOut;
     this.#connections.delete(connection);
     this.#detach(connection);
     this.#dropInbound(connection);
@@ -2693,6 +2874,7 @@ export class AutoMpiNode {
     if (connection.peer !== undefined) connection.peer.linked = false;
     this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
+    this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
     this.#forgetLocations(peerGuid);
     const peer = this.#peers.get(peerGuid);
     if (peer !== undefined) {
@@ -3093,6 +3275,7 @@ export class AutoMpiNode {
 
   #undeliverable(message: MapMessage, reason: UndeliverableReason, detail?: string): false {
     this.#stats.undeliverable++;
+    this.#undeliverableByReason.set(reason, (this.#undeliverableByReason.get(reason) ?? 0) + 1);
     this.#platform.log.log("debug", "message.undeliverable", {
       destination: message.destination,
       reason,
