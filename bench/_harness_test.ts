@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { jsonLine, percentile, report } from "./_harness.ts";
-import { selectedGroups } from "./mod.ts";
+import { GROUPS, selectedGroups } from "./mod.ts";
 
 function captureLog(fn: () => void): string[] {
   const lines: string[] = [];
@@ -68,6 +68,7 @@ test("percentile is the nearest rank", () => {
 test("--only selects groups and rejects unknown ones", () => {
   assert.deepEqual([...selectedGroups(["--only", "codec,peer"])], ["codec", "peer"]);
   assert.deepEqual([...selectedGroups(["--only=sim"])], ["sim"]);
-  assert.equal(selectedGroups([]).size, 5);
+  assert.equal(selectedGroups([]).size, GROUPS.length);
+  assert.deepEqual([...selectedGroups(["--only", "scenario"])], ["scenario"]);
   assert.throws(() => selectedGroups(["--only", "codecs"]), RangeError);
 });

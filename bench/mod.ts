@@ -8,9 +8,11 @@
  * - `real`: `real_bench.ts`, two nodes on loopback beside raw streams (one way, request/reply);
  * - `peer`: `peer_bench.ts` (with `_moleculer_peer.mjs`), Moleculer under Node doing the same,
  *   and our `real` figures beside it when both ran;
- * - `discovery`: `discovery_bench.ts`, mesh formation and dropping a killed or frozen node.
+ * - `discovery`: `discovery_bench.ts`, mesh formation and dropping a killed or frozen node;
+ * - `scenario`: `scenario_bench.ts`, fault campaigns (`runScenario`) per second on 5-, 20- and
+ *   100-node clusters with user workers and traffic, beside the same scenarios kept quiet.
  *
- * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery]`, or
+ * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery,scenario]`, or
  * `bun run bench/mod.ts …`. `--sim-1000-budget-s N` sets the wall-clock budget of the
  * 1,000-node run (default 20), `--sim-1000-full` runs it until fully meshed (minutes, 6+ GB).
  * Progress goes to stderr, so `--json` output stays one JSON object per line on stdout.
@@ -25,9 +27,10 @@ import { simScaleOptionsFromArgs, simScaleRows } from "./sim_scale_bench.ts";
 import { realRows } from "./real_bench.ts";
 import { peerComparisonRows, peerRows } from "./peer_bench.ts";
 import { discoveryRows } from "./discovery_bench.ts";
+import { scenarioRows } from "./scenario_bench.ts";
 
 /** The groups of benchmarks, in the order they run. */
-export const GROUPS = ["codec", "real", "peer", "discovery", "sim"] as const;
+export const GROUPS = ["codec", "real", "peer", "discovery", "scenario", "sim"] as const;
 
 /** One group of benchmarks. */
 export type Group = (typeof GROUPS)[number];
@@ -70,7 +73,9 @@ export async function allRows(args: readonly string[] = benchArgs()): Promise<Be
   }
   forceGc(); // What the group before left on the heap is not this group's cost.
   if (groups.has("discovery")) rows.push(...(await discoveryRows()));
-  // The simulated clusters last: the 1,000-node one leaves a heap of gigabytes whose collection
+  forceGc(); // What the group before left on the heap is not this group's cost.
+  if (groups.has("scenario")) rows.push(...scenarioRows());
+  // The `sim` group last: its 1,000-node cluster leaves a heap of gigabytes whose collection
   // would slow down whatever ran after it (the real-socket figures above all).
   forceGc(); // What the group before left on the heap is not this group's cost.
   if (groups.has("sim")) {
