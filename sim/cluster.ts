@@ -371,7 +371,6 @@ export class SimCluster {
     this.disks = guids.map((guid) => new SimDisk(sim, { name: `disk-${guid}` }));
     const subnetOf = (index: number) => index % subnets;
     const hosts: Array<SimHost<AutoMpiNode>> = [];
-    // Assigned before the hosts start: setup callbacks may ask the cluster its size.
     this.hosts = hosts;
     // With several subnets, node i is host number ⌊i / subnets⌋ + 1 of subnet i mod subnets,
     // and the first node of each subnet seeds the nodes of the others.
@@ -405,9 +404,6 @@ export class SimCluster {
         node.start();
         this.#starts[index]++;
         if (this.#workerCount) node.attachWorker(new RecordingWorker(workerGuid(index)));
-        for (const client of this.#clients) {
-          if (client.at === index) node.attachWorker(client.makeWorker());
-        }
         if (setup !== undefined) {
           try {
             setup({
@@ -428,9 +424,17 @@ export class SimCluster {
             );
           }
         }
+        // Clients of this node (made before, or by the setup callback just now).
+        for (const client of this.#clients) {
+          if (client.at === index && node.worker(client.guid) === undefined) {
+            node.attachWorker(client.makeWorker());
+          }
+        }
         return node;
-      }, subnet ? { subnet, address: addressOf(index) } : {}));
+      }, { start: false, ...(subnet ? { subnet, address: addressOf(index) } : {}) }));
     }
+    // Every host exists before the first one starts: a setup callback sees the whole cluster.
+    for (const host of hosts) sim.restart(host);
   }
 
   /** How many nodes (up or not). */
@@ -805,6 +809,17 @@ export class SimCluster {
   /** What keeps the cluster from converging, in a few words. */
   #convergenceGap(): string {
     const nodes = this.liveNodes();
+    // One worker GUID on two nodes can never be located in one place.
+    const hostOf = new Map<string, string>();
+    for (const node of nodes) {
+      for (const worker of node.workerGuids()) {
+        const other = hostOf.get(worker);
+        if (other !== undefined) {
+          return `worker "${worker}" is attached on both ${other} and ${node.guid}: GUIDs must be unique`;
+        }
+        hostOf.set(worker, node.guid);
+      }
+    }
     const short = nodes.filter((n) => n.linkCount !== nodes.length - 1);
     if (short.length > 0) {
       return `${short.length} node(s) short of links, first ${short[0].guid} with ${

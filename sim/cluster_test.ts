@@ -214,3 +214,28 @@ test("a simulated node's metrics are the real node's, readable in a test", () =>
   assert.equal(value("automp_links")[0].value, 1);
   assert.deepEqual(value("automp_links_closed"), [{ labels: { reason: "silence" }, value: 1 }]);
 });
+
+test("a setup callback sees the whole cluster on the first start, and may create a client there", () => {
+  const sizes: number[] = [];
+  const cluster = new SimCluster({
+    nodes: 3,
+    seed: 14,
+    setup: ({ cluster, index, start }) => {
+      sizes.push(cluster.size);
+      if (index === 0 && start === 1) cluster.client(index, "app");
+    },
+  });
+  assert.deepEqual(sizes, [3, 3, 3]);
+  cluster.settle();
+  assert.equal(cluster.node(0)!.worker("app")?.guid, "app");
+});
+
+test("a worker GUID attached on two nodes is named when the cluster cannot converge", () => {
+  const cluster = new SimCluster({
+    nodes: 2,
+    seed: 15,
+    setup: ({ node }) => node.attachWorker(new EchoWorker("echo")),
+  });
+  const report = cluster.settle({ maxMs: 3000, throwOnViolation: false });
+  assert.match(report.violations[0], /worker "echo" is attached on both N0000 and N0001/);
+});

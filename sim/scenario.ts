@@ -38,6 +38,21 @@
 import fc from "fast-check";
 import { SimCheckError, SimCluster, type SimClusterOptions } from "./cluster.ts";
 
+/**
+ * Whether `value` is a fast-check arbitrary: by its methods, not `instanceof`, so that an
+ * arbitrary from another copy of fast-check (a user's own version) is taken too.
+ */
+function isArbitrary(value: unknown): value is fc.Arbitrary<unknown> {
+  const candidate = value as {
+    generate?: unknown;
+    shrink?: unknown;
+    canShrinkWithoutContext?: unknown;
+  };
+  return value !== null && typeof value === "object" && typeof candidate.generate === "function" &&
+    typeof candidate.shrink === "function" &&
+    typeof candidate.canShrinkWithoutContext === "function";
+}
+
 /** One timed fault. Node numbers are indexes into the cluster. */
 export type Fault =
   | {
@@ -600,7 +615,7 @@ export function faultSchedule<T = never, I extends { readonly atMs: number } = T
   }
   const traffic = options.traffic;
   if (
-    traffic !== undefined && typeof traffic !== "function" && !(traffic instanceof fc.Arbitrary)
+    traffic !== undefined && typeof traffic !== "function" && !isArbitrary(traffic)
   ) {
     throw new TypeError(
       "Cannot build fault schedule: traffic must be a fast-check arbitrary or a function",
@@ -649,7 +664,7 @@ export function faultSchedule<T = never, I extends { readonly atMs: number } = T
     ? fc.constant([] as Fault[])
     : fc.array(fc.oneof(...weighted), { maxLength: maxFaults });
   let items: fc.Arbitrary<I[]> = fc.constant([]);
-  if (traffic instanceof fc.Arbitrary) {
+  if (isArbitrary(traffic)) {
     items = fc.array(
       fc.record({ atMs, from: node, value: traffic }) as unknown as fc.Arbitrary<I>,
       { maxLength: maxTraffic },
@@ -794,7 +809,7 @@ export function searchScenarios<I extends { readonly atMs: number }>(
   if (!Number.isInteger(numRuns) || numRuns < 1) {
     throw new RangeError(`Cannot search scenarios: numRuns ${numRuns} is not a positive integer`);
   }
-  if (!(arbitrary instanceof fc.Arbitrary)) {
+  if (!isArbitrary(arbitrary)) {
     throw new TypeError("Cannot search scenarios: arbitrary is not a fast-check arbitrary");
   }
   let sent = 0;

@@ -10,9 +10,10 @@
  * 2. It picks a Bun of exactly {@link BUN_VERSION}: the one CI installs into `.ci/tools/`, else
  *    `bun` on PATH, else `npx -y bun@<version>`. A `bun` of another version is used only when
  *    npx is missing, with a warning.
- * 3. It runs `bun test --timeout 120000 ./bench ./src ./sim ./tests ./adapters` plus the arguments given,
- *    and exits with Bun's exit code. Arguments starting with `./` or `../` are paths and replace
- *    the default directories (Bun treats other bare words as file-name filters).
+ * 3. It runs `bun test --timeout 120000 ./bench ./src ./sim ./tests ./adapters ./examples` plus
+ *    the arguments given, and exits with Bun's exit code. Arguments starting with `./` or `../`
+ *    are paths and replace the default directories (Bun treats other bare words as file-name
+ *    filters).
  *
  * Bun's default per-test timeout is 5 s; simulator tests may run longer, hence the 120 s.
  *
@@ -31,6 +32,7 @@ export const BUN_TEST_DIRS: readonly string[] = [
   "./sim",
   "./tests",
   "./adapters",
+  "./examples",
 ];
 
 const BUN_TEST_TIMEOUT_MS = 120_000;
