@@ -6,18 +6,18 @@
  * (`nodeOptions: ({ disk, host }) => ({ storage: disk.open(host) })`), so a restarted node finds
  * what was durable and loses what was not.
  *
- * Why this file has its own runner, {@link runScenarioAsync}: `runScenario` and `checkScenarios`
- * run the simulation synchronously, and a worker that awaits its storage goes on in a Promise
- * continuation, which JavaScript runs only once the synchronous run has returned. Inside them
- * the store would never acknowledge anything, and a check of acknowledged writes would pass
- * having checked nothing. {@link runScenarioAsync} plays the same scenario with `runAsync`,
+ * Why it runs with `runScenarioAsync` (through {@link runKvScenario}): `runScenario` and
+ * `checkScenarios` run the simulation synchronously, and a worker that awaits its storage goes on
+ * in a Promise continuation, which JavaScript runs only once the synchronous run has returned.
+ * Inside them the store would never acknowledge anything, and a check of acknowledged writes
+ * would pass having checked nothing. The async runners play the same scenario with `runAsync`,
  * which lets continuations run at the virtual instant their write became durable.
  *
  * @example
  * ```ts
- * import { kvScenario, kvStores, runScenarioAsync } from "./kv_store.ts";
+ * import { kvScenario, kvStores, runKvScenario } from "./kv_store.ts";
  *
- * const result = await runScenarioAsync(kvStores, kvScenario({ nodes: 3, crashNode: 1 }));
+ * const result = await runKvScenario(kvStores, kvScenario({ nodes: 3, crashNode: 1 }));
  * if (result.violations.length !== 0) throw new Error(result.violations.join("\n"));
  * if (result.acknowledged === 0) throw new Error("nothing was acknowledged");
  * ```
@@ -26,14 +26,13 @@
  */
 import { type MapMessage, WorkerBase } from "../mod.ts";
 import {
-  applyFault,
-  checkScenario,
   defineScenario,
-  runAsync,
+  runScenarioAsync,
   type Scenario,
   type ScenarioDefinition,
+  type ScenarioResult,
   type SimClient,
-  SimCluster,
+  type SimCluster,
 } from "../sim/mod.ts";
 
 const utf8 = new TextEncoder();
@@ -186,7 +185,7 @@ function lostWrites(cluster: SimCluster): string[] {
 /**
  * Stores with disks on every node; each traffic item is one write from a node's client to a
  * store, of a value no other write uses. Checks after the settle that no acknowledged write
- * was lost. Run it with {@link runScenarioAsync}.
+ * was lost. Run it with {@link runKvScenario}.
  *
  * @example
  * ```ts
@@ -239,82 +238,35 @@ export function kvStoreScenario(
   });
 }
 
-/** What {@link runScenarioAsync} found. */
-export interface AsyncScenarioResult {
-  readonly violations: readonly string[];
-  readonly traceHash: string;
+/** What {@link runKvScenario} found. */
+export interface KvScenarioResult extends ScenarioResult {
   /** Writes acknowledged to the clients (see {@link acknowledgedWrites}). */
   readonly acknowledged: number;
 }
 
 /**
- * Plays a scenario as `runScenario` does (build, warm up, faults and traffic at their times,
- * end every fault, converge, quiet time, history checks, invariants and `check`), but with
- * `runAsync`, so that workers awaiting storage go on at the right virtual instant.
+ * Plays a scenario with the simulator's `runScenarioAsync` (workers awaiting storage go on at
+ * the right virtual instant) and counts the writes acknowledged, so a test can tell that the
+ * check had something to check.
  *
  * @example
  * ```ts
- * import { kvScenario, kvStores, runScenarioAsync } from "./kv_store.ts";
+ * import { kvScenario, kvStores, runKvScenario } from "./kv_store.ts";
  * const scenario = kvScenario({ nodes: 2 });
- * const a = await runScenarioAsync(kvStores, scenario);
- * const b = await runScenarioAsync(kvStores, scenario);
+ * const a = await runKvScenario(kvStores, scenario);
+ * const b = await runKvScenario(kvStores, scenario);
  * if (a.traceHash !== b.traceHash) throw new Error("not deterministic");
  * ```
  */
-export async function runScenarioAsync<I extends { readonly atMs: number }>(
+export async function runKvScenario<I extends { readonly atMs: number }>(
   definition: ScenarioDefinition<I>,
   scenario: Scenario<I>,
-): Promise<AsyncScenarioResult> {
-  checkScenario(scenario);
-  const options = typeof definition.cluster === "function"
-    ? definition.cluster(scenario)
-    : definition.cluster ?? {};
-  const cluster = new SimCluster({
-    ...options,
-    nodes: scenario.nodes,
-    seed: scenario.seed,
-    latencyMsMin: scenario.latencyMsMin,
-    latencyMsMax: scenario.latencyMsMax,
+): Promise<KvScenarioResult> {
+  let acknowledged = 0;
+  const result = await runScenarioAsync(definition, scenario, {
+    inspect: (cluster) => void (acknowledged = acknowledgedWrites(cluster).length),
   });
-  const violations: string[] = [];
-  const warmupMs = definition.warmupMs ?? 30_000;
-  if (
-    warmupMs > 0 && !await runAsync(cluster.sim, warmupMs, { until: () => cluster.converged() })
-  ) {
-    violations.push(`warm-up: the cluster did not converge within ${warmupMs} ms`);
-  }
-  definition.prepare?.(cluster, scenario);
-  for (const fault of scenario.faults) {
-    cluster.sim.schedule(fault.atMs, () => applyFault(cluster, fault));
-  }
-  for (const item of scenario.traffic) {
-    cluster.sim.schedule(item.atMs, () => definition.traffic?.(cluster, item, scenario));
-  }
-  await runAsync(cluster.sim, scenario.durationMs);
-  // What `settle` does first, by hand: its own wait would run the simulation synchronously.
-  cluster.heal();
-  cluster.release();
-  cluster.loss(0);
-  cluster.duplicate(0);
-  for (let i = 0; i < cluster.size; i++) {
-    cluster.resume(i);
-    cluster.restart(i);
-  }
-  const until = () => cluster.converged();
-  if (!await runAsync(cluster.sim, scenario.settleMs, { until })) {
-    violations.push(`converged: not within ${scenario.settleMs} ms`);
-  }
-  await runAsync(cluster.sim, definition.quietMs ?? 1000);
-  violations.push(...cluster.violations());
-  const found = definition.check?.(cluster, scenario) ?? [];
-  for (const line of typeof found === "string" ? [found] : found) {
-    if (line !== "") violations.push(`check: ${line}`);
-  }
-  return {
-    violations,
-    traceHash: cluster.sim.traceHash,
-    acknowledged: acknowledgedWrites(cluster).length,
-  };
+  return { ...result, acknowledged };
 }
 
 /**

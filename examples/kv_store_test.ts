@@ -3,16 +3,10 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { faultSchedule, type Scenario } from "../sim/mod.ts";
 import { type MapMessage, WorkerBase } from "../mod.ts";
-import {
-  kvScenario,
-  kvStores,
-  kvStoreScenario,
-  type KvWrite,
-  runScenarioAsync,
-} from "./kv_store.ts";
+import { kvScenario, kvStores, kvStoreScenario, type KvWrite, runKvScenario } from "./kv_store.ts";
 
 test("a store keeps every write it acknowledged across a crash and restart", async () => {
-  const result = await runScenarioAsync(kvStores, kvScenario({ nodes: 4 }));
+  const result = await runKvScenario(kvStores, kvScenario({ nodes: 4 }));
   assert.deepEqual(result.violations, []);
   assert.ok(result.acknowledged >= 3, `${result.acknowledged} acknowledged`);
 });
@@ -35,7 +29,7 @@ test("every acknowledged write survives crashes of stores and peers, on 3 to 8 n
   let acknowledged = 0;
   await fc.assert(
     fc.asyncProperty(schedules, async (scenario) => {
-      const result = await runScenarioAsync(kvStores, scenario);
+      const result = await runKvScenario(kvStores, scenario);
       assert.deepEqual(result.violations, [], `replay: ${JSON.stringify(scenario)}`);
       acknowledged += result.acknowledged;
     }),
@@ -66,11 +60,11 @@ test("a store acking before its write is durable is caught losing it in a crash"
     traffic: [{ atMs: 100, from: 2, to: 2, key: 0 }],
   };
   const eager = kvStoreScenario("eager stores", (guid) => new EagerStoreWorker(guid));
-  const caught = await runScenarioAsync(eager, scenario);
+  const caught = await runKvScenario(eager, scenario);
   assert.deepEqual(caught.violations, [
     "check: store2 acknowledged k0=v0 (write 0) but holds nothing",
   ]);
   // The real store never acknowledged that write: nothing was promised, nothing is lost.
-  const fine = await runScenarioAsync(kvStores, scenario);
+  const fine = await runKvScenario(kvStores, scenario);
   assert.deepEqual([fine.violations, fine.acknowledged], [[], 0]);
 });

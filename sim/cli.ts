@@ -23,7 +23,7 @@ import { pathToFileURL } from "node:url";
 import {
   findDefinition,
   type ReplayFile,
-  replayScenario,
+  replayScenarioAsync,
   type ScenarioDefinition,
   type ScenarioResult,
 } from "./scenario.ts";
@@ -463,7 +463,10 @@ export async function runSimCliAsync(args: readonly string[]): Promise<SimCliRes
   }
   let result: ScenarioResult;
   try {
-    result = replayScenario(definition, parsed as ReplayFile<{ readonly atMs: number }>);
+    result = await replayScenarioAsync(
+      definition,
+      parsed as ReplayFile<{ readonly atMs: number }>,
+    );
   } catch (error) {
     return {
       code: 2,

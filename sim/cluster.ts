@@ -31,7 +31,7 @@ import { AutoMpiNode, type NodeOptions } from "../src/node.ts";
 import { createMessage, type MapMessage } from "../src/message.ts";
 import { WorkerBase } from "../src/worker.ts";
 import { type ClockSkew, type SimHost, Simulation, type SimulationOptions } from "./simulation.ts";
-import { SimDisk } from "./storage.ts";
+import { runAsync, SimDisk } from "./storage.ts";
 import { DEFAULT_CHECKS, History, type HistoryCheck } from "./history.ts";
 
 /**
@@ -121,6 +121,12 @@ export interface SimClusterOptions extends SimulationOptions {
   readonly invariants?: Readonly<Record<string, Invariant>>;
   /** Keep a message history (needed by the checks). Default true. */
   readonly history?: boolean;
+}
+
+/** One stretch of running: `ms` virtual ms, or until `until` holds (the step's result). */
+export interface RunStep {
+  readonly ms: number;
+  readonly until?: () => boolean;
 }
 
 /** Options of {@link SimCluster.settle}. */
@@ -779,11 +785,69 @@ export class SimCluster {
    * `throwOnViolation` is false.
    */
   settle(options: SettleOptions = {}): SettleReport {
+    const steps = this.#settleSteps(options);
+    let step = steps.next();
+    while (!step.done) {
+      step = steps.next(
+        step.value.until ? this.sim.runUntil(step.value.until, step.value.ms) : (this.sim.run(
+          step.value.ms,
+        ),
+          true),
+      );
+    }
+    return step.value;
+  }
+
+  /**
+   * {@link settle} for workers that await real Promises (storage): runs with `runAsync`, so
+   * they go on at the right virtual instant.
+   *
+   * @example
+   * ```ts
+   * import { SimCluster } from "./cluster.ts";
+   * const cluster = new SimCluster({ nodes: 3, seed: 4 });
+   * cluster.crash(1);
+   * const report = await cluster.settleAsync();
+   * if (!report.converged) throw new Error("not converged");
+   * ```
+   */
+  async settleAsync(options: SettleOptions = {}): Promise<SettleReport> {
+    const steps = this.#settleSteps(options);
+    let step = steps.next();
+    while (!step.done) {
+      const { ms, until } = step.value;
+      const held = await runAsync(this.sim, ms, until ? { until } : {});
+      step = steps.next(until ? held : true);
+    }
+    return step.value;
+  }
+
+  /** The settle, as steps of running that a sync or an async driver carries out. */
+  *#settleSteps(options: SettleOptions): Generator<RunStep, SettleReport, boolean> {
     const maxMs = options.maxMs ?? 30_000;
     const quietMs = options.quietMs ?? 1000;
     if (!(maxMs >= 0) || !(quietMs >= 0)) {
       throw new RangeError(`Cannot settle: maxMs ${maxMs} and quietMs ${quietMs} must be >= 0`);
     }
+    this.endFaults();
+    const converged = yield { ms: maxMs, until: () => this.converged() };
+    const atMs = this.sim.now;
+    yield { ms: quietMs };
+    const violations = this.violations();
+    if (!converged) {
+      violations.unshift(`converged: not within ${maxMs} ms (${this.whyNotConverged()})`);
+    }
+    if (violations.length > 0 && options.throwOnViolation !== false) {
+      throw new SimCheckError(violations, this.sim.seed, atMs);
+    }
+    return { converged, atMs, violations };
+  }
+
+  /**
+   * Ends every fault at once: heals all cuts, releases held traffic, stops loss and duplication
+   * bursts, resumes paused nodes and restarts crashed ones (what {@link settle} does first).
+   */
+  endFaults(): void {
     this.sim.heal();
     this.sim.release();
     this.#baseLoss = 0;
@@ -793,21 +857,10 @@ export class SimCluster {
       if (host.state === "paused") this.sim.resume(host);
       if (host.state === "down") this.sim.restart(host);
     }
-    const converged = this.sim.runUntil(() => this.converged(), maxMs);
-    const atMs = this.sim.now;
-    this.sim.run(quietMs);
-    const violations = this.violations();
-    if (!converged) {
-      violations.unshift(`converged: not within ${maxMs} ms (${this.#convergenceGap()})`);
-    }
-    if (violations.length > 0 && options.throwOnViolation !== false) {
-      throw new SimCheckError(violations, this.sim.seed, atMs);
-    }
-    return { converged, atMs, violations };
   }
 
-  /** What keeps the cluster from converging, in a few words. */
-  #convergenceGap(): string {
+  /** What keeps the cluster from converging, in a few words (for a violation or a log). */
+  whyNotConverged(): string {
     const nodes = this.liveNodes();
     // One worker GUID on two nodes can never be located in one place.
     const hostOf = new Map<string, string>();

@@ -36,7 +36,8 @@
  * @module
  */
 import fc from "fast-check";
-import { SimCheckError, SimCluster, type SimClusterOptions } from "./cluster.ts";
+import { type RunStep, SimCheckError, SimCluster, type SimClusterOptions } from "./cluster.ts";
+import { runAsync } from "./storage.ts";
 
 /**
  * Whether `value` is a fast-check arbitrary: by its methods, not `instanceof`, so that an
@@ -448,24 +449,88 @@ export function runScenario<I extends { readonly atMs: number }>(
   scenario: Scenario<I>,
   options: RunScenarioOptions = {},
 ): ScenarioResult {
-  checkScenario(scenario);
-  const base = typeof definition.cluster === "function"
-    ? definition.cluster(scenario)
-    : definition.cluster ?? {};
-  const cluster = new SimCluster({
-    ...base,
-    nodes: scenario.nodes,
-    seed: scenario.seed,
-    latencyMsMin: scenario.latencyMsMin,
-    latencyMsMax: scenario.latencyMsMax,
-    ...(options.traceLimit ? { logLevel: "debug", logLimit: options.traceLimit } : {}),
-    traceLimit: options.traceLimit ?? base.traceLimit ?? 0,
-  });
-  const violations: string[] = [];
-  let convergedAtMs: number | undefined;
+  const play = new ScenarioPlay(definition, scenario, options);
+  const steps = play.steps();
   try {
+    let step = steps.next();
+    while (!step.done) {
+      const { ms, until } = step.value;
+      step = steps.next(until ? play.cluster.runUntil(until, ms) : (play.cluster.run(ms), true));
+    }
+  } catch (error) {
+    play.fail(error);
+  }
+  return play.result();
+}
+
+/**
+ * {@link runScenario} for workers that await real Promises (say, their storage on a
+ * `SimDisk`): the simulation runs with `runAsync`, so each goes on at the right virtual instant.
+ * For workers that await nothing it gives the same result, trace hash included.
+ *
+ * @example
+ * ```ts
+ * import { defineScenario, runScenario, runScenarioAsync } from "./scenario.ts";
+ * const quiet = defineScenario({ name: "quiet" });
+ * const scenario = { version: 1, seed: 3, nodes: 3, durationMs: 500, settleMs: 5000,
+ *   latencyMsMin: 1, latencyMsMax: 2, faults: [{ atMs: 50, kind: "crash", node: 1 }],
+ *   traffic: [] } as const;
+ * const result = await runScenarioAsync(quiet, scenario);
+ * if (result.traceHash !== runScenario(quiet, scenario).traceHash) throw new Error("differs");
+ * ```
+ */
+export async function runScenarioAsync<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  scenario: Scenario<I>,
+  options: RunScenarioOptions = {},
+): Promise<ScenarioResult> {
+  const play = new ScenarioPlay(definition, scenario, options);
+  const steps = play.steps();
+  try {
+    let step = steps.next();
+    while (!step.done) {
+      const { ms, until } = step.value;
+      const held = await runAsync(play.cluster.sim, ms, until ? { until } : {});
+      step = steps.next(until ? held : true);
+    }
+  } catch (error) {
+    play.fail(error);
+  }
+  return play.result();
+}
+
+/** One run of a scenario: the steps both drivers carry out, and the result. */
+class ScenarioPlay<I extends { readonly atMs: number }> {
+  readonly cluster: SimCluster;
+  readonly #violations: string[] = [];
+  #convergedAtMs: number | undefined;
+
+  constructor(
+    readonly definition: ScenarioDefinition<I>,
+    readonly scenario: Scenario<I>,
+    readonly options: RunScenarioOptions,
+  ) {
+    checkScenario(scenario);
+    const base = typeof definition.cluster === "function"
+      ? definition.cluster(scenario)
+      : definition.cluster ?? {};
+    this.cluster = new SimCluster({
+      ...base,
+      nodes: scenario.nodes,
+      seed: scenario.seed,
+      latencyMsMin: scenario.latencyMsMin,
+      latencyMsMax: scenario.latencyMsMax,
+      ...(options.traceLimit ? { logLevel: "debug", logLimit: options.traceLimit } : {}),
+      traceLimit: options.traceLimit ?? base.traceLimit ?? 0,
+    });
+  }
+
+  /** Warm-up, schedule, faults ended, convergence, quiet time, checks. */
+  *steps(): Generator<RunStep, void, boolean> {
+    const { definition, scenario, cluster } = this;
+    const violations = this.#violations;
     const warmupMs = definition.warmupMs ?? 30_000;
-    if (warmupMs > 0 && !cluster.runUntil(() => cluster.converged(), warmupMs)) {
+    if (warmupMs > 0 && !(yield { ms: warmupMs, until: () => cluster.converged() })) {
       violations.push(`warm-up: the cluster did not converge within ${warmupMs} ms`);
     }
     definition.prepare?.(cluster, scenario);
@@ -478,14 +543,17 @@ export function runScenario<I extends { readonly atMs: number }>(
         cluster.sim.schedule(item.atMs, () => act(cluster, item, scenario));
       }
     }
-    cluster.run(scenario.durationMs);
-    const settled = cluster.settle({
-      maxMs: scenario.settleMs,
-      quietMs: definition.quietMs,
-      throwOnViolation: false,
-    });
-    if (settled.converged) convergedAtMs = settled.atMs;
-    violations.push(...settled.violations);
+    yield { ms: scenario.durationMs };
+    cluster.endFaults();
+    const converged = yield { ms: scenario.settleMs, until: () => cluster.converged() };
+    if (converged) this.#convergedAtMs = cluster.now;
+    yield { ms: definition.quietMs ?? 1000 };
+    if (!converged) {
+      violations.push(
+        `converged: not within ${scenario.settleMs} ms (${cluster.whyNotConverged()})`,
+      );
+    }
+    violations.push(...cluster.violations());
     if (definition.check !== undefined) {
       const found = definition.check(cluster, scenario);
       if (typeof found === "string" && found !== "") violations.push(`check: ${found}`);
@@ -493,37 +561,43 @@ export function runScenario<I extends { readonly atMs: number }>(
         for (const line of found) violations.push(`check: ${line}`);
       }
     }
-  } catch (error) {
-    if (error instanceof SimCheckError) violations.push(...error.violations);
+  }
+
+  fail(error: unknown): void {
+    if (error instanceof SimCheckError) this.#violations.push(...error.violations);
     else {
-      violations.push(
+      this.#violations.push(
         `uncaught exception: ${error instanceof Error ? error.stack ?? error.message : error}`,
       );
     }
   }
-  options.inspect?.(cluster);
-  const records = cluster.history.records;
-  let delivered = 0;
-  let reported = 0;
-  let exempt = 0;
-  for (const record of records) {
-    if (record.deliveries.length > 0) delivered++;
-    else if (record.reports.length > 0) reported++;
-    else if (
-      cluster.history.crashedSince(record.node, record.sentAtMs) ||
-      cluster.history.crashedSince(record.hostNode, record.sentAtMs)
-    ) exempt++;
+
+  result(): ScenarioResult {
+    const { cluster } = this;
+    this.options.inspect?.(cluster);
+    const records = cluster.history.records;
+    let delivered = 0;
+    let reported = 0;
+    let exempt = 0;
+    for (const record of records) {
+      if (record.deliveries.length > 0) delivered++;
+      else if (record.reports.length > 0) reported++;
+      else if (
+        cluster.history.crashedSince(record.node, record.sentAtMs) ||
+        cluster.history.crashedSince(record.hostNode, record.sentAtMs)
+      ) exempt++;
+    }
+    return {
+      violations: this.#violations.slice(0, 100),
+      traceHash: cluster.sim.traceHash,
+      events: cluster.sim.events,
+      sent: records.length,
+      delivered,
+      reported,
+      exempt,
+      convergedAtMs: this.#convergedAtMs,
+    };
   }
-  return {
-    violations: violations.slice(0, 100),
-    traceHash: cluster.sim.traceHash,
-    events: cluster.sim.events,
-    sent: records.length,
-    delivered,
-    reported,
-    exempt,
-    convergedAtMs,
-  };
 }
 
 /** Options of {@link faultSchedule}. */
@@ -788,6 +862,21 @@ function runChecked<I extends { readonly atMs: number }>(
   };
 }
 
+async function runCheckedAsync<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  scenario: Scenario<I>,
+  checkDeterminism: boolean,
+): Promise<ScenarioResult> {
+  const result = await runScenarioAsync(definition, scenario);
+  if (!checkDeterminism || result.violations.length > 0) return result;
+  const again = await runScenarioAsync(definition, scenario);
+  if (again.traceHash === result.traceHash) return result;
+  return {
+    ...result,
+    violations: [`nondeterminism: trace hash ${result.traceHash} then ${again.traceHash}`],
+  };
+}
+
 /**
  * Generates and runs scenarios until one fails (then shrinks it) or `numRuns` pass; never
  * throws for a violation: the report says.
@@ -805,54 +894,133 @@ export function searchScenarios<I extends { readonly atMs: number }>(
   arbitrary: fc.Arbitrary<Scenario<I>>,
   options: SearchOptions = {},
 ): ScenarioReport<I> {
-  const numRuns = options.numRuns ?? 100;
-  if (!Number.isInteger(numRuns) || numRuns < 1) {
-    throw new RangeError(`Cannot search scenarios: numRuns ${numRuns} is not a positive integer`);
-  }
-  if (!isArbitrary(arbitrary)) {
-    throw new TypeError("Cannot search scenarios: arbitrary is not a fast-check arbitrary");
-  }
-  let sent = 0;
-  let delivered = 0;
-  let reported = 0;
-  let done = 0;
-  const failures = new Map<Scenario<I>, readonly string[]>();
-  const property = fc.property(arbitrary, (scenario) => {
-    const result = runChecked(definition, scenario, options.checkDeterminism ?? false);
-    options.onProgress?.(++done, numRuns);
-    if (result.violations.length === 0) {
-      sent += result.sent;
-      delivered += result.delivered;
-      reported += result.reported;
-      return true;
-    }
-    failures.set(scenario, result.violations);
-    return false;
-  });
-  const details = fc.check(property, { seed: options.seed ?? 1, numRuns });
-  if (!details.failed || details.counterexample === null) {
-    if (details.failed) {
-      throw new Error(
-        `Cannot search scenarios: the property failed without a counterexample: ${details.errorInstance}`,
+  const search = new Search(definition, arbitrary, options);
+  const property = fc.property(
+    arbitrary,
+    (scenario) => search.take(scenario, runChecked(definition, scenario, search.determinism)),
+  );
+  const details = fc.check(property, { seed: options.seed ?? 1, numRuns: search.numRuns });
+  const example = details.counterexample?.[0];
+  return search.report(
+    details,
+    example === undefined
+      ? []
+      : search.failures.get(example) ?? runChecked(definition, example, true).violations,
+  );
+}
+
+/**
+ * {@link searchScenarios} with {@link runScenarioAsync}, for workers that await storage.
+ *
+ * @example
+ * ```ts
+ * import { defineScenario, faultSchedule, searchScenariosAsync } from "./scenario.ts";
+ * const quiet = defineScenario({ name: "quiet" });
+ * const report = await searchScenariosAsync(quiet, faultSchedule({ nodes: 2, maxFaults: 1 }), {
+ *   numRuns: 2,
+ * });
+ * if (report.failure !== undefined) throw new Error("unexpected");
+ * ```
+ */
+export async function searchScenariosAsync<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  arbitrary: fc.Arbitrary<Scenario<I>>,
+  options: SearchOptions = {},
+): Promise<ScenarioReport<I>> {
+  const search = new Search(definition, arbitrary, options);
+  const property = fc.asyncProperty(
+    arbitrary,
+    async (scenario) =>
+      search.take(scenario, await runCheckedAsync(definition, scenario, search.determinism)),
+  );
+  const details = await fc.check(property, { seed: options.seed ?? 1, numRuns: search.numRuns });
+  const example = details.counterexample?.[0];
+  return search.report(
+    details,
+    example === undefined ? [] : search.failures.get(example) ??
+      (await runCheckedAsync(definition, example, true)).violations,
+  );
+}
+
+/** What a search counts as it goes, and its report. */
+class Search<I extends { readonly atMs: number }> {
+  readonly numRuns: number;
+  readonly determinism: boolean;
+  readonly failures = new Map<Scenario<I>, readonly string[]>();
+  #sent = 0;
+  #delivered = 0;
+  #reported = 0;
+  #done = 0;
+
+  constructor(
+    readonly definition: ScenarioDefinition<I>,
+    arbitrary: unknown,
+    readonly options: SearchOptions,
+  ) {
+    this.numRuns = options.numRuns ?? 100;
+    if (!Number.isInteger(this.numRuns) || this.numRuns < 1) {
+      throw new RangeError(
+        `Cannot search scenarios: numRuns ${this.numRuns} is not a positive integer`,
       );
     }
-    return { runs: details.numRuns, sent, delivered, reported };
+    if (!isArbitrary(arbitrary)) {
+      throw new TypeError("Cannot search scenarios: arbitrary is not a fast-check arbitrary");
+    }
+    this.determinism = options.checkDeterminism ?? false;
   }
-  const [scenario] = details.counterexample;
-  return {
-    runs: details.numRuns,
-    sent,
-    delivered,
-    reported,
-    failure: {
-      scenario,
-      violations: failures.get(scenario) ?? runChecked(definition, scenario, true).violations,
-      seed: details.seed,
-      path: details.counterexamplePath ?? "",
-      shrinks: details.numShrinks,
-      replay: replayFile(definition, scenario),
+
+  /** One run's result: whether it held. */
+  take(scenario: Scenario<I>, result: ScenarioResult): boolean {
+    this.options.onProgress?.(++this.#done, this.numRuns);
+    if (result.violations.length === 0) {
+      this.#sent += result.sent;
+      this.#delivered += result.delivered;
+      this.#reported += result.reported;
+      return true;
+    }
+    this.failures.set(scenario, result.violations);
+    return false;
+  }
+
+  report(
+    details: {
+      failed: boolean;
+      numRuns: number;
+      seed: number;
+      numShrinks: number;
+      counterexample: [Scenario<I>] | null;
+      counterexamplePath: string | null;
+      errorInstance: unknown;
     },
-  };
+    violations: readonly string[],
+  ): ScenarioReport<I> {
+    const counts = {
+      runs: details.numRuns,
+      sent: this.#sent,
+      delivered: this.#delivered,
+      reported: this.#reported,
+    };
+    if (!details.failed || details.counterexample === null) {
+      if (details.failed) {
+        throw new Error(
+          `Cannot search scenarios: the property failed without a counterexample: ${details.errorInstance}`,
+        );
+      }
+      return counts;
+    }
+    const [scenario] = details.counterexample;
+    return {
+      ...counts,
+      failure: {
+        scenario,
+        violations,
+        seed: details.seed,
+        path: details.counterexamplePath ?? "",
+        shrinks: details.numShrinks,
+        replay: replayFile(this.definition, scenario),
+      },
+    };
+  }
 }
 
 /**
@@ -906,7 +1074,31 @@ export function checkScenarios<I extends { readonly atMs: number }>(
   arbitrary: fc.Arbitrary<Scenario<I>>,
   options: SearchOptions = {},
 ): ScenarioReport<I> {
-  const report = searchScenarios(definition, arbitrary, options);
+  return throwOnFailure(definition, searchScenarios(definition, arbitrary, options));
+}
+
+/**
+ * {@link checkScenarios} with {@link runScenarioAsync}, for workers that await storage.
+ *
+ * @example
+ * ```ts
+ * import { checkScenariosAsync, defineScenario, faultSchedule } from "./scenario.ts";
+ * const quiet = defineScenario({ name: "quiet" });
+ * await checkScenariosAsync(quiet, faultSchedule({ nodes: 2, maxFaults: 1 }), { numRuns: 2 });
+ * ```
+ */
+export async function checkScenariosAsync<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  arbitrary: fc.Arbitrary<Scenario<I>>,
+  options: SearchOptions = {},
+): Promise<ScenarioReport<I>> {
+  return throwOnFailure(definition, await searchScenariosAsync(definition, arbitrary, options));
+}
+
+function throwOnFailure<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  report: ScenarioReport<I>,
+): ScenarioReport<I> {
   const failure = report.failure;
   if (failure === undefined) return report;
   const shown = failure.violations.slice(0, 10).map((v) => `  - ${v}`);
@@ -914,10 +1106,12 @@ export function checkScenarios<I extends { readonly atMs: number }>(
   const text = [
     `Scenario "${definition.name}" failed after ${report.runs} run(s) and ${failure.shrinks} shrink(s):`,
     ...shown,
-    `shrunk schedule (${failure.scenario.faults.length} fault(s), ${failure.scenario.traffic.length} traffic item(s)):`,
+    `shrunk schedule (${failure.scenario.faults.length} fault(s), ${failure.scenario.traffic.length} traffic item(s); atMs counts from the end of the warm-up, violations from the cluster's start):`,
     `  ${JSON.stringify(failure.scenario)}`,
     `replay it exactly:`,
-    `  runScenario(definition, ${JSON.stringify(failure.scenario)})`,
+    `  runScenario(definition, ${
+      JSON.stringify(failure.scenario)
+    }) (runScenarioAsync for workers that await)`,
     `  or save this line as FILE.json and run: deno task sim -- --replay FILE.json (or bun run sim/cli.ts --replay FILE.json)`,
     `  ${JSON.stringify(failure.replay)}`,
     definition.module === undefined
@@ -947,21 +1141,50 @@ export function replayScenario<I extends { readonly atMs: number }>(
   file: ReplayFile<I> | Scenario<I>,
   options: RunScenarioOptions = {},
 ): ScenarioResult {
+  return runScenario(definition, scenarioOf(definition, file), options);
+}
+
+/**
+ * {@link replayScenario} with {@link runScenarioAsync}: what `deno task sim -- --replay FILE`
+ * runs (the same result for workers that await nothing).
+ *
+ * @example
+ * ```ts
+ * import { defineScenario, replayFile, replayScenarioAsync } from "./scenario.ts";
+ * const quiet = defineScenario({ name: "quiet" });
+ * const scenario = { version: 1, seed: 1, nodes: 2, durationMs: 10, settleMs: 5000,
+ *   latencyMsMin: 1, latencyMsMax: 1, faults: [], traffic: [] } as const;
+ * const result = await replayScenarioAsync(quiet, replayFile(quiet, scenario));
+ * if (result.violations.length !== 0) throw new Error(String(result.violations));
+ * ```
+ */
+export async function replayScenarioAsync<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  file: ReplayFile<I> | Scenario<I>,
+  options: RunScenarioOptions = {},
+): Promise<ScenarioResult> {
+  // Awaited here so that a bad file rejects the Promise rather than throwing at the call.
+  return await runScenarioAsync(definition, scenarioOf(definition, file), options);
+}
+
+/** The scenario of a replay file (checked to be for `definition`), or the scenario given. */
+function scenarioOf<I extends { readonly atMs: number }>(
+  definition: ScenarioDefinition<I>,
+  file: ReplayFile<I> | Scenario<I>,
+): Scenario<I> {
   if (file === null || typeof file !== "object") {
     throw new TypeError("Cannot replay: expected a replay file or a scenario object");
   }
-  if ("automp" in file) {
-    if (file.automp !== "scenario-replay" || file.version !== 1) {
-      throw new TypeError("Cannot replay: not a version 1 scenario replay file");
-    }
-    if (file.name !== definition.name) {
-      throw new TypeError(
-        `Cannot replay: the file is for scenario "${file.name}", not "${definition.name}"`,
-      );
-    }
-    return runScenario(definition, file.scenario, options);
+  if (!("automp" in file)) return file;
+  if (file.automp !== "scenario-replay" || file.version !== 1) {
+    throw new TypeError("Cannot replay: not a version 1 scenario replay file");
   }
-  return runScenario(definition, file, options);
+  if (file.name !== definition.name) {
+    throw new TypeError(
+      `Cannot replay: the file is for scenario "${file.name}", not "${definition.name}"`,
+    );
+  }
+  return file.scenario;
 }
 
 /** Whether a value is a scenario definition (made by {@link defineScenario}). */
