@@ -2596,7 +2596,8 @@ export class AutoMpiNode {
       return true;
     }
     this.#write(connection, frame);
-    session.write(message, this.#now(), frame.length);
+    // #write noted the time: no second clock read per message.
+    session.write(message, connection.lastSentMs, frame.length);
     return true;
   }
 
