@@ -1098,22 +1098,16 @@ export class AutoMpiNode {
    *
    * @example
    * ```ts
-   * import { Simulation } from "../sim/simulation.ts";
-   * import { AutoMpiNode } from "./node.ts";
+   * import type { AutoMpiNode } from "./node.ts";
    * import { formatMetrics } from "./metrics.ts";
-   * const sim = new Simulation({ seed: 1 });
-   * const host = sim.addHost("a", (platform, h) => {
-   *   const node = new AutoMpiNode(platform, {
-   *     listen: { host: h.address, port: 8888 },
-   *     discovery: { broadcastAddress: "10.0.255.255" },
-   *   });
-   *   node.start();
-   *   return node;
-   * });
-   * sim.run(1000);
-   * const sent = host.app!.metrics().find((m) => m.name === "automp_heartbeats_sent");
-   * if (sent?.type !== "counter" || !(sent.samples[0].value > 0)) throw new Error("no heartbeats");
-   * if (!formatMetrics(host.app!.metrics()).includes("automp_links 0")) throw new Error("links");
+   *
+   * // What the state server's GET /metrics answers (a simulated node's metrics read the same).
+   * export const scrape = (node: AutoMpiNode): string => formatMetrics(node.metrics());
+   * // Or one figure, straight from the families:
+   * export function linksUp(node: AutoMpiNode): number {
+   *   const family = node.metrics().find((m) => m.name === "automp_links");
+   *   return family?.type === "gauge" ? family.samples[0].value : 0;
+   * }
    * ```
    */
   metrics(): MetricFamily[] {
