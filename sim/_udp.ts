@@ -1,0 +1,419 @@
+/**
+ * The simulator's UDP: datagram sockets, binding (ports, wildcard and broadcast addresses,
+ * `reuseAddress`), unicast and subnet broadcast, loss and duplication, and delivery to the
+ * socket a real kernel would pick.
+ *
+ * Sockets reach this part only through {@link DatagramPart}, the three things a socket needs
+ * (the size limit, send, unbind); the fabric draws each datagram's fate and latency, the kernel
+ * carries it as a `K_DGRAM` event and hands it back to {@link Udp.arrive}. This is the
+ * simulator's hottest path (one send, one event, one delivery per datagram), so it does no more
+ * than the original single-file simulator did: no extra allocation, no extra draws.
+ *
+ * @module
+ */
+import {
+  type Address,
+  type DatagramBindOptions,
+  type DatagramHandlers,
+  type DatagramSocket,
+  NetError,
+} from "../src/platform.ts";
+import { K_DGRAM, type Kernel, type PacketSink, type SimEvent } from "./_kernel.ts";
+import {
+  ANY,
+  type DatagramBinder,
+  type HostDirectory,
+  type HostState,
+  validateHandlers,
+} from "./_hosts.ts";
+import { type Fabric, PATH_CUT, PATH_HELD, type Resender } from "./_fabric.ts";
+import { inSubnet, parseIpv4 } from "./_ipv4.ts";
+import type { PacketVerdict, SimStats } from "./simulation.ts";
+
+/** One datagram in flight. Every receiver of a broadcast gets the same `data` (read-only). */
+export interface Datagram {
+  readonly from: HostState;
+  readonly fromAddress: Address;
+  readonly to: HostState;
+  readonly toHost: string;
+  readonly toPort: number;
+  readonly broadcast: boolean;
+  readonly data: Uint8Array;
+}
+
+/** What a datagram socket asks of its UDP part. */
+export interface DatagramPart {
+  /** Largest datagram payload; larger sends throw a `RangeError`. */
+  readonly maxDatagramBytes: number;
+  /** Sends one datagram the socket has validated. */
+  send(
+    from: HostState,
+    fromAddress: Address,
+    data: Uint8Array,
+    to: Address,
+    targetNumber: number,
+    broadcast: boolean,
+  ): void;
+  /** Removes a closed socket from its host. */
+  unbind(host: HostState, socket: SimDatagramSocket): void;
+}
+
+/** Options of a {@link Udp}. */
+export interface UdpOptions {
+  readonly maxDatagramBytes: number;
+  /** Bytes of each payload folded into the trace hash. */
+  readonly traceHashBytes: number;
+}
+
+/**
+ * Datagram sockets of every host, and datagrams between them.
+ *
+ * @example
+ * ```ts
+ * import { Simulation } from "./simulation.ts";
+ * // Udp is wired inside a Simulation; hosts reach it through platform.net.bindDatagram.
+ * const sim = new Simulation({ seed: 3 });
+ * let got = 0;
+ * sim.addHost("b", (platform) =>
+ *   platform.net.bindDatagram({ host: "0.0.0.0", port: 7 }, { onMessage: () => void got++ }));
+ * sim.addHost("a", (platform) => {
+ *   const socket = platform.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} });
+ *   socket.send(new Uint8Array(4), { host: "10.0.0.1", port: 7 });
+ * });
+ * sim.run(10);
+ * console.assert(got === 1 && sim.stats.datagramsDelivered === 1);
+ * ```
+ */
+export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<Datagram> {
+  readonly maxDatagramBytes: number;
+  readonly #kernel: Kernel;
+  readonly #fabric: Fabric;
+  readonly #hosts: readonly HostState[];
+  readonly #byAddress: ReadonlyMap<number, HostState>;
+  readonly #stats: SimStats;
+  readonly #traceHashBytes: number;
+
+  constructor(kernel: Kernel, fabric: Fabric, hosts: HostDirectory, options: UdpOptions) {
+    this.#kernel = kernel;
+    this.#fabric = fabric;
+    this.#hosts = hosts.list;
+    this.#byAddress = hosts.byAddress;
+    this.#stats = kernel.stats;
+    this.maxDatagramBytes = options.maxDatagramBytes;
+    this.#traceHashBytes = options.traceHashBytes;
+  }
+
+  /** Binds a datagram socket on `host` (called through the host's platform). */
+  bind(
+    host: HostState,
+    incarnation: number,
+    options: DatagramBindOptions,
+    handlers: DatagramHandlers,
+  ): DatagramSocket {
+    validateHandlers(handlers, ["onMessage"], "bind datagram socket");
+    const kernel = this.#kernel;
+    const socket = new SimDatagramSocket(this, host, options, handlers);
+    const fail = (error: NetError) => {
+      socket.closed = true;
+      kernel.call(host, 0, () => handlers.onError?.(error));
+      return socket;
+    };
+    if (!host.isLive(incarnation)) {
+      return fail(new NetError("EIO", `Cannot bind on ${host.name}: the host is down`));
+    }
+    const bindHost = options.host;
+    if (!host.ownsAddress(bindHost, true)) {
+      return fail(
+        new NetError(
+          "EADDRNOTAVAIL",
+          `Cannot bind datagram socket to ${bindHost}: not an address of ${host.name}`,
+        ),
+      );
+    }
+    const port = options.port === 0 ? host.ephemeralPort() : options.port;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new RangeError(`Cannot bind datagram socket to port ${options.port}`);
+    }
+    const existing = host.datagramSockets.get(port);
+    if (existing && !(options.reuseAddress && existing.every((s) => s.reuseAddress))) {
+      return fail(
+        new NetError(
+          "EADDRINUSE",
+          `Cannot bind datagram socket to ${bindHost}:${port}: address in use`,
+        ),
+      );
+    }
+    socket.local = { host: bindHost, port };
+    if (existing) existing.push(socket);
+    else host.datagramSockets.set(port, [socket]);
+    kernel.call(host, 0, () => {
+      if (!socket.closed) handlers.onReady?.(socket);
+    });
+    return socket;
+  }
+
+  unbind(host: HostState, socket: SimDatagramSocket): void {
+    const list = host.datagramSockets.get(socket.local.port);
+    if (!list) return;
+    const index = list.indexOf(socket);
+    if (index >= 0) list.splice(index, 1);
+    if (list.length === 0) host.datagramSockets.delete(socket.local.port);
+  }
+
+  send(
+    from: HostState,
+    fromAddress: Address,
+    data: Uint8Array,
+    to: Address,
+    targetNumber: number,
+    broadcast: boolean,
+  ): void {
+    const subnet = from.subnetInfo;
+    if (broadcast) {
+      for (const host of this.#hosts) {
+        if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
+          // Every host gets the same array: received datagrams are read-only (see platform.ts).
+          this.#transmit({
+            from,
+            fromAddress,
+            to: host,
+            toHost: to.host,
+            toPort: to.port,
+            broadcast: true,
+            data,
+          });
+        }
+      }
+      return;
+    }
+    const target = (targetNumber >>> 24) === 127 ? from : this.#byAddress.get(targetNumber);
+    if (target === undefined) {
+      this.#stats.datagramsSent++;
+      this.#stats.datagramsDropped++;
+      return;
+    }
+    this.#transmit({
+      from,
+      fromAddress,
+      to: target,
+      toHost: to.host,
+      toPort: to.port,
+      broadcast: false,
+      data,
+    });
+  }
+
+  /** A datagram parked on a held path goes on, with a fresh latency. */
+  resend(datagram: Datagram): void {
+    this.#kernel.push(this.#fabric.latencyUs(), K_DGRAM, datagram.to, 0, datagram);
+  }
+
+  /** A datagram reaches its host: a cut, a hold, a pause or a crash may still stop it. */
+  arrive(event: SimEvent): void {
+    const datagram = event.payload as Datagram;
+    const host = datagram.to;
+    const stats = this.#stats;
+    if (host.state === "down") {
+      stats.datagramsDropped++;
+      return;
+    }
+    if (host.state === "paused") {
+      host.deferred.push(event);
+      return;
+    }
+    const fabric = this.#fabric;
+    if (datagram.from !== host && fabric.hasFaults) {
+      const path = fabric.pathBetween(datagram.from, host);
+      if (path === PATH_CUT) {
+        stats.datagramsLost++;
+        return;
+      }
+      if (path === PATH_HELD) {
+        fabric.park(datagram.from, host, datagram, this);
+        return;
+      }
+    }
+    const sockets = host.datagramSockets.get(datagram.toPort);
+    const kernel = this.#kernel;
+    const hash = kernel.hash;
+    hash.word(kernel.nowUs);
+    hash.word((host.index << 16) ^ datagram.from.index);
+    hash.bytes(datagram.data, this.#traceHashBytes);
+    if (kernel.traceLimit > 0) {
+      kernel.traceLine(
+        host,
+        `dgram from ${datagram.from.name} ${datagram.data.length}B port ${datagram.toPort}`,
+      );
+    }
+    if (sockets === undefined) {
+      stats.datagramsDropped++;
+      return;
+    }
+    if (datagram.broadcast) {
+      if (sockets.length === 1) {
+        const socket = sockets[0];
+        if (socket.local.host === ANY || socket.local.host === datagram.toHost) {
+          stats.datagramsDelivered++;
+          socket.handlers.onMessage(datagram.data, datagram.fromAddress);
+        }
+        return;
+      }
+      let first = true;
+      for (const socket of sockets.slice()) {
+        if (socket.local.host !== ANY && socket.local.host !== datagram.toHost) continue;
+        stats.datagramsDelivered++;
+        socket.handlers.onMessage(
+          first ? datagram.data : datagram.data.slice(),
+          datagram.fromAddress,
+        );
+        first = false;
+      }
+      return;
+    }
+    // Unicast: an exact address match beats a wildcard; among equals the last bound wins.
+    let chosen: SimDatagramSocket | undefined;
+    for (let i = sockets.length - 1; i >= 0; i--) {
+      const socket = sockets[i];
+      const bound = socket.local.host;
+      if (bound === datagram.toHost) {
+        chosen = socket;
+        break;
+      }
+      if (bound === ANY && chosen === undefined) chosen = socket;
+    }
+    if (chosen === undefined) {
+      stats.datagramsDropped++;
+      return;
+    }
+    stats.datagramsDelivered++;
+    chosen.handlers.onMessage(datagram.data, datagram.fromAddress);
+  }
+
+  #transmit(datagram: Datagram): void {
+    this.#stats.datagramsSent++;
+    const kernel = this.#kernel;
+    const fabric = this.#fabric;
+    const verdict = fabric.rule === undefined ? "pass" : this.#verdict(datagram);
+    if (verdict === "drop" || fabric.drawLoss()) {
+      this.#stats.datagramsLost++;
+      return;
+    }
+    const extraUs = typeof verdict === "object" ? Math.round(verdict.delayMs * 1000) : 0;
+    kernel.push(fabric.latencyUs() + extraUs, K_DGRAM, datagram.to, 0, datagram);
+    if (verdict === "duplicate" || fabric.drawDuplicate()) {
+      this.#stats.datagramsDuplicated++;
+      kernel.push(fabric.latencyUs() + extraUs, K_DGRAM, datagram.to, 0, {
+        ...datagram,
+        data: datagram.data.slice(),
+      });
+    }
+  }
+
+  // Apart from #transmit: a closure there would cost a context on every datagram, rule or not.
+  #verdict(datagram: Datagram): PacketVerdict {
+    return this.#fabric.verdict(() => ({
+      kind: "datagram",
+      from: datagram.from.name,
+      to: datagram.to.name,
+      fromAddress: datagram.fromAddress,
+      toAddress: { host: datagram.toHost, port: datagram.toPort },
+      data: datagram.data,
+      timeMs: this.#kernel.nowUs / 1000,
+      attempt: 0,
+    }));
+  }
+}
+
+/**
+ * A host's datagram socket. It checks what host code hands it, as a real socket would, and
+ * leaves the rest to its {@link DatagramPart}.
+ *
+ * @example
+ * ```ts
+ * import { Simulation } from "./simulation.ts";
+ * import { SimDatagramSocket } from "./_udp.ts";
+ * const sim = new Simulation();
+ * const host = sim.addHost("a", (platform) =>
+ *   platform.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} }));
+ * const socket = host.app;
+ * if (!(socket instanceof SimDatagramSocket)) throw new Error("not a simulated socket");
+ * console.assert(socket.local.port === 49152);
+ * let refused = false;
+ * try {
+ *   socket.send(new Uint8Array(70_000), { host: "10.0.0.1", port: 9 });
+ * } catch (error) {
+ *   refused = error instanceof RangeError;
+ * }
+ * console.assert(refused);
+ * ```
+ */
+export class SimDatagramSocket implements DatagramSocket {
+  #local: Address = { host: ANY, port: 0 };
+  // Senders usually reuse one address object per destination: remember the last one parsed.
+  #lastTo: Address | undefined;
+  #lastTarget = 0;
+  /** The source address its datagrams carry: the host's address when bound to any. */
+  source: Address = this.#local;
+  closed = false;
+  readonly reuseAddress: boolean;
+  readonly #broadcast: boolean;
+
+  constructor(
+    readonly udp: DatagramPart,
+    readonly host: HostState,
+    options: DatagramBindOptions,
+    readonly handlers: DatagramHandlers,
+  ) {
+    this.reuseAddress = options.reuseAddress === true;
+    this.#broadcast = options.broadcast === true;
+  }
+
+  get local(): Address {
+    return this.#local;
+  }
+
+  set local(address: Address) {
+    this.#local = address;
+    // Bound to any or to the broadcast address, a datagram leaves from the host's own address.
+    const number = address.host === ANY ? undefined : parseIpv4(address.host);
+    const own = address.host === ANY || number === this.host.subnetInfo.broadcast ||
+      number === 0xffffffff;
+    this.source = own ? { host: this.host.address, port: address.port } : address;
+  }
+
+  send(data: Uint8Array, to: Address): void {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError("Cannot send datagram: data is not a Uint8Array");
+    }
+    if (data.length > this.udp.maxDatagramBytes) {
+      throw new RangeError(
+        `Cannot send datagram of ${data.length} bytes: the limit is ${this.udp.maxDatagramBytes}`,
+      );
+    }
+    if (this.closed) throw new NetError("EINVAL", "Cannot send datagram: the socket is closed");
+    const target = to === this.#lastTo ? this.#lastTarget : parseIpv4(to.host);
+    if (target === undefined || !(to.port > 0 && to.port <= 65535)) {
+      throw new NetError(
+        "EINVAL",
+        `Cannot send datagram to ${to.host}:${to.port}: not an IPv4 address and port`,
+      );
+    }
+    const broadcast = target === this.host.subnetInfo.broadcast || target === 0xffffffff;
+    if (broadcast && !this.#broadcast) {
+      throw new NetError(
+        "EINVAL",
+        `Cannot send to broadcast address ${to.host}: the socket was bound without broadcast: true`,
+      );
+    }
+    this.#lastTo = to;
+    this.#lastTarget = target;
+    if (this.host.state === "down") return;
+    this.udp.send(this.host, this.source, data, to, target, broadcast);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.udp.unbind(this.host, this);
+  }
+}
