@@ -680,3 +680,93 @@ export function runAsync(
     });
   });
 }
+
+/** Options of {@link startLoopbackCluster}. */
+export interface LoopbackClusterOptions {
+  /** One node per GUID, each with an echo worker `echo-<guid>-<index>`. */
+  readonly guids: readonly string[];
+  readonly heartbeatMs?: number;
+  /** Ports to use; default {@link randomPorts}. */
+  readonly ports?: TestPorts;
+}
+
+/** Node programs on loopback, this runtime and the other alternating (when the other is found). */
+export interface LoopbackCluster {
+  readonly ports: TestPorts;
+  readonly nodes: NodeProcess[];
+  /** Each node's state-server port, in node order. */
+  readonly http: number[];
+  /** Starts node `index` (again, or one more) with `guid`; resolves with its HTTP port. */
+  start(index: number, guid: string): Promise<{ node: NodeProcess; http: number }>;
+  /** The last lines of every node's output, for failure messages. */
+  outputs(): string;
+  /** Waits until every node links every other and knows every other's worker. */
+  meshed(timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * Starts node programs on loopback and waits for each to say it started.
+ *
+ * @example
+ * ```ts ignore
+ * const cluster = await startLoopbackCluster({ guids: ["A", "B", "C"] });
+ * await cluster.meshed();
+ * ```
+ */
+export async function startLoopbackCluster(
+  options: LoopbackClusterOptions,
+): Promise<LoopbackCluster> {
+  const ports = options.ports ?? randomPorts();
+  const mixed = findRuntime(otherRuntime()) !== undefined;
+  const runtimeOf = (i: number): RuntimeName =>
+    mixed && i % 2 === 1 ? otherRuntime() : currentRuntime();
+  const nodes: NodeProcess[] = [];
+  const http: number[] = [];
+  const start = async (index: number, guid: string) => {
+    const node = startNode({
+      name: `${guid}#${index}`,
+      runtime: runtimeOf(index),
+      args: [
+        "--guid",
+        guid,
+        "--port",
+        String(ports.linkPortBase + 10 * index),
+        "--http-port",
+        String(ports.httpPortBase + 10 * index),
+        "--discovery-port",
+        String(ports.discoveryPort),
+        "--heartbeat-ms",
+        String(options.heartbeatMs ?? 300),
+        "--worker",
+        `echo:echo-${guid}-${index}`,
+      ],
+    });
+    nodes[index] = node;
+    http[index] = (await waitForStarted(node, 20_000)).httpPort!;
+    return { node, http: http[index] };
+  };
+  await Promise.all(options.guids.map((guid, i) => start(i, guid)));
+  const outputs = () => nodes.map((n) => n.output(20)).join("\n");
+  return {
+    ports,
+    nodes,
+    http,
+    start,
+    outputs,
+    async meshed(timeoutMs = 20_000) {
+      const count = options.guids.length;
+      await waitFor(
+        async () => {
+          const states = await Promise.all(http.slice(0, count).map((port) => tryGetState(port)));
+          return states.every((s) =>
+              s?.links.length === count - 1 && Object.keys(s.locations).length === count - 1
+            )
+            ? true
+            : undefined;
+        },
+        timeoutMs,
+        { what: `${count} nodes meshed`, describe: outputs },
+      );
+    },
+  };
+}

@@ -9,23 +9,14 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  currentRuntime,
-  findRuntime,
   getState,
   killAll,
-  otherRuntime,
-  randomPorts,
   reapLeftoverProcesses,
-  type RuntimeName,
   sleep,
-  startNode,
+  startLoopbackCluster,
   tryGetState,
   waitFor,
-  waitForStarted,
 } from "./_processes.ts";
-
-const HEARTBEAT_MS = 300;
-const START_TIMEOUT_MS = 20_000;
 
 after(async () => {
   await killAll();
@@ -38,54 +29,20 @@ test(
   },
   async () => {
     reapLeftoverProcesses();
-    const ports = randomPorts();
-    const mixed = findRuntime(otherRuntime()) !== undefined;
-    const runtimeOf = (
-      i: number,
-    ): RuntimeName => (mixed && i % 2 === 1 ? otherRuntime() : currentRuntime());
-    const start = (i: number, guid: string) =>
-      startNode({
-        name: `n${i}`,
-        runtime: runtimeOf(i),
-        args: [
-          "--guid",
-          guid,
-          "--port",
-          String(ports.linkPortBase + 10 * i),
-          "--http-port",
-          String(ports.httpPortBase + 10 * i),
-          "--discovery-port",
-          String(ports.discoveryPort),
-          "--heartbeat-ms",
-          String(HEARTBEAT_MS),
-          "--worker",
-          `echo:echo-${guid}-${i}`,
-        ],
-      });
+    const cluster = await startLoopbackCluster({ guids: ["TwinA", "TwinB", "TwinC"] });
+    const { nodes, http, outputs } = cluster;
     const guids = ["TwinA", "TwinB", "TwinC"];
-    const nodes = guids.map((guid, i) => start(i, guid));
-    const http = await Promise.all(
-      nodes.map(async (node) => (await waitForStarted(node, START_TIMEOUT_MS)).httpPort!),
-    );
-    const outputs = () => nodes.map((n) => n.output(20)).join("\n");
-    await waitFor(
-      async () => {
-        const states = await Promise.all(http.map((port) => tryGetState(port)));
-        return states.every((s) => s?.links.length === 2) ? true : undefined;
-      },
-      20_000,
-      { what: "three nodes meshed", describe: outputs },
-    );
+    await cluster.meshed();
     const holder = await getState(http[0]);
+    // The honest nodes' ports (the clone's joins `http` when it starts).
+    const honest = http.slice(0, 3);
 
     // The clone: TwinA's GUID on a fourth process.
-    const clone = start(3, "TwinA");
-    nodes.push(clone);
-    const cloneHttp = (await waitForStarted(clone, START_TIMEOUT_MS)).httpPort!;
+    const { node: clone, http: cloneHttp } = await cluster.start(3, "TwinA");
     await sleep(2000);
-    const calm = await Promise.all(http.map((port) => getState(port)));
+    const calm = await Promise.all(honest.map((port) => getState(port)));
     await sleep(5000);
-    const later = await Promise.all(http.map((port) => getState(port)));
+    const later = await Promise.all(honest.map((port) => getState(port)));
     for (const [i, state] of later.entries()) {
       assert.equal(
         state.stats.linksDown,

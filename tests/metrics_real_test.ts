@@ -9,18 +9,11 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import parsePrometheus from "parse-prometheus-text-format";
 import {
-  currentRuntime,
-  findRuntime,
   httpJson,
   killAll,
-  otherRuntime,
-  randomPorts,
   reapLeftoverProcesses,
-  type RuntimeName,
-  startNode,
-  tryGetState,
+  startLoopbackCluster,
   waitFor,
-  waitForStarted,
 } from "./_processes.ts";
 
 interface Family {
@@ -40,48 +33,13 @@ test(
   },
   async () => {
     reapLeftoverProcesses();
-    const ports = randomPorts();
-    const mixed = findRuntime(otherRuntime()) !== undefined;
-    const runtimeOf = (i: number): RuntimeName =>
-      mixed && i === 1 ? otherRuntime() : currentRuntime();
     const guids = ["MetA", "MetB", "MetC"];
-    const nodes = guids.map((guid, i) =>
-      startNode({
-        name: guid,
-        runtime: runtimeOf(i),
-        args: [
-          "--guid",
-          guid,
-          "--port",
-          String(ports.linkPortBase + 10 * i),
-          "--http-port",
-          String(ports.httpPortBase + 10 * i),
-          "--discovery-port",
-          String(ports.discoveryPort),
-          "--heartbeat-ms",
-          "300",
-          "--worker",
-          `echo:echo-${guid}`,
-        ],
-      })
-    );
-    const http = await Promise.all(
-      nodes.map(async (node) => (await waitForStarted(node, 20_000)).httpPort!),
-    );
-    const outputs = () => nodes.map((n) => n.output(15)).join("\n");
-    await waitFor(
-      async () => {
-        const states = await Promise.all(http.map((port) => tryGetState(port)));
-        return states.every((s) => s?.links.length === 2 && Object.keys(s.locations).length === 2)
-          ? true
-          : undefined;
-      },
-      20_000,
-      { what: "three nodes meshed", describe: outputs },
-    );
+    const cluster = await startLoopbackCluster({ guids });
+    const { http, outputs } = cluster;
+    await cluster.meshed();
     const accepted = await httpJson<{ accepted: boolean }>(http[0], "/messages", {
       method: "POST",
-      body: { destination: "echo-MetC", source: "scraper", message: { hello: "metrics" } },
+      body: { destination: "echo-MetC-2", source: "scraper", message: { hello: "metrics" } },
     });
     assert.equal(accepted.accepted, true);
 
