@@ -586,7 +586,9 @@ test(
           await old.platform.close();
           for (let attempt = 0;; attempt++) {
             try {
-              b = await startSide(guidB, portB, workerB, []);
+              // Seeded with A (through its proxy): the new B dials A itself, so the B→A path
+              // is exercised whatever the timing, and both sides may dial at once.
+              b = await startSide(guidB, portB, workerB, [toA.address]);
               break;
             } catch (error) {
               if (attempt >= 20) throw error;
