@@ -56,12 +56,14 @@ import {
 } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
+import { Histogram, LATENCY_BUCKETS_SECONDS, type MetricFamily } from "../src/metrics.ts";
 import {
   attempt,
   checkStorageKey,
   checkStorageOps,
   checkStorageValue,
   copyOps,
+  fsyncFamily,
   getFromMap,
   listFromMap,
   type Storage,
@@ -113,6 +115,12 @@ export interface FileStorage extends Storage {
   readonly recovery: FileStorageRecovery;
   /** Compacts the log now (after the writes already called); rejects if the disk fails. */
   compact(): Promise<void>;
+  /**
+   * `automp_storage_fsync_duration_seconds`: how long each fsync took (the log after a group
+   * of writes, a snapshot and the directory when compacting). A node given this store serves it
+   * with its own metrics.
+   */
+  metrics(): MetricFamily[];
 }
 
 const LOG_FILE = "data.log";
@@ -254,6 +262,8 @@ class FileStore implements FileStorage {
   #compactWaiters: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** How long each fsync of a commit, a snapshot or the directory took. */
+  readonly #fsyncSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
 
   constructor(dir: string, settings: Settings, lock: Lock) {
     this.dir = dir;
@@ -304,6 +314,22 @@ class FileStore implements FileStorage {
       checkStorageOps(ops);
       return this.#write(copyOps(ops), undefined);
     });
+  }
+
+  metrics(): MetricFamily[] {
+    return [
+      fsyncFamily(
+        this.#fsyncSeconds,
+        "Duration of each fsync of the storage (a group commit of writes, a snapshot, the directory).",
+      ),
+    ];
+  }
+
+  /** Runs one fsync and records how long it took. */
+  async #timed(sync: Promise<void>): Promise<void> {
+    const start = performance.now();
+    await sync;
+    this.#fsyncSeconds.observe((performance.now() - start) / 1000);
   }
 
   compact(): Promise<void> {
@@ -483,7 +509,7 @@ class FileStore implements FileStorage {
         this.#fault("write", this.#logPath);
         await writeAll(file, bytes, this.#logBytes);
         this.#fault("sync", this.#logPath);
-        await datasync(file);
+        await this.#timed(datasync(file));
         this.#dirty = false;
         this.#logBytes += size;
       } catch (error) {
@@ -575,7 +601,7 @@ class FileStore implements FileStorage {
         at += chunk.length;
       }
       this.#fault("sync", this.#tempPath);
-      await file.sync();
+      await this.#timed(file.sync());
       this.#fault("rename", this.#logPath);
       await rename(this.#tempPath, this.#logPath);
     } catch (error) {
@@ -588,7 +614,7 @@ class FileStore implements FileStorage {
 
   async #syncDir(): Promise<void> {
     this.#fault("syncDir", this.dir);
-    await syncDirectory(this.dir);
+    await this.#timed(syncDirectory(this.dir));
   }
 
   #fault(kind: FileStorageOperation["kind"], path: string): void {

@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import { SimCheckError, SimCluster } from "./cluster.ts";
 import { EchoWorker, WorkerBase } from "../src/worker.ts";
 import type { MapMessage } from "../src/message.ts";
+import type { Storage } from "../src/storage.ts";
+import { formatMetrics } from "../src/metrics.ts";
+import parsePrometheus from "parse-prometheus-text-format";
 
 const echoSetup = (
   { node, index }: { node: { attachWorker(w: EchoWorker): void }; index: number },
@@ -213,6 +216,44 @@ test("a simulated node's metrics are the real node's, readable in a test", () =>
   };
   assert.equal(value("automp_links")[0].value, 1);
   assert.deepEqual(value("automp_links_closed"), [{ labels: { reason: "silence" }, value: 1 }]);
+});
+
+test("a simulated node's latency histograms fill the same on every run: round trips, no event-loop lag, its disk's fsyncs", () => {
+  const run = () => {
+    const storages: Storage[] = [];
+    const cluster = new SimCluster({
+      nodes: 3,
+      seed: 21,
+      setup: echoSetup,
+      nodeOptions: ({ index, host, disk }) => ({ storage: storages[index] = disk.open(host) }),
+    });
+    const app = cluster.client(0, "app");
+    cluster.settle();
+    assert.ok(app.request("echo2", { command: "ping" }));
+    void storages[0].put("k", new Uint8Array([1]));
+    cluster.run(1000);
+    return cluster.node(0)!.metrics();
+  };
+  const families = run();
+  const histogram = (name: string) => {
+    const family = families.find((f) => f.name === name);
+    assert.equal(family?.type, "histogram", name);
+    const sample = family.samples[0];
+    return { count: sample.counts.reduce((a, b) => a + b, 0) + sample.overflow, sum: sample.sum };
+  };
+  const roundTrips = histogram("automp_message_round_trip_seconds");
+  assert.ok(roundTrips.count >= 1 && roundTrips.sum > 0, "acknowledged messages were timed");
+  const lag = histogram("automp_event_loop_lag_seconds");
+  assert.ok(lag.count >= 1, "timers were observed");
+  // Simulated timers fire on time, to the simulator's microsecond resolution.
+  assert.ok(lag.sum < lag.count * 1e-6, `lag ${lag.sum} s over ${lag.count} timers`);
+  const fsyncs = histogram("automp_storage_fsync_duration_seconds");
+  assert.equal(fsyncs.count, 1);
+  assert.ok(fsyncs.sum >= 0.001 && fsyncs.sum <= 0.005, "the disk's default 1..5 ms");
+  const text = formatMetrics(families);
+  const parsed = new Set((parsePrometheus(text) as Array<{ name: string }>).map((f) => f.name));
+  assert.ok(parsed.has("automp_storage_fsync_duration_seconds"));
+  assert.equal(formatMetrics(run()), text, "the same seed, the same figures");
 });
 
 test("a setup callback sees the whole cluster on the first start, and may create a client there", () => {

@@ -48,11 +48,13 @@
  * @module
  */
 import type { Platform } from "../src/platform.ts";
+import { Histogram, LATENCY_BUCKETS_SECONDS, type MetricFamily } from "../src/metrics.ts";
 import {
   checkStorageKey,
   checkStorageOps,
   checkStorageValue,
   copyOps,
+  fsyncFamily,
   getFromMap,
   listFromMap,
   type Storage,
@@ -97,11 +99,15 @@ interface Writer {
   readonly host: SimHost;
   readonly incarnation: number;
   readonly platform: Platform;
+  /** The virtual fsync delay of each of its writes that became durable. */
+  readonly fsyncSeconds: Histogram;
 }
 
 interface Write {
   readonly ops: readonly StorageOp[];
   readonly dueUs: number;
+  /** Its virtual fsync delay, as drawn. */
+  readonly fsyncUs: number;
   /** Undefined once orphaned: its host crashed and `tornTail` kept it. */
   writer: Writer | undefined;
   readonly resolve: () => void;
@@ -204,6 +210,7 @@ export class SimDisk {
       host: target,
       incarnation: target.incarnation,
       platform,
+      fsyncSeconds: new Histogram(LATENCY_BUCKETS_SECONDS),
     });
   }
 }
@@ -270,7 +277,7 @@ class DiskCore {
     // Resolved with `result` directly, not through a then(): writes made durable together
     // settle in the same turn, in call order.
     return new Promise((resolve) => {
-      queue.push({ ops, dueUs, writer, resolve: () => resolve(result) });
+      queue.push({ ops, dueUs, fsyncUs: delayUs, writer, resolve: () => resolve(result) });
       this.#writers.set(writer, (this.#writers.get(writer) ?? 0) + 1);
       // Dues only grow along the queue, so one event per distinct due serves every write.
       if (dueUs !== this.#scheduledUs) {
@@ -297,6 +304,7 @@ class DiskCore {
       const writer = write.writer;
       if (writer !== undefined) {
         this.#release(writer);
+        writer.fsyncSeconds.observe(write.fsyncUs / 1e6);
         // Through the host: a paused host hears on resume, a crashed one never.
         writer.platform.clock.defer(() => {
           this.#state.settled = true;
@@ -409,6 +417,15 @@ class SimStorage implements Storage {
       checkStorageOps(ops);
       return this.#write(copyOps(ops), undefined);
     });
+  }
+
+  metrics(): MetricFamily[] {
+    return [
+      fsyncFamily(
+        this.#writer.fsyncSeconds,
+        "Virtual fsync delay of each write of this host incarnation that became durable.",
+      ),
+    ];
   }
 
   close(): Promise<void> {

@@ -56,7 +56,7 @@ import {
 } from "./placement.ts";
 import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
 import { type InboundSession, OutboundSession } from "./_session.ts";
-import { Histogram, type MetricFamily } from "./metrics.ts";
+import { Histogram, LATENCY_BUCKETS_SECONDS, type MetricFamily } from "./metrics.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
@@ -653,6 +653,12 @@ export class AutoMpiNode {
     1,
     2.5,
   ]);
+  /** From writing a message on a link to the peer's acknowledgement of it. */
+  readonly #roundTripSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
+  /** How late the heartbeat and worker timers fired: the event loop's lag. */
+  readonly #loopLagSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
+  #tickDueMs = 0;
+  #workerTickDueMs = 0;
   readonly #stats: NodeStats = {
     heartbeatsSent: 0,
     heartbeatsReceived: 0,
@@ -1237,6 +1243,22 @@ export class AutoMpiNode {
         buckets: this.#handshakeSeconds.buckets,
         samples: [this.#handshakeSeconds.sample()],
       },
+      {
+        name: "automp_message_round_trip_seconds",
+        help: "From writing a message on a link to the peer node acknowledging it: the " +
+          "request/reply round trip of the node protocol (the core has no reply of its own).",
+        type: "histogram",
+        buckets: this.#roundTripSeconds.buckets,
+        samples: [this.#roundTripSeconds.sample()],
+      },
+      {
+        name: "automp_event_loop_lag_seconds",
+        help: "How late the node's heartbeat and worker timers fired: the event loop's lag.",
+        type: "histogram",
+        buckets: this.#loopLagSeconds.buckets,
+        samples: [this.#loopLagSeconds.sample()],
+      },
+      ...(this.#storage.metrics?.() ?? []),
     ];
   }
 
@@ -1471,6 +1493,7 @@ export class AutoMpiNode {
   }
 
   #scheduleTick(delayMs: number): void {
+    this.#tickDueMs = this.#now() + delayMs;
     this.#tickTimer = this.#platform.clock.schedule(delayMs, () => this.#tick());
   }
 
@@ -1478,6 +1501,7 @@ export class AutoMpiNode {
     if (this.#state !== "running") return;
     this.#ticks++;
     const now = this.#now();
+    this.#loopLagSeconds.observe(Math.max(0, now - this.#tickDueMs) / 1000);
     this.#sendHeartbeat();
     for (const connection of [...this.#connections]) {
       if (connection.state === "active") {
@@ -2755,9 +2779,15 @@ export class AutoMpiNode {
   #onAck(connection: Connection, text: string | undefined): void {
     const session = connection.session;
     if (session === undefined) return;
+    // The round trip of each message this acknowledges, timed by when its bytes arrived.
+    const upTo = Number(text);
+    for (const entry of session.window) {
+      if (!(entry.seq <= upTo)) break;
+      this.#roundTripSeconds.observe((connection.lastReceivedMs - entry.sentAtMs) / 1000);
+    }
     let delivered: MapMessage[];
     try {
-      delivered = session.confirm(Number(text));
+      delivered = session.confirm(upTo);
     } catch (error) {
       this.#protocolFailure(
         connection,
@@ -3337,10 +3367,12 @@ export class AutoMpiNode {
 
   #ensureWorkerTick(): void {
     if (this.#workerTimer !== undefined || this.#state === "closed") return;
+    this.#workerTickDueMs = this.#now() + this.#workerTickMs;
     this.#workerTimer = this.#platform.clock.schedule(this.#workerTickMs, () => {
       this.#workerTimer = undefined;
       if (this.#state === "closed" || this.#workers.size === 0) return;
       const now = this.#now();
+      this.#loopLagSeconds.observe(Math.max(0, now - this.#workerTickDueMs) / 1000);
       for (const entry of [...this.#workers.values()]) {
         const elapsedMs = now - entry.lastWorkMs;
         entry.lastWorkMs = now;

@@ -13,6 +13,7 @@
  *
  * @module
  */
+import type { Histogram, MetricFamily } from "./metrics.ts";
 
 /** One operation of an atomic {@link Storage.batch}. */
 export type StorageOp =
@@ -46,6 +47,38 @@ export interface Storage {
   batch(ops: readonly StorageOp[]): Promise<void>;
   /** Releases what the store holds open; later calls reject. */
   close(): Promise<void>;
+  /**
+   * The store's own metric families, such as `automp_storage_fsync_duration_seconds`: a node
+   * given this store adds them to its `metrics()`. Optional; a store without a disk has none.
+   */
+  metrics?(): MetricFamily[];
+}
+
+/** The histogram of fsync durations a durable {@link Storage} reports in its `metrics()`. */
+export const STORAGE_FSYNC_METRIC = "automp_storage_fsync_duration_seconds";
+
+/**
+ * The metric family of a store's fsync durations (see {@link Storage.metrics}), from its
+ * histogram of seconds.
+ *
+ * @example
+ * ```ts
+ * import { Histogram, LATENCY_BUCKETS_SECONDS } from "./metrics.ts";
+ * import { fsyncFamily } from "./storage.ts";
+ * const fsyncSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
+ * fsyncSeconds.observe(0.002);
+ * const family = fsyncFamily(fsyncSeconds, "Duration of each fsync.");
+ * if (family.name !== "automp_storage_fsync_duration_seconds") throw new Error(family.name);
+ * ```
+ */
+export function fsyncFamily(histogram: Histogram, help: string): MetricFamily {
+  return {
+    name: STORAGE_FSYNC_METRIC,
+    help,
+    type: "histogram",
+    buckets: histogram.buckets,
+    samples: [histogram.sample()],
+  };
 }
 
 /** The longest key accepted, in UTF-16 code units. */

@@ -688,6 +688,10 @@ export interface LoopbackClusterOptions {
   readonly heartbeatMs?: number;
   /** Ports to use; default {@link randomPorts}. */
   readonly ports?: TestPorts;
+  /** More program arguments for node `index` (say `--data-dir`, another `--worker`). */
+  readonly extraArgs?: (index: number, guid: string) => readonly string[];
+  /** Workers each node hosts, for {@link LoopbackCluster.meshed}. Default 1 (the echo worker). */
+  readonly workersPerNode?: number;
 }
 
 /** Node programs on loopback, this runtime and the other alternating (when the other is found). */
@@ -739,6 +743,7 @@ export async function startLoopbackCluster(
         String(options.heartbeatMs ?? 300),
         "--worker",
         `echo:echo-${guid}-${index}`,
+        ...(options.extraArgs?.(index, guid) ?? []),
       ],
     });
     nodes[index] = node;
@@ -755,11 +760,13 @@ export async function startLoopbackCluster(
     outputs,
     async meshed(timeoutMs = 20_000) {
       const count = options.guids.length;
+      const workers = options.workersPerNode ?? 1;
       await waitFor(
         async () => {
           const states = await Promise.all(http.slice(0, count).map((port) => tryGetState(port)));
           return states.every((s) =>
-              s?.links.length === count - 1 && Object.keys(s.locations).length === count - 1
+              s?.links.length === count - 1 &&
+              Object.keys(s.locations).length === workers * (count - 1)
             )
             ? true
             : undefined;

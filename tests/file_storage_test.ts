@@ -61,6 +61,27 @@ async function threeRecords(dir: string): Promise<number[]> {
   return sizes;
 }
 
+test("file storage: each fsync is timed in its metrics, commits and compactions alike", async () => {
+  await withDir(async (dir) => {
+    const storage = await openFileStorage(dir, { compactMinBytes: 1 << 20 });
+    const count = () => {
+      const family = storage.metrics().find((f) =>
+        f.name === "automp_storage_fsync_duration_seconds"
+      );
+      assert.equal(family?.type, "histogram");
+      const sample = family.samples[0];
+      return sample.counts.reduce((a, b) => a + b, 0) + sample.overflow;
+    };
+    const opened = count();
+    assert.equal(opened, 1, "the new empty log was fsynced");
+    await storage.put("a", bytes(1));
+    assert.equal(count(), opened + 1, "one commit, one fsync");
+    await storage.compact();
+    assert.equal(count(), opened + 3, "a compaction fsyncs the snapshot and the directory");
+    await storage.close();
+  });
+});
+
 test("file storage: a torn last record is cut off wherever the tear is", async () => {
   await withDir(async (dir) => {
     const sizes = await threeRecords(dir);

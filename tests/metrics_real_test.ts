@@ -7,6 +7,9 @@
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import parsePrometheus from "parse-prometheus-text-format";
 import {
   httpJson,
@@ -22,19 +25,43 @@ interface Family {
   metrics: Array<{ value?: string; labels?: Record<string, string>; count?: string }>;
 }
 
+const dataDir = mkdtempSync(join(tmpdir(), "automp-metrics-"));
+
 after(async () => {
   await killAll();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
+/** Histograms every node serves, each with at least this many observations. */
+const HISTOGRAMS: Readonly<Record<string, number>> = {
+  // One handshake per link at least.
+  automp_handshake_duration_seconds: 2,
+  // Heartbeat and worker timers.
+  automp_event_loop_lag_seconds: 1,
+  // Location announcements and the like are acknowledged.
+  automp_message_round_trip_seconds: 1,
+  // Opening a new data directory writes and fsyncs an empty log.
+  automp_storage_fsync_duration_seconds: 1,
+};
+
 test(
-  "GET /metrics of a real 3-node cluster parses as Prometheus text, with links, traffic and handshakes",
+  "GET /metrics of a real 3-node cluster parses as Prometheus text, with links, traffic and latency histograms",
   {
     timeout: 60_000,
   },
   async () => {
     reapLeftoverProcesses();
     const guids = ["MetA", "MetB", "MetC"];
-    const cluster = await startLoopbackCluster({ guids });
+    const cluster = await startLoopbackCluster({
+      guids,
+      extraArgs: (_index, guid) => [
+        "--data-dir",
+        join(dataDir, guid),
+        "--worker",
+        `kv:store-${guid}`,
+      ],
+      workersPerNode: 2,
+    });
     const { http, outputs } = cluster;
     await cluster.meshed();
     const accepted = await httpJson<{ accepted: boolean }>(http[0], "/messages", {
@@ -42,6 +69,15 @@ test(
       body: { destination: "echo-MetC-2", source: "scraper", message: { hello: "metrics" } },
     });
     assert.equal(accepted.accepted, true);
+    const stored = await httpJson<{ accepted: boolean }>(http[0], "/messages", {
+      method: "POST",
+      body: {
+        destination: "store-MetC",
+        source: "scraper",
+        message: { command: "set", key: "k", value: "v" },
+      },
+    });
+    assert.equal(stored.accepted, true);
 
     const scrape = async (port: number, accept?: string) => {
       const response = await fetch(`http://127.0.0.1:${port}/metrics`, {
@@ -54,7 +90,11 @@ test(
     await waitFor(
       async () => {
         const text = (await scrape(http[2])).text;
-        return /^automp_messages_received_total [1-9]/m.test(text) ? true : undefined;
+        // Two messages in, and the set's write fsynced after the empty log's.
+        return /^automp_messages_received_total [2-9]/m.test(text) &&
+            /^automp_storage_fsync_duration_seconds_count [2-9]/m.test(text)
+          ? true
+          : undefined;
       },
       5000,
       { what: "node C counts the message it received", describe: outputs },
@@ -67,13 +107,18 @@ test(
       const value = (name: string) => Number(families.get(name)?.metrics[0]?.value);
       assert.equal(families.get("automp_node_info")?.metrics[0].labels?.guid, guids[i]);
       assert.equal(value("automp_links"), 2, `${guids[i]} links`);
-      assert.equal(value("automp_workers"), 1);
-      assert.equal(value("automp_worker_locations"), 2);
+      assert.equal(value("automp_workers"), 2);
+      assert.equal(value("automp_worker_locations"), 4);
       assert.ok(value("automp_heartbeats_sent_total") > 0);
       assert.ok(value("automp_sent_bytes_total") > 0 && value("automp_received_bytes_total") > 0);
-      const handshakes = families.get("automp_handshake_duration_seconds");
-      assert.equal(handshakes?.type, "HISTOGRAM");
-      assert.ok(Number(handshakes?.metrics[0].count) >= 2, "one handshake per link at least");
+      for (const [name, least] of Object.entries(HISTOGRAMS)) {
+        const histogram = families.get(name);
+        assert.equal(histogram?.type, "HISTOGRAM", `${guids[i]} ${name}`);
+        assert.ok(
+          Number(histogram?.metrics[0].count) >= least,
+          `${guids[i]} ${name}: ${histogram?.metrics[0].count} observations`,
+        );
+      }
       // Low cardinality: no label carries another node's GUID.
       for (const other of guids.filter((g) => g !== guids[i])) assert.ok(!text.includes(other));
     }
