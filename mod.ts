@@ -29,6 +29,15 @@ export * from "./src/workers/camera.ts";
 export * from "./src/workers/scheduler.ts";
 export * from "./src/placement.ts";
 export * from "./src/node.ts";
+export * from "./src/metrics.ts";
+export {
+  formatTraceparent,
+  parseTraceparent,
+  TRACEPARENT_FIELD,
+  TRACER_NAME,
+  type TracerProvider,
+  TRACESTATE_FIELD,
+} from "./src/_tracing.ts";
 
 import { createSimCluster, workerGuid } from "./sim/cluster.ts";
 import { createMessage } from "./src/message.ts";

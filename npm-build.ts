@@ -128,6 +128,8 @@ export const NODE_EXCLUDED_TESTS: Readonly<Record<string, string>> = {
   "tests/example_workers_test.ts":
     "runs mod.ts as a Deno or Bun process, its camera server on Deno.serve or Bun.serve",
   "tests/npm_package_test.ts": "builds and installs this package itself",
+  "tests/otel_deno_test.ts":
+    "runs tests/_otel_deno_child.ts as a Deno process (Deno's built-in OpenTelemetry)",
 };
 
 /**

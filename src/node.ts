@@ -57,6 +57,7 @@ import {
 import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
 import { type InboundSession, OutboundSession } from "./_session.ts";
 import { Histogram, LATENCY_BUCKETS_SECONDS, type MetricFamily } from "./metrics.ts";
+import { NodeTracing, type TracerProvider } from "./_tracing.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
@@ -184,6 +185,13 @@ export interface NodeOptions {
    * kinds it hosts nothing placed but can still spawn elsewhere.
    */
   readonly placement?: PlacementOptions;
+  /**
+   * Where the node's trace spans go (`@opentelemetry/api`): default the provider the application
+   * registered with the API before creating the node; with none, the node traces nothing and
+   * adds nothing to messages. `false` turns tracing off whatever is registered. See the README's
+   * "Traces".
+   */
+  readonly tracerProvider?: TracerProvider | false;
 }
 
 /**
@@ -680,6 +688,8 @@ export class AutoMpiNode {
     connectionsRefused: 0,
     unknownService: 0,
   };
+  /** `undefined` when the node does not trace: each call site then costs one check. */
+  readonly #tracing: NodeTracing | undefined;
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
   #listener: StreamListener | undefined;
@@ -725,6 +735,13 @@ export class AutoMpiNode {
     this.incarnation = randomHex(platform, 16);
     this.#codec = codecByName(options.codec ?? "msgpack");
     this.#legacy = this.#codec.name === "json";
+    this.#tracing = NodeTracing.create(options.tracerProvider, {
+      nodeGuid: guid,
+      clock: platform.clock,
+      virtualTime: platform.name === "sim",
+      inject: !this.#legacy,
+      skipField: SERVICE_FIELD,
+    });
     if (options.clusterKey !== undefined) {
       if (this.#legacy) {
         throw new TypeError(
@@ -990,6 +1007,9 @@ export class AutoMpiNode {
       random: this.#platform.random,
       log: this.#platform.log,
       storage: scopedStorage(this.#storage, `workers/${worker.guid}/`),
+      ...(this.#tracing === undefined
+        ? {}
+        : { traceHandling: this.#tracing.handling(worker.guid) }),
     };
     worker.attach(context);
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
@@ -1032,10 +1052,17 @@ export class AutoMpiNode {
    * Sends a message: to a local worker directly, to a remote worker or node over its link,
    * to `ALLNodes`/`ALLWorkers` over every link and locally. Returns `false` if it could not be
    * handed on anywhere; an `undeliverable` event then says why. Do not modify the message
-   * afterwards: local receivers get the same object.
+   * afterwards: local receivers get the same object (when the node traces, a copy carrying the
+   * trace context in `traceparent`).
    */
   send(message: MapMessage): boolean {
     checkMessage(message);
+    return this.#tracing === undefined
+      ? this.#route(message)
+      : this.#tracing.send(message, (traced) => this.#route(traced));
+  }
+
+  #route(message: MapMessage): boolean {
     if (this.#events.has("message-sent") && message.message[SERVICE_FIELD] === undefined) {
       this.#events.emit("message-sent", { message });
     }
@@ -3247,6 +3274,12 @@ export class AutoMpiNode {
   }
 
   #receive(message: MapMessage, connection: Connection | undefined): void {
+    if (this.#tracing === undefined) this.#deliver(message, connection);
+    else {this.#tracing.receive(message, connection?.conn.remote, () =>
+        this.#deliver(message, connection));}
+  }
+
+  #deliver(message: MapMessage, connection: Connection | undefined): void {
     this.#stats.messagesReceived++;
     const destination = message.destination;
     const local = this.#workers.get(destination);

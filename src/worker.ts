@@ -30,6 +30,12 @@ export interface WorkerContext {
    * placed again on a node that shares the storage finds what it kept.
    */
   readonly storage: Storage;
+  /**
+   * Present when the node traces (see `NodeOptions.tracerProvider`): runs `handle(message)`
+   * within a `process` span of the message's trace, so that what the handler sends belongs to
+   * it. {@link WorkerBase} calls it around each `onMessage`; a worker of its own should too.
+   */
+  readonly traceHandling?: (message: MapMessage, handle: (message: MapMessage) => void) => void;
 }
 
 /**
@@ -96,6 +102,8 @@ export abstract class WorkerBase implements Worker {
   #context: WorkerContext | undefined;
   #attachedAtMs = 0;
   #closed = false;
+  /** `onMessage` as a function, for the node's tracing to call. */
+  readonly #handle = (message: MapMessage) => this.onMessage(message);
 
   constructor(guid: string, options: WorkerBaseOptions = {}) {
     if (typeof guid !== "string" || guid === "") {
@@ -148,10 +156,12 @@ export abstract class WorkerBase implements Worker {
     // Messages queued while handling these wait for the next pass: a worker messaging itself
     // cannot starve the node.
     const end = this.#queue.length;
+    const traceHandling = this.#context?.traceHandling;
     while (this.#head < end && !this.#closed) {
       const message = this.#queue[this.#head];
       this.#queue[this.#head++] = undefined as unknown as MapMessage;
-      this.onMessage(message);
+      if (traceHandling === undefined) this.onMessage(message);
+      else traceHandling(message, this.#handle);
     }
     if (this.#head === this.#queue.length) {
       this.#queue = [];
