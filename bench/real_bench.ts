@@ -17,12 +17,20 @@
  * far end writes every whole frame straight back, frames of the request's size, one promise
  * per request, the same loops.
  *
+ * Tracing cost: `oneway_small` again with a no-op tracer provider given to both nodes (spans are
+ * made and record nothing, as with the API's no-op provider registered) and with a recording one
+ * (the SDK's `BasicTracerProvider`, every span handed to an exporter that drops it), each beside
+ * the plain `oneway_small` of the same run, where no provider is registered and nodes trace
+ * nothing.
+ *
  * Run: `deno run -A bench/real_bench.ts [--json]`, `bun run bench/real_bench.ts [--json]`
  * (also part of `deno task bench`).
  *
  * @module
  */
-import { AutoMpiNode } from "../src/node.ts";
+import { AutoMpiNode, type NodeOptions } from "../src/node.ts";
+import { ProxyTracerProvider, type TracerProvider } from "@opentelemetry/api";
+import { BasicTracerProvider, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { createMessage, type MapMessage } from "../src/message.ts";
 import { msgpackCodec } from "../src/codec.ts";
 import { encodeFrame, FrameDecoder } from "../src/framing.ts";
@@ -68,9 +76,10 @@ interface Pair {
   close(): void;
 }
 
-async function nodePair(platform: Platform): Promise<Pair> {
+async function nodePair(platform: Platform, options: Partial<NodeOptions> = {}): Promise<Pair> {
   const make = (guid: string, seeds: string[] = []) => {
     return new AutoMpiNode(platform, {
+      ...options,
       guid,
       listen: { host: "127.0.0.1", port: 0 },
       discovery: false,
@@ -381,6 +390,25 @@ async function rawEcho(
   };
 }
 
+/** A provider whose tracers make spans that record nothing: the API's no-op, given explicitly. */
+function noopTracerProvider(): TracerProvider {
+  // A bare proxy counts as "nothing registered"; wrapped, its no-op tracer is used as it is.
+  const proxy = new ProxyTracerProvider();
+  return { getTracer: (name, version, options) => proxy.getTracer(name, version, options) };
+}
+
+/** The SDK recording every span, then dropping it at export. */
+function recordingTracerProvider(): TracerProvider {
+  return new BasicTracerProvider({
+    spanProcessors: [
+      new SimpleSpanProcessor({
+        export: (_spans, done) => done({ code: 0 }),
+        shutdown: () => Promise.resolve(),
+      }),
+    ],
+  });
+}
+
 /** Rows: node and raw rates for small and large messages, on this runtime's adapter. */
 export async function realRows(): Promise<BenchRow[]> {
   const runtime = runtimeName();
@@ -405,17 +433,31 @@ export async function realRows(): Promise<BenchRow[]> {
     ).length;
     const small = 200_000;
     const large = 200;
+    // Recording costs far more per message: fewer of them take as long.
+    const recorded = 50_000;
+    const noopPair = await nodePair(platform, { tracerProvider: noopTracerProvider() });
+    const recordingPair = await nodePair(platform, { tracerProvider: recordingTracerProvider() });
     // Warm-up, then best of two for each.
     await nodeRun(platform, pair, 20_000, 100, 1000, 20_000);
+    await nodeRun(platform, noopPair, 20_000, 100, 1000, 20_000);
+    await nodeRun(platform, recordingPair, 20_000, 100, 1000, 20_000);
     await rawRun(platform, 20_000, smallFrame, 1000, 20_000);
     let nodeSmall = Infinity, rawSmall = Infinity, nodeLarge = Infinity, rawLarge = Infinity;
+    let noopSmall = Infinity, recordingSmall = Infinity;
     for (let i = 0; i < 2; i++) {
       nodeSmall = Math.min(nodeSmall, await nodeRun(platform, pair, small, 100, 1000, 20_000));
+      noopSmall = Math.min(noopSmall, await nodeRun(platform, noopPair, small, 100, 1000, 20_000));
+      recordingSmall = Math.min(
+        recordingSmall,
+        await nodeRun(platform, recordingPair, recorded, 100, 1000, 20_000),
+      );
       rawSmall = Math.min(rawSmall, await rawRun(platform, small, smallFrame, 1000, 20_000));
       // At most 4 MiB in flight: under the node's 8 MiB link buffer limit.
       nodeLarge = Math.min(nodeLarge, await nodeRun(platform, pair, large, 1 << 20, 2, 4));
       rawLarge = Math.min(rawLarge, await rawRun(platform, large, largeFrame, 2, 4));
     }
+    noopPair.close();
+    recordingPair.close();
     progress("real: request/reply");
     const requester = nodeRequester(pair, "Echo");
     const requestFrame = encodeFrame(
@@ -459,6 +501,25 @@ export async function realRows(): Promise<BenchRow[]> {
         baseline: small / rawSmall,
         baselineName: "raw_stream_small",
         note: `100-byte data (${smallFrame}-byte frames); aim >= 0.5x raw`,
+      },
+      {
+        name: "oneway_small_noop_tracer",
+        runtime,
+        value: small / noopSmall,
+        unit: "msg/s",
+        baseline: small / nodeSmall,
+        baselineName: "oneway_small",
+        note: "both nodes given a no-op tracer provider (spans record nothing); aim >= 0.9x",
+      },
+      {
+        name: "oneway_small_recording_tracer",
+        runtime,
+        value: recorded / recordingSmall,
+        unit: "msg/s",
+        baseline: small / nodeSmall,
+        baselineName: "oneway_small",
+        note: `the SDK's BasicTracerProvider recording the 3 spans of each message ` +
+          `(${recorded.toLocaleString("en-US")} messages), each exported to a sink that drops it`,
       },
       {
         name: "oneway_large",
