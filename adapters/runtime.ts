@@ -8,6 +8,7 @@ import { networkInterfaces } from "node:os";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Platform } from "../src/platform.ts";
 import type { ProgramEnvironment } from "./program.ts";
+import type { RealPlatformOptions } from "./_net.ts";
 
 type Fetch = (request: Request) => Response | Promise<Response>;
 
@@ -64,11 +65,12 @@ export function subnetBroadcast(host: string): string | undefined {
 
 /**
  * The platform adapter of this runtime (Deno, Bun, else Node), logging warnings and errors only
- * unless told otherwise.
+ * unless told otherwise: `log` takes a logger of the application's own (any object with
+ * `log(level, event, fields)`) or the default logger's options (level, text or JSON, a sink).
  */
 export async function createRuntimePlatform(
   runtime: string = runtimeName(),
-  options: { log?: { level: "debug" | "info" | "warn" | "error" } } = { log: { level: "warn" } },
+  options: Pick<RealPlatformOptions, "log"> = { log: { level: "warn" } },
 ): Promise<Platform & { close(): Promise<void> }> {
   if (runtime === "deno") {
     const { createDenoPlatform } = await import("./deno/mod.ts");
