@@ -43,11 +43,44 @@ import type { Address, Clock } from "./platform.ts";
 
 export type { TracerProvider };
 
-/** The message field carrying the W3C `traceparent` of the span that sent the message. */
+/**
+ * The message field carrying the W3C `traceparent` of the span that sent the message.
+ *
+ * @example
+ * ```ts
+ * import { parseTraceparent, TRACEPARENT_FIELD } from "./_tracing.ts";
+ * import type { MapMessage } from "./message.ts";
+ * // The trace a received message belongs to, if its sender traced it.
+ * export const traceOf = (message: MapMessage): string | undefined =>
+ *   parseTraceparent(message.message[TRACEPARENT_FIELD] ?? "")?.traceId;
+ * ```
+ */
 export const TRACEPARENT_FIELD = "traceparent";
-/** The message field carrying the W3C `tracestate`, when the sending span's context has one. */
+/**
+ * The message field carrying the W3C `tracestate`, when the sending span's context has one.
+ *
+ * @example
+ * ```ts
+ * import { parseTraceparent, TRACEPARENT_FIELD, TRACESTATE_FIELD } from "./_tracing.ts";
+ * const fields: Record<string, string> = {
+ *   [TRACEPARENT_FIELD]: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+ *   [TRACESTATE_FIELD]: "vendor=1",
+ * };
+ * const parent = parseTraceparent(fields[TRACEPARENT_FIELD], fields[TRACESTATE_FIELD]);
+ * if (parent?.traceState?.get("vendor") !== "1") throw new Error("unexpected");
+ * ```
+ */
 export const TRACESTATE_FIELD = "tracestate";
-/** The name of the tracer (the instrumentation scope) the nodes' spans come from. */
+/**
+ * The name of the tracer (the instrumentation scope) the nodes' spans come from.
+ *
+ * @example
+ * ```ts
+ * import { TRACER_NAME } from "./_tracing.ts";
+ * // A collector or a sampler can tell the toolkit's spans by their scope name.
+ * if (TRACER_NAME !== "automp") throw new Error(TRACER_NAME);
+ * ```
+ */
 export const TRACER_NAME = "automp";
 
 // Version 00: exactly 55 characters. Later versions may append fields after a dash.

@@ -54,7 +54,20 @@ export interface Storage {
   metrics?(): MetricFamily[];
 }
 
-/** The histogram of fsync durations a durable {@link Storage} reports in its `metrics()`. */
+/**
+ * The name of the histogram of fsync durations a durable {@link Storage} reports in its
+ * `metrics()`.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStorage, STORAGE_FSYNC_METRIC } from "./storage.ts";
+ * import type { Storage } from "./storage.ts";
+ * // A store without a disk reports no fsyncs.
+ * const storage: Storage = new MemoryStorage();
+ * const fsyncs = storage.metrics?.().find((family) => family.name === STORAGE_FSYNC_METRIC);
+ * if (fsyncs !== undefined) throw new Error("unexpected");
+ * ```
+ */
 export const STORAGE_FSYNC_METRIC = "automp_storage_fsync_duration_seconds";
 
 /**
