@@ -219,8 +219,6 @@ export class NodeTracing {
   readonly #wallOriginMs: number | undefined;
   readonly #inject: boolean;
   readonly #skipField: string | undefined;
-  /** The attributes of each worker's `process` spans, which never change. */
-  readonly #processAttributes = new Map<string, Attributes>();
   /** The context of the receive or handling running now: the parent of the sends made there. */
   #current: Context | undefined;
   /** Messages handed to workers → the context of their receive (or local send). */
@@ -322,9 +320,8 @@ export class NodeTracing {
    * message within a `process` span, a child of the message's receive (or local send).
    */
   handling(worker: string): (message: MapMessage, handle: (message: MapMessage) => void) => void {
-    const attributes = this.#processAttributes.get(worker) ??
-      Object.freeze(this.#attributes("process", worker));
-    this.#processAttributes.set(worker, attributes);
+    // The same for every message this worker handles: made once.
+    const attributes = Object.freeze(this.#attributes("process", worker));
     return (message, handle) => {
       const parent = this.#delivered.get(message) ?? this.#parent();
       const span = this.#tracer.startSpan(

@@ -3274,9 +3274,12 @@ export class AutoMpiNode {
   }
 
   #receive(message: MapMessage, connection: Connection | undefined): void {
-    if (this.#tracing === undefined) this.#deliver(message, connection);
-    else {this.#tracing.receive(message, connection?.conn.remote, () =>
-        this.#deliver(message, connection));}
+    if (this.#tracing === undefined) {
+      this.#deliver(message, connection);
+      return;
+    }
+    const deliver = () => this.#deliver(message, connection);
+    this.#tracing.receive(message, connection?.conn.remote, deliver);
   }
 
   #deliver(message: MapMessage, connection: Connection | undefined): void {

@@ -3,13 +3,13 @@
  * clusters (deterministic; spans carry virtual time): a request and its answer across nodes form
  * one trace; without a provider nothing is added to messages; a provider registered globally
  * before the nodes are made is used; nodes speaking the original protocol record spans but carry
- * no context.
+ * no context; a worker's exception is recorded on its span.
  *
  * @module
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ProxyTracerProvider, SpanKind, trace } from "@opentelemetry/api";
+import { ProxyTracerProvider, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -17,8 +17,9 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { SimCluster } from "../sim/cluster.ts";
-import { EchoWorker } from "../src/worker.ts";
-import type { NodeOptions } from "../src/node.ts";
+import { Simulation } from "../sim/simulation.ts";
+import { EchoWorker, WorkerBase } from "../src/worker.ts";
+import { AutoMpiNode, type NodeOptions } from "../src/node.ts";
 import { formatTraceparent, parseTraceparent } from "../src/_tracing.ts";
 
 function recording() {
@@ -171,4 +172,44 @@ test("traceparent fields are parsed by the W3C rules", () => {
   }
   // A later version may add fields; what version 00 defines is read.
   assert.equal(parseTraceparent(`01-${id}-b7ad6b7169203331-01-extra`)?.traceId, id);
+});
+
+test("a tracerProvider that is not one is refused with the reason", () => {
+  const sim = new Simulation({ seed: 1 });
+  let error: unknown;
+  sim.addHost("h", (platform) => {
+    try {
+      new AutoMpiNode(platform, { tracerProvider: {} as never });
+    } catch (caught) {
+      error = caught;
+    }
+  });
+  assert.ok(error instanceof TypeError);
+  assert.match(
+    error.message,
+    /^Cannot create node: tracerProvider must be a TracerProvider or false/,
+  );
+});
+
+test("a worker's exception is recorded on its process span, and the node goes on", () => {
+  const { exporter, provider } = recording();
+  class Failing extends WorkerBase {
+    protected override onMessage(): void {
+      throw new Error("boom");
+    }
+  }
+  const cluster = new SimCluster({
+    nodes: 2,
+    seed: 12,
+    node: { tracerProvider: provider },
+    setup: ({ node, index }) => index === 1 && node.attachWorker(new Failing("failing")),
+  });
+  cluster.settle();
+  exporter.reset();
+  assert.ok(cluster.client(0, "app").send("failing", { command: "x" }));
+  cluster.run(500);
+  const handling = exporter.getFinishedSpans().find((span) => span.name === "process");
+  assert.equal(handling?.status.code, SpanStatusCode.ERROR);
+  assert.equal(handling?.events[0]?.name, "exception");
+  assert.equal(cluster.node(1)!.state().stats.workerErrors, 1);
 });
