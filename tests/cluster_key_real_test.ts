@@ -98,7 +98,11 @@ test("real sockets: keyed nodes link and deliver; wrong-key and keyless nodes ne
     const seeds = [a.address, b.address];
     const c = await w.start("C", { clusterKey: "not the key", seeds });
     const d = await w.start("D", { seeds });
-    await waitFor("A and B linked", () => a.linkCount === 1 && b.linkCount === 1);
+    // The worker set comes in a frame of its own after the link is up: wait for it too.
+    await waitFor(
+      "A and B linked, A knowing WB",
+      () => a.linkCount === 1 && b.linkCount === 1 && a.locate("WB") === "B",
+    );
     assert.ok(a.send(createMessage("WB", { n: "1" }, { source: "test" })));
     await waitFor("WB got the message", () => worker(b, "WB").received.length === 1);
     const refusals = (node: string, pattern: RegExp, from?: string) =>
