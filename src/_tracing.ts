@@ -223,6 +223,9 @@ export class NodeTracing {
   #current: Context | undefined;
   /** Messages handed to workers → the context of their receive (or local send). */
   readonly #delivered = new WeakMap<MapMessage, Context>();
+  /** Span options of sends and receives by destination: the same for every message to it. */
+  readonly #sendOptions = new Map<string, SpanOptions>();
+  readonly #receiveOptions = new Map<string, SpanOptions>();
 
   constructor(options: NodeTracingOptions) {
     this.#tracer = options.tracer;
@@ -264,7 +267,7 @@ export class NodeTracing {
     const parent = this.#parent();
     const span = this.#tracer.startSpan(
       "send",
-      this.#spanOptions(SpanKind.PRODUCER, this.#attributes("send", message.destination)),
+      this.#options(this.#sendOptions, SpanKind.PRODUCER, "send", message.destination),
       parent,
     );
     if (inert(span)) {
@@ -285,34 +288,39 @@ export class NodeTracing {
 
   /**
    * Delivers a received `message` within a `receive` span, a child of the sending span its
-   * `traceparent` names (a new trace without one). `from` is the link's remote address.
+   * `traceparent` names (a new trace without one): calls `deliver(message, via)`. `from` is the
+   * link's remote address.
    */
-  receive(message: MapMessage, from: Address | undefined, deliver: () => void): void {
-    if (this.#skipped(message)) return deliver();
+  receive<T>(
+    message: MapMessage,
+    from: Address | undefined,
+    deliver: (message: MapMessage, via: T) => void,
+    via: T,
+  ): void {
+    if (this.#skipped(message)) return deliver(message, via);
     const fields = message.message;
     const traceparent = fields[TRACEPARENT_FIELD];
     const remote = traceparent === undefined
       ? undefined
       : parseTraceparent(traceparent, fields[TRACESTATE_FIELD]);
     const parent = remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote);
-    const attributes = this.#attributes("receive", message.destination);
-    if (from !== undefined) {
-      attributes["network.peer.address"] = from.host;
-      attributes["network.peer.port"] = from.port;
-    }
     const span = this.#tracer.startSpan(
       "receive",
-      this.#spanOptions(SpanKind.CONSUMER, attributes),
+      this.#options(this.#receiveOptions, SpanKind.CONSUMER, "receive", message.destination),
       parent,
     );
     if (inert(span)) {
-      deliver();
+      deliver(message, via);
       span.end();
       return;
     }
+    if (from !== undefined && span.isRecording()) {
+      span.setAttribute("network.peer.address", from.host);
+      span.setAttribute("network.peer.port", from.port);
+    }
     const context = trace.setSpan(parent, span);
     this.#delivered.set(message, context);
-    this.#run(context, span, deliver);
+    this.#run(context, span, () => deliver(message, via));
   }
 
   /**
@@ -321,12 +329,12 @@ export class NodeTracing {
    */
   handling(worker: string): (message: MapMessage, handle: (message: MapMessage) => void) => void {
     // The same for every message this worker handles: made once.
-    const attributes = Object.freeze(this.#attributes("process", worker));
+    const options = new Map<string, SpanOptions>();
     return (message, handle) => {
       const parent = this.#delivered.get(message) ?? this.#parent();
       const span = this.#tracer.startSpan(
         "process",
-        this.#spanOptions(SpanKind.CONSUMER, attributes),
+        this.#options(options, SpanKind.CONSUMER, "process", worker),
         parent,
       );
       if (inert(span)) {
@@ -365,20 +373,30 @@ export class NodeTracing {
     return this.#skipField !== undefined && message.message[this.#skipField] !== undefined;
   }
 
-  #spanOptions(kind: SpanKind, attributes: Attributes): SpanOptions {
-    return this.#wallOriginMs === undefined
-      ? { kind, attributes }
-      : { kind, attributes, startTime: this.#time() };
-  }
-
-  #attributes(operation: "send" | "receive" | "process", destination: string): Attributes {
-    return {
-      "messaging.system": TRACER_NAME,
-      "messaging.operation.type": operation,
-      "messaging.operation.name": operation,
-      "messaging.destination.name": destination,
-      "messaging.client.id": this.#nodeGuid,
-    };
+  /**
+   * The options of a span of `operation` to `destination`: made once per destination (the cache
+   * is emptied when it holds a thousand), with the start time of now when spans take virtual time.
+   */
+  #options(
+    cache: Map<string, SpanOptions>,
+    kind: SpanKind,
+    operation: "send" | "receive" | "process",
+    destination: string,
+  ): SpanOptions {
+    let options = cache.get(destination);
+    if (options === undefined) {
+      if (cache.size >= 1000) cache.clear();
+      const attributes: Attributes = Object.freeze({
+        "messaging.system": TRACER_NAME,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": destination,
+        "messaging.client.id": this.#nodeGuid,
+      });
+      options = Object.freeze({ kind, attributes });
+      cache.set(destination, options);
+    }
+    return this.#wallOriginMs === undefined ? options : { ...options, startTime: this.#time() };
   }
 
   /** Now, as the node's clock tells it, in the API's [seconds, nanoseconds]. */

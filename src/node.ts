@@ -1059,8 +1059,10 @@ export class AutoMpiNode {
     checkMessage(message);
     return this.#tracing === undefined
       ? this.#route(message)
-      : this.#tracing.send(message, (traced) => this.#route(traced));
+      : this.#tracing.send(message, this.#routeTraced);
   }
+
+  readonly #routeTraced = (message: MapMessage): boolean => this.#route(message);
 
   #route(message: MapMessage): boolean {
     if (this.#events.has("message-sent") && message.message[SERVICE_FIELD] === undefined) {
@@ -3278,9 +3280,11 @@ export class AutoMpiNode {
       this.#deliver(message, connection);
       return;
     }
-    const deliver = () => this.#deliver(message, connection);
-    this.#tracing.receive(message, connection?.conn.remote, deliver);
+    this.#tracing.receive(message, connection?.conn.remote, this.#deliverTraced, connection);
   }
+
+  readonly #deliverTraced = (message: MapMessage, connection: Connection | undefined): void =>
+    this.#deliver(message, connection);
 
   #deliver(message: MapMessage, connection: Connection | undefined): void {
     this.#stats.messagesReceived++;
