@@ -14,6 +14,10 @@
  * done
  * ```
  *
+ * With `--noop-tracer` both nodes get a tracer provider whose spans record nothing (a checkout
+ * that has `tracerProvider`): alternate runs with and without it to see what tracing with a no-op
+ * tracer costs.
+ *
  * On Bun (`bun run bench/ab_oneway.ts DIR`), the other checkout needs a `node_modules` (a link to
  * this one's will do).
  *
@@ -34,7 +38,17 @@ interface Node {
   send(message: unknown): boolean;
 }
 
-const root = resolve(process.argv[2] ?? ".");
+const args = process.argv.slice(2);
+const noopTracer = args.includes("--noop-tracer");
+const root = resolve(args.find((arg) => !arg.startsWith("--")) ?? ".");
+// The API's no-op tracer, given explicitly (a bare proxy would count as no provider at all).
+// Loaded only when asked for: an older checkout's import map may not have the API.
+const noopProvider = noopTracer
+  ? await import("@opentelemetry/api").then(({ ProxyTracerProvider }) => {
+    const proxy = new ProxyTracerProvider();
+    return { getTracer: (name: string) => proxy.getTracer(name) };
+  })
+  : undefined;
 const load = (path: string) => import(pathToFileURL(resolve(root, path)).href);
 const { AutoMpiNode } = await load("src/node.ts");
 const { createMessage } = await load("src/message.ts");
@@ -68,6 +82,7 @@ const make = (guid: string, seeds: string[] = []): Node =>
     listen: { host: "127.0.0.1", port: 0 },
     discovery: false,
     seeds,
+    ...(noopTracer ? { tracerProvider: noopProvider } : {}),
   });
 const receiver = make("BenchB");
 const sink = new Sink("Sink", { queueLimit: 1_000_000 });
@@ -108,7 +123,7 @@ async function run(total: number): Promise<number> {
 await run(20_000);
 let best = 0;
 for (let i = 0; i < 3; i++) best = Math.max(best, await run(200_000));
-console.log(JSON.stringify({ root, msgPerSecond: Math.round(best) }));
+console.log(JSON.stringify({ root, noopTracer, msgPerSecond: Math.round(best) }));
 sender.close();
 receiver.close();
 await platform.close();
