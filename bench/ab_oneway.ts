@@ -41,13 +41,12 @@ interface Node {
 const args = process.argv.slice(2);
 const noopTracer = args.includes("--noop-tracer");
 const root = resolve(args.find((arg) => !arg.startsWith("--")) ?? ".");
-// The API's no-op tracer, given explicitly (a bare proxy would count as no provider at all).
-// Loaded only when asked for: an older checkout's import map may not have the API.
+// The API's no-op provider (what an empty proxy delegates to), as if the application had
+// registered it. Loaded only when asked for: an older checkout's import map may not have the API.
 const noopProvider = noopTracer
-  ? await import("@opentelemetry/api").then(({ ProxyTracerProvider }) => {
-    const proxy = new ProxyTracerProvider();
-    return { getTracer: (name: string) => proxy.getTracer(name) };
-  })
+  ? await import("@opentelemetry/api").then(({ ProxyTracerProvider }) =>
+    new ProxyTracerProvider().getDelegate()
+  )
   : undefined;
 const load = (path: string) => import(pathToFileURL(resolve(root, path)).href);
 const { AutoMpiNode } = await load("src/node.ts");

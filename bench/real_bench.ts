@@ -390,11 +390,12 @@ async function rawEcho(
   };
 }
 
-/** A provider whose tracers make spans that record nothing: the API's no-op, given explicitly. */
+/**
+ * The API's no-op provider, whose tracers make spans that record nothing: what an empty proxy
+ * delegates to, given as if the application had registered it.
+ */
 function noopTracerProvider(): TracerProvider {
-  // A bare proxy counts as "nothing registered"; wrapped, its no-op tracer is used as it is.
-  const proxy = new ProxyTracerProvider();
-  return { getTracer: (name, version, options) => proxy.getTracer(name, version, options) };
+  return new ProxyTracerProvider().getDelegate();
 }
 
 /** The SDK recording every span, then dropping it at export. */
