@@ -325,13 +325,15 @@ export class NodeTracing {
 
   /**
    * What the node gives worker `worker` as `WorkerContext.traceHandling`: runs a handler on a
-   * message within a `process` span, a child of the message's receive (or local send).
+   * message within a `process` span, a child of the message's receive (or local send). A message
+   * whose receive or send made no span to carry (a no-op tracer's) gets none either.
    */
   handling(worker: string): (message: MapMessage, handle: (message: MapMessage) => void) => void {
     // The same for every message this worker handles: made once.
     const options = new Map<string, SpanOptions>();
     return (message, handle) => {
-      const parent = this.#delivered.get(message) ?? this.#parent();
+      const parent = this.#delivered.get(message);
+      if (parent === undefined) return handle(message);
       const span = this.#tracer.startSpan(
         "process",
         this.#options(options, SpanKind.CONSUMER, "process", worker),
