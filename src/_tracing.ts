@@ -13,7 +13,8 @@
  * no field is added, and each call site costs one check.
  *
  * With a tracer whose spans record nothing and name no trace (the API's no-op), a message costs
- * a span object per step and nothing more: no context is made, nothing goes into the message.
+ * two bare span objects (its send and its receive) and nothing more: no context is made, nothing
+ * goes into the message, and its handling gets no span.
  *
  * Spans of a simulated node are timed by its clock, so they carry virtual time; on real runtimes
  * the SDK times them itself, from the same monotonic source.
@@ -221,8 +222,13 @@ export class NodeTracing {
   readonly #skipField: string | undefined;
   /** The context of the receive or handling running now: the parent of the sends made there. */
   #current: Context | undefined;
-  /** Messages handed to workers → the context of their receive (or local send). */
-  readonly #delivered = new WeakMap<MapMessage, Context>();
+  /**
+   * Messages queued to workers within a traced send or receive → its context, and how many
+   * handlings of it are due (a broadcast is queued to every worker). A Map whose entries the
+   * handlings take out, not a WeakMap: one WeakMap key per message costs the garbage collector
+   * more than the spans themselves.
+   */
+  readonly #queued = new Map<MapMessage, { readonly context: Context; handlings: number }>();
   /** Span options of sends and receives by destination: the same for every message to it. */
   readonly #sendOptions = new Map<string, SpanOptions>();
   readonly #receiveOptions = new Map<string, SpanOptions>();
@@ -277,8 +283,6 @@ export class NodeTracing {
     }
     const context = trace.setSpan(parent, span);
     const traced = this.#inject ? withTraceContext(message, span.spanContext()) : message;
-    // A local worker gets the message straight from the routing: its handling's parent.
-    this.#delivered.set(traced, context);
     return this.#run(context, span, () => {
       const sent = route(traced);
       if (!sent) span.setStatus({ code: SpanStatusCode.ERROR, message: "undeliverable" });
@@ -318,22 +322,39 @@ export class NodeTracing {
       span.setAttribute("network.peer.address", from.host);
       span.setAttribute("network.peer.port", from.port);
     }
-    const context = trace.setSpan(parent, span);
-    this.#delivered.set(message, context);
-    this.#run(context, span, () => deliver(message, via));
+    this.#run(trace.setSpan(parent, span), span, () => deliver(message, via));
+  }
+
+  /**
+   * The node queued `message` to a worker: its handling will be a child of the send or receive
+   * running now (if that made a span to carry; a no-op tracer's did not).
+   */
+  queued(message: MapMessage): void {
+    const context = this.#current;
+    if (context === undefined) return;
+    const entry = this.#queued.get(message);
+    if (entry !== undefined && entry.context === context) {
+      entry.handlings++;
+      return;
+    }
+    // Messages that are never handled (their worker was closed) must not pile up.
+    if (this.#queued.size >= MAX_QUEUED) this.#queued.clear();
+    this.#queued.set(message, { context, handlings: 1 });
   }
 
   /**
    * What the node gives worker `worker` as `WorkerContext.traceHandling`: runs a handler on a
-   * message within a `process` span, a child of the message's receive (or local send). A message
-   * whose receive or send made no span to carry (a no-op tracer's) gets none either.
+   * message within a `process` span, a child of the send or receive that queued it. A message
+   * queued outside one (a no-op tracer's) gets no span either.
    */
   handling(worker: string): (message: MapMessage, handle: (message: MapMessage) => void) => void {
     // The same for every message this worker handles: made once.
     const options = new Map<string, SpanOptions>();
     return (message, handle) => {
-      const parent = this.#delivered.get(message);
-      if (parent === undefined) return handle(message);
+      const entry = this.#queued.get(message);
+      if (entry === undefined) return handle(message);
+      if (--entry.handlings === 0) this.#queued.delete(message);
+      const parent = entry.context;
       const span = this.#tracer.startSpan(
         "process",
         this.#options(options, SpanKind.CONSUMER, "process", worker),
@@ -408,6 +429,9 @@ export class NodeTracing {
     return [seconds, Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))];
   }
 }
+
+/** Most messages waiting for their handling's span at once (see {@link NodeTracing.queued}). */
+const MAX_QUEUED = 1 << 16;
 
 /**
  * Whether a span is what a no-op tracer makes: recording nothing and naming no trace, so that

@@ -3378,6 +3378,7 @@ export class AutoMpiNode {
     if (this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined) {
       this.#events.emit("message-delivered", { worker: worker.guid, message });
     }
+    this.#tracing?.queued(message);
     this.#pendingWorkers.add(worker);
     if (!this.#workerPassScheduled) {
       this.#workerPassScheduled = true;

@@ -21,6 +21,7 @@ import { Simulation } from "../sim/simulation.ts";
 import { EchoWorker, WorkerBase } from "../src/worker.ts";
 import { AutoMpiNode, type NodeOptions } from "../src/node.ts";
 import { formatTraceparent, parseTraceparent } from "../src/_tracing.ts";
+import { ALL_WORKERS } from "../src/message.ts";
 
 function recording() {
   const exporter = new InMemorySpanExporter();
@@ -212,4 +213,35 @@ test("a worker's exception is recorded on its process span, and the node goes on
   assert.equal(handling?.status.code, SpanStatusCode.ERROR);
   assert.equal(handling?.events[0]?.name, "exception");
   assert.equal(cluster.node(1)!.state().stats.workerErrors, 1);
+});
+
+test("a message to all workers is handled by each in a span of its own, children of one receive", () => {
+  const { exporter, provider } = recording();
+  const cluster = new SimCluster({
+    nodes: 2,
+    seed: 13,
+    node: { tracerProvider: provider },
+    setup: ({ node, index }) => {
+      if (index === 1) {
+        for (const guid of ["e1a", "e1b"]) node.attachWorker(new EchoWorker(guid));
+      }
+    },
+  });
+  const app = cluster.client(0, "app");
+  cluster.settle();
+  exporter.reset();
+  assert.ok(app.send(ALL_WORKERS, { command: "hi" }));
+  cluster.run(500);
+  const spans = exporter.getFinishedSpans();
+  const receive = spans.find((span) =>
+    span.name === "receive" && span.attributes["messaging.destination.name"] === ALL_WORKERS
+  );
+  assert.ok(receive, "node 1 received the broadcast");
+  const handlings = spans.filter((span) =>
+    span.name === "process" && span.parentSpanContext?.spanId === receive.spanContext().spanId
+  );
+  assert.deepEqual(
+    handlings.map((span) => span.attributes["messaging.destination.name"]).sort(),
+    ["e1a", "e1b"],
+  );
 });
