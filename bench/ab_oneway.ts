@@ -7,12 +7,16 @@
  * `realRows` sends them (bursts of 1,000, at most 20,000 unconfirmed).
  *
  * ```sh
- * git worktree add /tmp/base <commit>
- * for i in 1 2 3 4 5; do
- *   deno run -A --config /tmp/base/deno.json bench/ab_oneway.ts /tmp/base
- *   deno run -A bench/ab_oneway.ts "$PWD"
+ * git worktree add /tmp/base <commit>; git worktree add /tmp/head HEAD
+ * for i in 1 2 3 4 5 6; do
+ *   for dir in $([ $((i % 2)) = 1 ] && echo /tmp/base /tmp/head || echo /tmp/head /tmp/base); do
+ *     deno run -A --config $dir/deno.json bench/ab_oneway.ts $dir
+ *   done
  * done
  * ```
+ *
+ * Put both checkouts on the same file system and let them take turns going first: on Bun the
+ * first run of a pair was measurably favoured.
  *
  * With `--noop-tracer` both nodes get a tracer provider whose spans record nothing (a checkout
  * that has `tracerProvider`): alternate runs with and without it to see what tracing with a no-op
