@@ -378,14 +378,28 @@ export class Membership {
     this.#sendTable(address, true);
   }
 
-  /** How often the node should call {@link tick}: a quarter of the ping timeout's slack. */
-  get tickMs(): number {
-    return Math.min(this.#pingTimeoutMs, this.#intervalMs) / 2;
+  /**
+   * When {@link tick} next has work: the next ping round, an unanswered ping's timeout, or a
+   * suspicion's end. The node sets a timer for it after each tick. Messages received in between
+   * never bring it earlier (a suspicion heard ends after the next round), so one timer is
+   * enough, and a quiet cluster wakes each node once per interval.
+   */
+  nextWakeMs(): number {
+    let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
+    for (const watch of this.#watching.values()) {
+      if (watch.pingSentMs > 0 && !watch.acked && !watch.indirectSent) {
+        wake = Math.min(wake, watch.pingSentMs + this.#pingTimeoutMs);
+      }
+    }
+    for (const since of this.#suspectedAt.values()) {
+      wake = Math.min(wake, since + this.#suspicionMs);
+    }
+    return wake;
   }
 
   /**
-   * Checks timeouts and, once per interval, pings the watched members. Call it every
-   * {@link tickMs} (more often is harmless; less often coarsens detection).
+   * Checks timeouts and, once per interval, pings the watched members. Call it at
+   * {@link nextWakeMs} (more often is harmless; later coarsens detection).
    */
   tick(): void {
     if (this.#closed) return;

@@ -77,8 +77,8 @@ class Net {
         if (guid === undefined || this.crashed.has(guid)) continue;
         this.nodes.get(guid)!.receive(d.message, d.fromAddress);
       }
-      if (this.nowMs % 250 === 0) {
-        for (const [guid, node] of this.nodes) if (!this.crashed.has(guid)) node.tick();
+      for (const [guid, node] of this.nodes) {
+        if (!this.crashed.has(guid) && node.nextWakeMs() <= this.nowMs) node.tick();
       }
     }
   }
