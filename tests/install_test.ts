@@ -98,3 +98,11 @@ test("the Deno run checks the JSDoc examples and includes mod.ts", () => {
   const runner = read("tests/_run_deno.ts");
   assert.match(runner, /"--doc"/);
 });
+
+test("Bun runs the tests of every directory deno.json's test.include names, and only those", async () => {
+  const { BUN_TEST_DIRS } = await import("./_run_bun.ts");
+  const config = JSON.parse(read("deno.json"));
+  const dirs = (config.test.include as string[]).filter((path) => path.endsWith("/"))
+    .map((dir) => `./${dir.slice(0, -1)}`);
+  assert.deepEqual([...BUN_TEST_DIRS].sort(), dirs.sort());
+});
