@@ -19,21 +19,21 @@ import { importsOf, isRelative, runtimeGlobalsIn } from "./_imports.ts";
  */
 export const NODE_EXCLUDED_TESTS: Readonly<Record<string, string>> = {
   "build/": "tests the npm build, which runs on Deno, not the package",
-  "tests/versions_test.ts":
+  "tests/tooling/versions_test.ts":
     "checks the repository's manifests (deno.json, package.json, lockfiles), not code",
-  "tests/purity_test.ts": "scans the TypeScript sources of src/ and sim/, not the package",
-  "tests/sim_cli_test.ts":
+  "tests/tooling/purity_test.ts": "scans the TypeScript sources of src/ and sim/, not the package",
+  "tests/sim/sim_cli_test.ts":
     "runs sim/cli.ts in a child process of its own runtime (Node 20 runs no .ts)",
-  "tests/integration_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/browser_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/netns_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/netns_legacy_test.ts": "runs mod.ts and the fake original as Deno and Bun processes",
-  "tests/duplicate_guid_live_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/metrics_real_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/placement_real_test.ts": "runs mod.ts as Deno and Bun processes",
-  "tests/example_workers_test.ts":
+  "tests/live/integration_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/live/browser_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/netns/netns_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/netns/netns_legacy_test.ts": "runs mod.ts and the fake original as Deno and Bun processes",
+  "tests/live/duplicate_guid_live_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/live/metrics_real_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/live/placement_real_test.ts": "runs mod.ts as Deno and Bun processes",
+  "tests/live/example_workers_test.ts":
     "runs mod.ts as a Deno or Bun process, its camera server on Deno.serve or Bun.serve",
-  "tests/npm_package_test.ts": "builds and installs this package itself",
+  "tests/tooling/npm_package_test.ts": "builds and installs this package itself",
 };
 
 /**
@@ -42,9 +42,9 @@ export const NODE_EXCLUDED_TESTS: Readonly<Record<string, string>> = {
  */
 export const NODE_EXCLUDED_TEST_NAMES: Readonly<Record<string, string>> = {
   "decodeHello refuses a 200-byte hello of nested array claims":
-    "runs tests/_hostile_hello_child.ts as a Deno or Bun process with a capped heap",
+    "runs tests/property/_hostile_hello_child.ts as a Deno or Bun process with a capped heap",
   "file storage: after kill -9 at seeded moments":
-    "runs tests/_file_storage_child.ts in a child process of its runtime (Node 20 runs no .ts)",
+    "runs tests/live/_file_storage_child.ts in a child process of its runtime (Node 20 runs no .ts)",
 };
 
 /**

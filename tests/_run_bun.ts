@@ -22,12 +22,12 @@
 
 import { ensureNodeModules } from "./_install.ts";
 
-/** The Bun release the suite is tested on; tests/versions_test.ts keeps every pin equal. */
+/** The Bun release the suite is tested on; tests/tooling/versions_test.ts keeps every pin equal. */
 export const BUN_VERSION = "1.4.5";
 
 /**
  * Directories whose `*_test.ts` files Bun runs, relative to the repository root: the
- * directories of deno.json's `test.include` (tests/install_test.ts keeps them equal).
+ * directories of deno.json's `test.include` (tests/tooling/install_test.ts keeps them equal).
  */
 export const BUN_TEST_DIRS: readonly string[] = [
   "./bench",
