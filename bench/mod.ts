@@ -12,7 +12,11 @@
  * - `scenario`: `scenario_bench.ts`, fault campaigns (`runScenario`) per second on 5-, 20- and
  *   100-node clusters with user workers and traffic, beside the same scenarios kept quiet.
  *
- * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery,scenario]`, or
+ * - `membership`: `membership_bench.ts`, the scaling membership (ring monitors, flooding) on
+ *   100 and 1,000 simulated hosts beside the mesh's all-to-all heartbeats at the same sizes
+ *   (`--membership-sizes 100,1000,10000` for other sizes).
+ *
+ * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery,scenario,membership]`, or
  * `bun run bench/mod.ts …`. `--sim-1000-budget-s N` sets the wall-clock budget of the
  * 1,000-node run (default 20), `--sim-1000-full` runs it until fully meshed (minutes, 6+ GB).
  * Progress goes to stderr, so `--json` output stays one JSON object per line on stdout.
@@ -28,9 +32,18 @@ import { realRows } from "./real_bench.ts";
 import { peerComparisonRows, peerRows } from "./peer_bench.ts";
 import { discoveryRows } from "./discovery_bench.ts";
 import { scenarioRows } from "./scenario_bench.ts";
+import { membershipRows, membershipSizesFromArgs } from "./membership_bench.ts";
 
 /** The groups of benchmarks, in the order they run. */
-export const GROUPS = ["codec", "real", "peer", "discovery", "scenario", "sim"] as const;
+export const GROUPS = [
+  "codec",
+  "real",
+  "peer",
+  "discovery",
+  "scenario",
+  "membership",
+  "sim",
+] as const;
 
 /** One group of benchmarks. */
 export type Group = (typeof GROUPS)[number];
@@ -75,6 +88,8 @@ export async function allRows(args: readonly string[] = benchArgs()): Promise<Be
   if (groups.has("discovery")) rows.push(...(await discoveryRows()));
   forceGc(); // What the group before left on the heap is not this group's cost.
   if (groups.has("scenario")) rows.push(...scenarioRows());
+  forceGc(); // What the group before left on the heap is not this group's cost.
+  if (groups.has("membership")) rows.push(...membershipRows(membershipSizesFromArgs(args)));
   // The `sim` group last: its 1,000-node cluster leaves a heap of gigabytes whose collection
   // would slow down whatever ran after it (the real-socket figures above all).
   forceGc(); // What the group before left on the heap is not this group's cost.

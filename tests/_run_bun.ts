@@ -10,7 +10,7 @@
  * 2. It picks a Bun of exactly {@link BUN_VERSION}: the one CI installs into `.ci/tools/`, else
  *    `bun` on PATH, else `npx -y bun@<version>`. A `bun` of another version is used only when
  *    npx is missing, with a warning.
- * 3. It runs `bun test --timeout 120000 ./bench ./src ./sim ./tests ./adapters ./examples` plus
+ * 3. It runs `bun test --timeout 120000 ./bench ./src ./sim ./tests ./adapters ./examples ./build` plus
  *    the arguments given, and exits with Bun's exit code. Arguments starting with `./` or `../`
  *    are paths and replace the default directories (Bun treats other bare words as file-name
  *    filters).
@@ -22,10 +22,13 @@
 
 import { ensureNodeModules } from "./_install.ts";
 
-/** The Bun release the suite is tested on; tests/versions_test.ts keeps every pin equal. */
+/** The Bun release the suite is tested on; tests/tooling/versions_test.ts keeps every pin equal. */
 export const BUN_VERSION = "1.4.5";
 
-/** Directories whose `*_test.ts` files Bun runs, relative to the repository root. */
+/**
+ * Directories whose `*_test.ts` files Bun runs, relative to the repository root: the
+ * directories of deno.json's `test.include` (tests/tooling/install_test.ts keeps them equal).
+ */
 export const BUN_TEST_DIRS: readonly string[] = [
   "./bench",
   "./src",
@@ -33,6 +36,7 @@ export const BUN_TEST_DIRS: readonly string[] = [
   "./tests",
   "./adapters",
   "./examples",
+  "./build",
 ];
 
 const BUN_TEST_TIMEOUT_MS = 120_000;

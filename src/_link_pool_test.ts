@@ -1,0 +1,51 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { LinkPool } from "./_link_pool.ts";
+
+describe("link pool", () => {
+  it("a link idle for idleMs is closed and an active one is kept", () => {
+    const pool = new LinkPool({ idleMs: 1000 });
+    pool.touch("A", 0);
+    pool.touch("B", 0);
+    pool.touch("B", 900);
+    assert.deepEqual(pool.toClose(1000, () => false), ["A"]);
+    assert.equal(pool.size, 1);
+    assert.deepEqual(pool.toClose(1899, () => false), []);
+    assert.deepEqual(pool.toClose(1900, () => false), ["B"]);
+  });
+
+  it("over maxLinks the least recently used idle links close first", () => {
+    const pool = new LinkPool({ maxLinks: 3, idleMs: 60_000 });
+    for (const [i, peer] of ["A", "B", "C", "D", "E"].entries()) pool.touch(peer, i);
+    pool.touch("A", 10); // A is now the most recent
+    assert.deepEqual(pool.toClose(11, () => false), ["B", "C"]);
+    assert.equal(pool.size, 3);
+  });
+
+  it("busy and pinned links are never closed, even over the bound", () => {
+    const pool = new LinkPool({ maxLinks: 1, idleMs: 100 });
+    pool.touch("busy", 0);
+    pool.touch("pinned", 0);
+    pool.touch("idle", 0);
+    pool.pin("pinned");
+    assert.deepEqual(pool.toClose(500, (peer) => peer === "busy"), ["idle"]);
+    assert.equal(pool.size, 2);
+    pool.pin("pinned", false);
+    assert.deepEqual(pool.toClose(500, () => false), ["busy", "pinned"]);
+  });
+
+  it("a closed link leaves the pool and its pin", () => {
+    const pool = new LinkPool({ maxLinks: 1, idleMs: 100 });
+    pool.touch("A", 0);
+    pool.pin("A");
+    pool.closed("A");
+    assert.equal(pool.size, 0);
+    pool.touch("A", 0);
+    assert.deepEqual(pool.toClose(100, () => false), ["A"]);
+  });
+
+  it("bad bounds are refused with a Cannot error", () => {
+    assert.throws(() => new LinkPool({ maxLinks: 0 }), /^RangeError: Cannot create link pool/);
+    assert.throws(() => new LinkPool({ idleMs: -1 }), /Cannot create link pool: idleMs/);
+  });
+});

@@ -1,0 +1,752 @@
+/**
+ * Membership that scales: who is in the cluster, and who has failed, at a constant cost per node.
+ *
+ * Today every node heartbeats every node and keeps a link to each, so the cost of knowing who is
+ * alive grows with N². This part replaces that, for large clusters, with:
+ *
+ * - **Monitors on a ring.** Members are placed on a hash ring by GUID. Each member is watched by
+ *   the `monitors` (K) members that follow it on the ring: they ping it once per interval and
+ *   expect an ack. So each node sends K pings and K acks per interval, whatever N is.
+ * - **Indirect probes.** A monitor whose ping has no ack after `pingTimeoutMs` asks
+ *   `indirectProbes` other members to ping the subject for it (`ping-req`), so one broken path
+ *   alone does not raise a suspicion.
+ * - **Suspicion and refutation with versions.** When a whole interval passed with no ack, direct
+ *   or indirect, to its ping, the monitor suspects the subject. A member that hears itself
+ *   suspected or declared dead raises its version above the claim and announces itself alive: a
+ *   higher version always wins, and for equal versions dead beats suspect beats alive. A
+ *   suspicion not refuted within `suspicionMs` (one interval) becomes dead. So a crash is known
+ *   everywhere at most about 3 intervals after it, like the mesh's silence bound.
+ * - **Dissemination by flooding, not by rounds.** An update a node did not know is forwarded at
+ *   once to its two ring neighbours and `fanout` random members, so every member has it after about log(N) network hops
+ *   (milliseconds), not log(N) intervals. Recent updates also ride on pings and acks, and a
+ *   digest-first anti-entropy (`sync`) with one random member every `syncEveryIntervals` repairs
+ *   whatever floods and piggybacks missed. Joining is a `sync` with a seed.
+ * - **Direct evidence is not flooded.** A discovery broadcast is heard by the whole subnet, so a
+ *   member learned from one (`heard`) is not forwarded; cold start on one subnet costs N²
+ *   deliveries once, not N² floods.
+ *
+ * Pure bookkeeping with no I/O and no clock of its own: the node (or a test) feeds it ticks and
+ * messages through {@link MembershipHost} and it answers with messages to send and member events.
+ * Every random choice goes through the host, in a fixed order, so a seeded run is reproducible.
+ *
+ * Dead members are kept as tombstones (so a stale "alive" cannot resurrect them) until a newer
+ * version from the member itself replaces them; they are not expired yet.
+ *
+ * @module
+ */
+
+/** What a member is believed to be. */
+export type MemberStatus = "alive" | "suspect" | "dead";
+
+/** A claim about one member: the unit that is compared, stored and disseminated. */
+export interface MemberUpdate {
+  readonly guid: string;
+  /** Where its datagrams and links go, `host:port`. */
+  readonly address: string;
+  /**
+   * Orders claims about this member. A member starts at a version of its own choosing (the node
+   * uses its start time) and raises it only to refute a claim about itself.
+   */
+  readonly version: number;
+  readonly status: MemberStatus;
+}
+
+/** A datagram of the membership protocol. Every one names its sender and carries updates. */
+export type MembershipMessage =
+  | {
+    /** "Are you there?" — from a monitor, or on behalf of one (`onBehalfOf`). */
+    readonly kind: "ping";
+    readonly from: string;
+    readonly seq: number;
+    /** The member that asked for this probe with a `ping-req`, and its sequence number. */
+    readonly onBehalfOf?: { readonly guid: string; readonly address: string; readonly seq: number };
+    readonly updates: readonly MemberUpdate[];
+  }
+  | {
+    /** The answer to a ping, sent to whoever asked (or relayed to the original asker). */
+    readonly kind: "ack";
+    readonly from: string;
+    /** The member that was probed (differs from `from` when relayed). */
+    readonly subject: string;
+    readonly seq: number;
+    readonly updates: readonly MemberUpdate[];
+  }
+  | {
+    /** "Please ping `target` for me and send me its ack." */
+    readonly kind: "ping-req";
+    readonly from: string;
+    readonly seq: number;
+    readonly target: string;
+    readonly targetAddress: string;
+    readonly updates: readonly MemberUpdate[];
+  }
+  | {
+    /** New updates being flooded. */
+    readonly kind: "gossip";
+    readonly from: string;
+    readonly updates: readonly MemberUpdate[];
+  }
+  | {
+    /**
+     * Anti-entropy and joining. `digest` is the sender's table digest; `updates` is one page of
+     * its table when it pushes (`page` of `pages`), or empty for digest-only. `reply` asks the
+     * receiver to answer with its own table if the digests differ.
+     */
+    readonly kind: "sync";
+    readonly from: string;
+    readonly digest: number;
+    readonly reply: boolean;
+    readonly page: number;
+    readonly pages: number;
+    readonly updates: readonly MemberUpdate[];
+  };
+
+/** A change in what this node believes about a member. */
+export interface MemberEvent {
+  readonly type: "member-up" | "member-suspect" | "member-down" | "member-refuted";
+  readonly member: MemberUpdate;
+  /** Who said so: the GUID of the sender of the message, `self`, or `heard` for discovery. */
+  readonly via: string;
+}
+
+/** What the membership needs from its node. */
+export interface MembershipHost {
+  /** Virtual or real time in ms. */
+  now(): number;
+  /** An integer in [0, bound), from the platform's seeded randomness. */
+  randomInt(bound: number): number;
+  /** Sends a membership datagram to `address` (`host:port`). */
+  send(address: string, message: MembershipMessage): void;
+  /** Reports a change; called synchronously, in the order changes happen. */
+  changed(event: MemberEvent): void;
+}
+
+/** Tuning; every time is in ms. */
+export interface MembershipOptions {
+  readonly guid: string;
+  readonly address: string;
+  /** This member's starting version (the node passes its start time). */
+  readonly version: number;
+  /** The protocol period: pings go out once per interval. */
+  readonly intervalMs: number;
+  /** K: how many members watch each member. Default 3. */
+  readonly monitors?: number;
+  /** How many members are asked to probe a silent subject. Default 2. */
+  readonly indirectProbes?: number;
+  /** A ping with no ack after this long gets indirect probes. Default half an interval. */
+  readonly pingTimeoutMs?: number;
+  /** A suspicion not refuted for this long: dead. Default 1 interval. */
+  readonly suspicionMs?: number;
+  /** How many random members a new update is forwarded to. Default 3. */
+  readonly fanout?: number;
+  /** Most updates carried by one ping, ack or gossip. Default 8. */
+  readonly maxPiggyback?: number;
+  /** An anti-entropy digest goes to one random member every this many intervals. Default 5. */
+  readonly syncEveryIntervals?: number;
+  /** Most updates in one sync page (keeps datagrams well under 64 KiB). Default 200. */
+  readonly syncPageSize?: number;
+}
+
+/** Counters, for metrics and tests. */
+export interface MembershipStats {
+  pingsSent: number;
+  acksSent: number;
+  pingReqsSent: number;
+  gossipSent: number;
+  syncsSent: number;
+  updatesApplied: number;
+  suspicions: number;
+  refutations: number;
+  deaths: number;
+}
+
+interface Claim extends MemberUpdate {
+  /** Ring position, cached. */
+  readonly ring: number;
+  /** The digest term of this claim, cached. */
+  readonly term: number;
+}
+
+interface Watch {
+  /** When the current ping went out; 0 before the first. */
+  pingSentMs: number;
+  /** Whether the subject answered (directly or through a relay) since the current ping. */
+  acked: boolean;
+  /** Whether indirect probes went out for the current ping. */
+  indirectSent: boolean;
+}
+
+const RANK: Readonly<Record<MemberStatus, number>> = { alive: 0, suspect: 1, dead: 2 };
+
+/** 32-bit hash of a string (FNV-1a with a final avalanche), for ring places and digests. */
+export function hash32(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Whether claim `a` supersedes claim `b` about the same member. */
+export function supersedes(a: MemberUpdate, b: MemberUpdate): boolean {
+  if (a.version !== b.version) return a.version > b.version;
+  if (a.status !== b.status) return RANK[a.status] > RANK[b.status];
+  // Two claims that differ only in address: a fixed tie-break, so every table ends up the same.
+  return a.address > b.address;
+}
+
+function positiveInt(value: number | undefined, fallback: number, name: string): number {
+  const result = value ?? fallback;
+  if (!(Number.isInteger(result) && result >= 0)) {
+    throw new RangeError(`Cannot create membership: ${name} must be a whole number >= 0`);
+  }
+  return result;
+}
+
+function positiveMs(value: number | undefined, fallback: number, name: string): number {
+  const result = value ?? fallback;
+  if (!(typeof result === "number" && result > 0 && Number.isFinite(result))) {
+    throw new RangeError(`Cannot create membership: ${name} must be a positive number of ms`);
+  }
+  return result;
+}
+
+/**
+ * One node's view of the cluster's membership, and its part in watching the others.
+ *
+ * @example
+ * ```ts
+ * import { Membership, type MembershipMessage } from "./_membership.ts";
+ * const sent: [string, MembershipMessage][] = [];
+ * let now = 0;
+ * const host = {
+ *   now: () => now,
+ *   randomInt: (bound: number) => 0,
+ *   send: (to: string, message: MembershipMessage) => void sent.push([to, message]),
+ *   changed: () => {},
+ * };
+ * const a = new Membership(host, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
+ * a.heard({ guid: "B", address: "b:1", version: 1, status: "alive" });
+ * now = 1000;
+ * a.tick(); // A watches B (the only other member) and pings it
+ * if (!sent.some(([to, m]) => to === "b:1" && m.kind === "ping")) throw new Error("no ping");
+ * ```
+ */
+export class Membership {
+  readonly stats: MembershipStats = {
+    pingsSent: 0,
+    acksSent: 0,
+    pingReqsSent: 0,
+    gossipSent: 0,
+    syncsSent: 0,
+    updatesApplied: 0,
+    suspicions: 0,
+    refutations: 0,
+    deaths: 0,
+  };
+  readonly #host: MembershipHost;
+  readonly #guid: string;
+  #self: Claim;
+  readonly #intervalMs: number;
+  readonly #monitors: number;
+  readonly #indirect: number;
+  readonly #pingTimeoutMs: number;
+  readonly #suspicionMs: number;
+  readonly #fanout: number;
+  readonly #maxPiggyback: number;
+  readonly #syncEvery: number;
+  readonly #pageSize: number;
+  /** Every member this node knows of, itself included, dead ones as tombstones. */
+  readonly #records = new Map<string, Claim>();
+  /** Live members (alive or suspect), itself included, in ring order. */
+  #ring: Claim[] = [];
+  /** XOR of every record's term: equal tables have equal digests. */
+  #digest = 0;
+  /** Members this node monitors (its K predecessors on the ring), by GUID. */
+  readonly #watching = new Map<string, Watch>();
+  /** When each current suspicion started, by GUID. */
+  readonly #suspectedAt = new Map<string, number>();
+  /** Recent updates still to piggyback, with how many more times each rides along. */
+  readonly #piggyback = new Map<string, { update: MemberUpdate; left: number }>();
+  /** Pings relayed for others: our seq → whom to send the ack to. */
+  readonly #relays = new Map<number, { guid: string; address: string; seq: number }>();
+  #seq = 0;
+  #ticks = 0;
+  #lastRoundMs = -1;
+  #closed = false;
+
+  /** A membership for the node `options.guid` at `options.address`; it knows only itself. */
+  constructor(host: MembershipHost, options: MembershipOptions) {
+    if (typeof options.guid !== "string" || options.guid === "") {
+      throw new TypeError("Cannot create membership: guid must be a non-empty string");
+    }
+    if (typeof options.address !== "string" || options.address === "") {
+      throw new TypeError("Cannot create membership: address must be a non-empty string");
+    }
+    if (!Number.isFinite(options.version)) {
+      throw new RangeError("Cannot create membership: version must be a finite number");
+    }
+    this.#host = host;
+    this.#guid = options.guid;
+    this.#intervalMs = positiveMs(options.intervalMs, 1000, "intervalMs");
+    this.#monitors = Math.max(1, positiveInt(options.monitors, 3, "monitors"));
+    this.#indirect = positiveInt(options.indirectProbes, 2, "indirectProbes");
+    this.#pingTimeoutMs = positiveMs(
+      options.pingTimeoutMs,
+      this.#intervalMs / 2,
+      "pingTimeoutMs",
+    );
+    this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs, "suspicionMs");
+    this.#fanout = positiveInt(options.fanout, 3, "fanout");
+    this.#maxPiggyback = positiveInt(options.maxPiggyback, 8, "maxPiggyback");
+    this.#syncEvery = Math.max(1, positiveInt(options.syncEveryIntervals, 5, "syncEveryIntervals"));
+    this.#pageSize = Math.max(1, positiveInt(options.syncPageSize, 200, "syncPageSize"));
+    this.#self = this.#store({
+      guid: options.guid,
+      address: options.address,
+      version: options.version,
+      status: "alive",
+    });
+  }
+
+  /** This node's own current claim. */
+  get self(): MemberUpdate {
+    return this.#self;
+  }
+
+  /** The digest of the whole table; two nodes that agree on everything have equal digests. */
+  get digest(): number {
+    return this.#digest;
+  }
+
+  /** How many members are alive or suspect, this node included. */
+  get liveCount(): number {
+    return this.#ring.length;
+  }
+
+  /** What this node believes about `guid`, or undefined if it never heard of it. */
+  get(guid: string): MemberUpdate | undefined {
+    return this.#records.get(guid);
+  }
+
+  /** Live members (alive or suspect), this node included, in ring order. */
+  live(): readonly MemberUpdate[] {
+    return this.#ring;
+  }
+
+  /** Every known member including tombstones, in the order first heard. */
+  all(): IterableIterator<MemberUpdate> {
+    return this.#records.values();
+  }
+
+  /** The members this node watches (its K predecessors on the ring). */
+  watching(): string[] {
+    return [...this.#watching.keys()];
+  }
+
+  /**
+   * The `count` live members that follow `key` on the ring (the owners of a directory key):
+   * consistent hashing over the membership.
+   */
+  successorsOf(key: string, count = 1): MemberUpdate[] {
+    const ring = this.#ring;
+    if (ring.length === 0) return [];
+    const start = this.#search(hash32(key), key);
+    const result: MemberUpdate[] = [];
+    for (let i = 0; i < Math.min(count, ring.length); i++) {
+      result.push(ring[(start + i) % ring.length]);
+    }
+    return result;
+  }
+
+  /**
+   * Direct evidence that a member is alive, from a discovery heartbeat: stored, reported, but not
+   * flooded (the whole subnet heard the same broadcast).
+   */
+  heard(update: MemberUpdate): void {
+    this.#apply(update, "heard", false);
+  }
+
+  /** Joins through a seed: pushes this node's table to `address` and asks for its table. */
+  join(address: string): void {
+    this.#sendTable(address, true);
+  }
+
+  /**
+   * When {@link tick} next has work: the next ping round, an unanswered ping's timeout, or a
+   * suspicion's end. The node sets a timer for it after each tick. Messages received in between
+   * never bring it earlier (a suspicion heard ends after the next round), so one timer is
+   * enough, and a quiet cluster wakes each node once per interval.
+   */
+  nextWakeMs(): number {
+    let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
+    for (const watch of this.#watching.values()) {
+      if (watch.pingSentMs > 0 && !watch.acked && !watch.indirectSent) {
+        wake = Math.min(wake, watch.pingSentMs + this.#pingTimeoutMs);
+      }
+    }
+    for (const since of this.#suspectedAt.values()) {
+      wake = Math.min(wake, since + this.#suspicionMs);
+    }
+    return wake;
+  }
+
+  /**
+   * Checks timeouts and, once per interval, pings the watched members. Call it at
+   * {@link nextWakeMs} (more often is harmless; later coarsens detection).
+   */
+  tick(): void {
+    if (this.#closed) return;
+    const now = this.#host.now();
+    const round = this.#lastRoundMs < 0 || now - this.#lastRoundMs >= this.#intervalMs;
+    if (round) {
+      this.#lastRoundMs = now;
+      this.#ticks++;
+    }
+    for (const [guid, watch] of this.#watching) {
+      const subject = this.#records.get(guid)!;
+      const waiting = watch.pingSentMs > 0 && !watch.acked;
+      if (round) {
+        if (waiting && subject.status === "alive") {
+          // A whole interval with no answer, direct or indirect.
+          this.stats.suspicions++;
+          this.#apply({ ...subject, status: "suspect" }, "self", true);
+        }
+        if (!this.#watching.has(guid)) continue;
+        watch.pingSentMs = now;
+        watch.acked = false;
+        watch.indirectSent = false;
+        this.#ping(subject.address);
+      } else if (waiting && !watch.indirectSent && now - watch.pingSentMs >= this.#pingTimeoutMs) {
+        watch.indirectSent = true;
+        this.#probeIndirectly(subject);
+      }
+    }
+    // Suspicions that were not refuted in time become deaths.
+    for (const [guid, since] of this.#suspectedAt) {
+      if (now - since < this.#suspicionMs) continue;
+      const record = this.#records.get(guid)!;
+      this.stats.deaths++;
+      this.#apply({ ...record, status: "dead" }, "self", true);
+    }
+    if (round && this.#ticks % this.#syncEvery === 0) {
+      const partner = this.#randomLive([this.#guid]);
+      if (partner) this.#send(partner.address, this.#digestOnly(true));
+    }
+  }
+
+  /** Handles a membership datagram that arrived from `fromAddress`. */
+  receive(message: MembershipMessage, fromAddress: string): void {
+    if (this.#closed) return;
+    // Updates in a sync are old news (anti-entropy) except the sender's claim about itself,
+    // which is how a joiner becomes known: only that one is flooded.
+    const syncing = message.kind === "sync";
+    for (const update of message.updates) {
+      this.#apply(update, message.from, !syncing || update.guid === message.from);
+    }
+    switch (message.kind) {
+      case "ping": {
+        this.stats.acksSent++;
+        // On behalf of another member, the ack goes to the relay, which passes it on.
+        this.#send(fromAddress, {
+          kind: "ack",
+          from: this.#guid,
+          subject: this.#guid,
+          seq: message.seq,
+          updates: this.#takePiggyback(),
+        });
+        break;
+      }
+      case "ack": {
+        const relay = this.#relays.get(message.seq);
+        if (relay && message.subject !== this.#guid) {
+          this.#relays.delete(message.seq);
+          this.#send(relay.address, {
+            kind: "ack",
+            from: this.#guid,
+            subject: message.subject,
+            seq: relay.seq,
+            updates: this.#takePiggyback(),
+          });
+        }
+        const watch = this.#watching.get(message.subject);
+        if (watch) watch.acked = true;
+        break;
+      }
+      case "ping-req": {
+        const seq = ++this.#seq;
+        this.#relays.set(seq, { guid: message.from, address: fromAddress, seq: message.seq });
+        if (this.#relays.size > 1024) {
+          // Unanswered relays: keep the newest.
+          this.#relays.delete(this.#relays.keys().next().value!);
+        }
+        this.stats.pingsSent++;
+        this.#send(message.targetAddress, {
+          kind: "ping",
+          from: this.#guid,
+          seq,
+          onBehalfOf: { guid: message.from, address: fromAddress, seq: message.seq },
+          updates: this.#takePiggyback(),
+        });
+        break;
+      }
+      case "gossip":
+        break;
+      case "sync":
+        // Push-pull: a digest-only request gets our table and a request for theirs if they
+        // still differ after merging it; a pushed table gets ours without a request.
+        if (message.reply && message.digest !== this.#digest && message.page + 1 >= message.pages) {
+          this.#sendTable(fromAddress, message.updates.length === 0 && message.pages === 1);
+        }
+        break;
+    }
+  }
+
+  /** Stops all work; later ticks and messages are ignored. */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #ping(address: string): void {
+    this.stats.pingsSent++;
+    this.#send(address, {
+      kind: "ping",
+      from: this.#guid,
+      seq: ++this.#seq,
+      updates: this.#takePiggyback(),
+    });
+  }
+
+  #probeIndirectly(subject: Claim): void {
+    const exclude = [this.#guid, subject.guid];
+    for (let i = 0; i < this.#indirect; i++) {
+      const helper = this.#randomLive(exclude);
+      if (!helper) return;
+      exclude.push(helper.guid);
+      this.stats.pingReqsSent++;
+      this.#send(helper.address, {
+        kind: "ping-req",
+        from: this.#guid,
+        seq: ++this.#seq,
+        target: subject.guid,
+        targetAddress: subject.address,
+        updates: this.#takePiggyback(),
+      });
+    }
+  }
+
+  #digestOnly(reply: boolean): MembershipMessage {
+    this.stats.syncsSent++;
+    return {
+      kind: "sync",
+      from: this.#guid,
+      digest: this.#digest,
+      reply,
+      page: 0,
+      pages: 1,
+      updates: [],
+    };
+  }
+
+  /** Pushes the whole table in pages; the last page asks for a reply when `reply`. */
+  #sendTable(address: string, reply: boolean): void {
+    const all = [...this.#records.values()].map(strip);
+    const pages = Math.max(1, Math.ceil(all.length / this.#pageSize));
+    for (let page = 0; page < pages; page++) {
+      this.stats.syncsSent++;
+      this.#send(address, {
+        kind: "sync",
+        from: this.#guid,
+        digest: this.#digest,
+        reply,
+        page,
+        pages,
+        updates: all.slice(page * this.#pageSize, (page + 1) * this.#pageSize),
+      });
+    }
+  }
+
+  #send(address: string, message: MembershipMessage): void {
+    this.#host.send(address, message);
+  }
+
+  /** Applies a claim if it is news; floods it when `flood`. */
+  #apply(update: MemberUpdate, via: string, flood: boolean): void {
+    if (!validUpdate(update)) return;
+    if (update.guid === this.#guid) {
+      if (update.status !== "alive" && update.version >= this.#self.version) {
+        // Someone believes this node is suspect or dead: refute with a higher version.
+        this.stats.refutations++;
+        this.#self = this.#store({ ...this.#self, version: update.version + 1 });
+        this.#spread(this.#self, this.#guid);
+        this.#host.changed({ type: "member-refuted", member: this.#self, via });
+      }
+      return;
+    }
+    const known = this.#records.get(update.guid);
+    if (known && !supersedes(update, known)) return;
+    this.stats.updatesApplied++;
+    const record = this.#store(strip(update), known);
+    const wasLive = known !== undefined && known.status !== "dead";
+    const isLive = record.status !== "dead";
+    if (record.status === "suspect") this.#suspectedAt.set(record.guid, this.#host.now());
+    else this.#suspectedAt.delete(record.guid);
+    if (wasLive !== isLive) this.#rewatch();
+    const watch = this.#watching.get(record.guid);
+    // A refutation proves the subject alive through others: a fresh grace before suspecting it.
+    if (watch && record.status === "alive") watch.acked = true;
+    if (flood) this.#spread(record, via);
+    const type = record.status === "alive"
+      ? "member-up"
+      : record.status === "suspect"
+      ? "member-suspect"
+      : "member-down";
+    if (
+      record.status === "alive" && known?.status === "alive" && known.address === record.address
+    ) {
+      return; // a refutation or restart that changes nothing observable
+    }
+    this.#host.changed({ type, member: record, via });
+  }
+
+  /** Stores a claim, keeping the ring and the digest in step. */
+  #store(update: MemberUpdate, known = this.#records.get(update.guid)): Claim {
+    const record: Claim = {
+      guid: update.guid,
+      address: update.address,
+      version: update.version,
+      status: update.status,
+      ring: known?.ring ?? hash32(update.guid),
+      term: hash32(`${update.guid}|${update.version}|${update.status}|${update.address}`),
+    };
+    if (known) {
+      this.#digest ^= known.term;
+      if (known.status !== "dead") this.#ringRemove(known);
+    }
+    this.#digest ^= record.term;
+    this.#records.set(record.guid, record);
+    if (record.status !== "dead") this.#ringInsert(record);
+    return record;
+  }
+
+  /** Index of the first ring record at or after (ring, guid). */
+  #search(ring: number, guid: string): number {
+    const records = this.#ring;
+    let lo = 0;
+    let hi = records.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const r = records[mid];
+      if (r.ring < ring || (r.ring === ring && r.guid < guid)) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  #ringInsert(record: Claim): void {
+    this.#ring.splice(this.#search(record.ring, record.guid), 0, record);
+  }
+
+  #ringRemove(record: Claim): void {
+    const index = this.#search(record.ring, record.guid);
+    if (this.#ring[index]?.guid === record.guid) this.#ring.splice(index, 1);
+  }
+
+  /** Recomputes whom this node watches: its K predecessors on the ring. */
+  #rewatch(): void {
+    const ring = this.#ring;
+    const me = this.#search(this.#self.ring, this.#guid);
+    const next = new Set<string>();
+    for (let i = 1; i <= Math.min(this.#monitors, ring.length - 1); i++) {
+      next.add(ring[(me - i + ring.length) % ring.length].guid);
+    }
+    for (const guid of this.#watching.keys()) {
+      if (!next.has(guid)) this.#watching.delete(guid);
+    }
+    for (const guid of next) {
+      if (!this.#watching.has(guid)) {
+        this.#watching.set(guid, { pingSentMs: 0, acked: false, indirectSent: false });
+      }
+    }
+  }
+
+  /** Floods a new claim to `fanout` random live members and queues it for piggybacking. */
+  #spread(update: MemberUpdate, via: string): void {
+    const claim = strip(update);
+    const rides = Math.ceil(Math.log2(this.#ring.length + 1)) + 1;
+    this.#piggyback.delete(claim.guid);
+    this.#piggyback.set(claim.guid, { update: claim, left: rides });
+    const exclude = [this.#guid, via, claim.guid];
+    // The ring neighbours first: a member that random choices missed still hears it from the
+    // members beside it, so coverage does not rest on luck alone.
+    const ring = this.#ring;
+    if (ring.length > 1) {
+      const me = this.#search(this.#self.ring, this.#guid);
+      for (const index of [me + 1, me - 1 + ring.length]) {
+        const neighbour = ring[index % ring.length];
+        if (exclude.includes(neighbour.guid)) continue;
+        exclude.push(neighbour.guid);
+        this.stats.gossipSent++;
+        this.#send(neighbour.address, { kind: "gossip", from: this.#guid, updates: [claim] });
+      }
+    }
+    for (let i = 0; i < this.#fanout; i++) {
+      const target = this.#randomLive(exclude);
+      if (!target) break;
+      exclude.push(target.guid);
+      this.stats.gossipSent++;
+      this.#send(target.address, { kind: "gossip", from: this.#guid, updates: [claim] });
+    }
+  }
+
+  #takePiggyback(): MemberUpdate[] {
+    if (this.#piggyback.size === 0 || this.#maxPiggyback === 0) return [];
+    const updates: MemberUpdate[] = [];
+    for (const [guid, entry] of this.#piggyback) {
+      updates.push(entry.update);
+      if (--entry.left <= 0) this.#piggyback.delete(guid);
+      if (updates.length >= this.#maxPiggyback) break;
+    }
+    return updates;
+  }
+
+  /** A random live member not in `exclude`, or undefined; a bounded number of draws. */
+  #randomLive(exclude: readonly string[]): MemberUpdate | undefined {
+    const ring = this.#ring;
+    const excludedLive = new Set(exclude.filter((guid) => this.#isLive(guid))).size;
+    if (ring.length - excludedLive <= 0) return undefined;
+    const start = this.#host.randomInt(ring.length);
+    for (let i = 0; i < ring.length; i++) {
+      const record = ring[(start + i) % ring.length];
+      if (!exclude.includes(record.guid)) return record;
+    }
+    return undefined;
+  }
+
+  #isLive(guid: string): boolean {
+    const record = this.#records.get(guid);
+    return record !== undefined && record.status !== "dead";
+  }
+}
+
+function strip(update: MemberUpdate): MemberUpdate {
+  return {
+    guid: update.guid,
+    address: update.address,
+    version: update.version,
+    status: update.status,
+  };
+}
+
+function validUpdate(update: MemberUpdate): boolean {
+  return update !== null && typeof update === "object" && typeof update.guid === "string" &&
+    update.guid !== "" && typeof update.address === "string" &&
+    typeof update.version === "number" && Number.isFinite(update.version) &&
+    (update.status === "alive" || update.status === "suspect" || update.status === "dead");
+}

@@ -1,0 +1,310 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  hash32,
+  type MemberEvent,
+  Membership,
+  type MembershipMessage,
+  type MembershipOptions,
+  supersedes,
+} from "./_membership.ts";
+
+/** A tiny deterministic network of memberships: 1 ms per datagram, seeded draws, no simulator. */
+class Net {
+  readonly nodes = new Map<string, Membership>();
+  readonly byAddress = new Map<string, string>();
+  readonly events: (MemberEvent & { at: string; atMs: number })[] = [];
+  readonly crashed = new Set<string>();
+  /** Drops a datagram when it returns true. */
+  drop: (from: string, to: string, message: MembershipMessage) => boolean = () => false;
+  sent = 0;
+  nowMs = 0;
+  #queue: { atMs: number; to: string; fromAddress: string; message: MembershipMessage }[] = [];
+  #state: number;
+
+  constructor(seed: number, readonly options: Partial<MembershipOptions> = {}) {
+    this.#state = seed >>> 0 || 1;
+  }
+
+  random(): number {
+    // xorshift32: enough for choosing members.
+    let x = this.#state;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#state = x >>> 0;
+    return this.#state / 2 ** 32;
+  }
+
+  add(guid: string, version = 1): Membership {
+    const address = `${guid}:1`;
+    const node = new Membership({
+      now: () => this.nowMs,
+      randomInt: (bound) => Math.floor(this.random() * bound),
+      send: (to, message) => {
+        this.sent++;
+        if (this.drop(guid, this.byAddress.get(to) ?? to, message)) return;
+        this.#queue.push({ atMs: this.nowMs + 1, to, fromAddress: address, message });
+      },
+      changed: (event) => {
+        this.events.push({ ...event, at: guid, atMs: this.nowMs });
+      },
+    }, { guid, address, version, intervalMs: 1000, ...this.options });
+    this.nodes.set(guid, node);
+    this.byAddress.set(address, guid);
+    this.crashed.delete(guid);
+    return node;
+  }
+
+  /** Every member hears every other's discovery broadcast. */
+  meshHeard(): void {
+    for (const [guid, node] of this.nodes) {
+      for (const other of this.nodes.values()) {
+        if (other.self.guid !== guid) node.heard(other.self);
+      }
+    }
+  }
+
+  /** Runs for `ms`, ticking every member at each whole interval (in a fixed order). */
+  run(ms: number): void {
+    const end = this.nowMs + ms;
+    while (this.nowMs < end) {
+      this.nowMs++;
+      const due = this.#queue.filter((d) => d.atMs <= this.nowMs);
+      this.#queue = this.#queue.filter((d) => d.atMs > this.nowMs);
+      for (const d of due) {
+        const guid = this.byAddress.get(d.to);
+        if (guid === undefined || this.crashed.has(guid)) continue;
+        this.nodes.get(guid)!.receive(d.message, d.fromAddress);
+      }
+      for (const [guid, node] of this.nodes) {
+        if (!this.crashed.has(guid) && node.nextWakeMs() <= this.nowMs) node.tick();
+      }
+    }
+  }
+
+  alive(): Membership[] {
+    return [...this.nodes].filter(([guid]) => !this.crashed.has(guid)).map(([, node]) => node);
+  }
+}
+
+function cluster(n: number, seed = 7, options: Partial<MembershipOptions> = {}): Net {
+  const net = new Net(seed, options);
+  for (let i = 0; i < n; i++) net.add(`N${String(i).padStart(4, "0")}`);
+  net.meshHeard();
+  return net;
+}
+
+describe("membership", () => {
+  it("members that heard each other watch K predecessors and raise no suspicion in 20 intervals", () => {
+    const net = cluster(12);
+    net.run(20_000);
+    for (const node of net.nodes.values()) {
+      assert.equal(node.liveCount, 12);
+      assert.equal(node.watching().length, 3);
+      assert.equal(node.stats.suspicions, 0);
+    }
+    assert.deepEqual(net.events.filter((e) => e.type !== "member-up"), []);
+  });
+
+  it("each member is watched by exactly K others", () => {
+    const net = cluster(40);
+    const watchers = new Map<string, number>();
+    for (const node of net.nodes.values()) {
+      for (const guid of node.watching()) watchers.set(guid, (watchers.get(guid) ?? 0) + 1);
+    }
+    assert.equal(watchers.size, 40);
+    for (const count of watchers.values()) assert.equal(count, 3);
+  });
+
+  it("a crashed member is known dead by every member within 3 intervals of its last ack", () => {
+    const net = cluster(60, 11);
+    net.run(5_000);
+    net.crashed.add("N0017");
+    const crashMs = net.nowMs;
+    net.run(6_000);
+    for (const node of net.alive()) {
+      assert.equal(node.get("N0017")?.status, "dead", `${node.self.guid} still thinks it lives`);
+    }
+    const downs = net.events.filter((e) => e.type === "member-down" && e.member.guid === "N0017");
+    assert.equal(new Set(downs.map((e) => e.at)).size, 59);
+    const lastKnownMs = Math.max(...downs.map((e) => e.atMs));
+    // The last ack came at most one interval before the crash.
+    assert.ok(
+      lastKnownMs - crashMs <= 3_000 + 50,
+      `known everywhere only ${lastKnownMs - crashMs} ms after`,
+    );
+    // No one else was suspected.
+    assert.deepEqual(
+      net.events.filter((e) => e.type !== "member-up" && e.member.guid !== "N0017"),
+      [],
+    );
+  });
+
+  it("a broken path between a monitor and its subject is bridged by indirect probes", () => {
+    const net = cluster(10, 3);
+    const node = net.nodes.get("N0004")!;
+    const subject = node.watching()[0];
+    net.drop = (from, to) =>
+      (from === "N0004" && to === subject) || (from === subject && to === "N0004");
+    net.run(20_000);
+    for (const member of net.nodes.values()) assert.equal(member.get(subject)?.status, "alive");
+    assert.equal(node.stats.suspicions, 0);
+    assert.ok(node.stats.pingReqsSent > 0);
+  });
+
+  it("a member suspected wrongly refutes with a higher version and everyone keeps it alive", () => {
+    const net = cluster(20, 5);
+    net.run(3_000);
+    const victim = net.nodes.get("N0009")!;
+    const before = victim.self.version;
+    // A claim from nowhere: N0009 is suspect at its current version.
+    net.nodes.get("N0001")!.receive(
+      { kind: "gossip", from: "N0002", updates: [{ ...victim.self, status: "suspect" }] },
+      "N0002:1",
+    );
+    net.run(5_000);
+    assert.equal(victim.self.version, before + 1);
+    assert.equal(victim.stats.refutations, 1);
+    for (const node of net.nodes.values()) {
+      assert.equal(node.get("N0009")?.status, "alive", node.self.guid);
+      assert.equal(node.get("N0009")?.version, before + 1);
+    }
+  });
+
+  it("a member that joins through a seed becomes known to every member within a few ms", () => {
+    const net = cluster(30, 9);
+    net.run(2_000);
+    const joiner = net.add("J0001", 5);
+    joiner.join("N0003:1");
+    net.run(20);
+    for (const node of net.nodes.values()) {
+      assert.equal(node.get("J0001")?.status, "alive", node.self.guid);
+    }
+    assert.equal(joiner.liveCount, 31);
+  });
+
+  it("anti-entropy makes every table equal after floods were lost", () => {
+    const net = cluster(25, 21);
+    net.run(2_000);
+    // Gossip is lost while three members join through different seeds.
+    net.drop = (_from, _to, message) => message.kind === "gossip";
+    net.add("J1", 1).join("N0001:1");
+    net.add("J2", 1).join("N0010:1");
+    net.add("J3", 1).join("N0020:1");
+    net.run(1_000);
+    const digests = () => new Set([...net.nodes.values()].map((node) => node.digest));
+    assert.ok(digests().size > 1, "the floods were not lost");
+    net.drop = () => false;
+    net.run(60_000);
+    assert.equal(digests().size, 1);
+    for (const node of net.nodes.values()) assert.equal(node.liveCount, 28);
+  });
+
+  it("a restarted member with a newer version replaces its tombstone", () => {
+    const net = cluster(8, 4);
+    net.run(2_000);
+    net.crashed.add("N0005");
+    net.run(6_000);
+    assert.equal(net.nodes.get("N0000")!.get("N0005")?.status, "dead");
+    const restarted = net.add("N0005", 50_000);
+    restarted.join("N0000:1");
+    net.run(3_000);
+    for (const node of net.alive()) {
+      assert.equal(node.get("N0005")?.status, "alive", node.self.guid);
+      assert.equal(node.liveCount, 8);
+    }
+  });
+
+  it("a restarted member whose version is lower than its tombstone refutes the tombstone", () => {
+    const net = cluster(6, 12);
+    net.run(2_000);
+    net.crashed.add("N0002");
+    net.run(6_000);
+    const restarted = net.add("N0002", 0); // its clock went backwards
+    restarted.join("N0000:1");
+    net.run(3_000);
+    assert.ok(restarted.self.version > 1);
+    for (const node of net.alive()) assert.equal(node.get("N0002")?.status, "alive");
+  });
+
+  it("messages per member per interval do not grow with the cluster size", () => {
+    const perMemberPerInterval = (n: number) => {
+      const net = cluster(n, 33);
+      net.run(10_000); // start-up
+      const before = net.sent;
+      net.run(50_000);
+      return (net.sent - before) / n / 50;
+    };
+    const small = perMemberPerInterval(20);
+    const large = perMemberPerInterval(300);
+    // K pings + K acks + a digest every 5 intervals (and its answer when tables differ).
+    assert.ok(small >= 6 && small <= 7, `${small}`);
+    assert.ok(Math.abs(large - small) < 0.5, `${small} vs ${large}`);
+  });
+
+  it("every member agrees on the owners of a key", () => {
+    const net = cluster(50, 2);
+    const owners = new Set(
+      [...net.nodes.values()].map((node) =>
+        node.successorsOf("worker-42", 2).map((m) => m.guid).join(",")
+      ),
+    );
+    assert.equal(owners.size, 1);
+    // Keys spread over members.
+    const node = net.nodes.get("N0000")!;
+    const first = new Set<string>();
+    for (let i = 0; i < 500; i++) first.add(node.successorsOf(`w${i}`)[0].guid);
+    assert.ok(first.size > 35, `${first.size}`);
+  });
+
+  it("malformed updates from the network are ignored and the member goes on", () => {
+    const net = cluster(4, 1);
+    const node = net.nodes.get("N0000")!;
+    const bad = [
+      null,
+      {},
+      { guid: "", address: "x", version: 1, status: "alive" },
+      { guid: "X", address: "x", version: Number.NaN, status: "alive" },
+      { guid: "X", address: "x", version: 1, status: "zombie" },
+      { guid: "X", address: 7, version: 1, status: "alive" },
+    ] as unknown as MembershipMessage["updates"];
+    node.receive({ kind: "gossip", from: "N0001", updates: bad }, "N0001:1");
+    assert.equal(node.get("X"), undefined);
+    assert.equal(node.liveCount, 4);
+    net.run(5_000);
+    assert.equal(node.stats.suspicions, 0);
+  });
+
+  it("bad options are refused with a Cannot error", () => {
+    const host = { now: () => 0, randomInt: () => 0, send() {}, changed() {} };
+    assert.throws(
+      () => new Membership(host, { guid: "", address: "a", version: 1, intervalMs: 1000 }),
+      /^TypeError: Cannot create membership: guid/,
+    );
+    assert.throws(
+      () => new Membership(host, { guid: "A", address: "a", version: 1, intervalMs: 0 }),
+      /Cannot create membership: intervalMs/,
+    );
+    assert.throws(
+      () =>
+        new Membership(host, { guid: "A", address: "a", version: 1, intervalMs: 1, fanout: -1 }),
+      /Cannot create membership: fanout/,
+    );
+  });
+
+  it("claims are ordered by version, then dead over suspect over alive", () => {
+    const claim = (version: number, status: "alive" | "suspect" | "dead") => ({
+      guid: "A",
+      address: "a",
+      version,
+      status,
+    });
+    assert.ok(supersedes(claim(2, "alive"), claim(1, "dead")));
+    assert.ok(supersedes(claim(1, "dead"), claim(1, "suspect")));
+    assert.ok(supersedes(claim(1, "suspect"), claim(1, "alive")));
+    assert.ok(!supersedes(claim(1, "alive"), claim(1, "suspect")));
+    assert.ok(!supersedes(claim(1, "alive"), claim(1, "alive")));
+    assert.notEqual(hash32("a"), hash32("b"));
+  });
+});
