@@ -8,17 +8,13 @@
  *
  * @module
  */
-import { ClusterKey, HeartbeatSequences } from "./_cluster_key.ts";
+import type { ClusterAuth } from "./_auth.ts";
+import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
+import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  encodeFrame,
-  encodeFrameHeader,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-} from "./framing.ts";
+import { encodeFrame, encodeFrameHeader, FRAME_HEADER_BYTES, FrameDecoder } from "./framing.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
   type Address,
@@ -32,19 +28,7 @@ import {
   type StreamListener,
   type Timer,
 } from "./platform.ts";
-import {
-  decodeHello,
-  decodeProof,
-  encodeHello,
-  encodeProof,
-  HandshakeError,
-  type Hello,
-  MIN_NONCE_BYTES,
-  PROTOCOL_VERSION,
-  SYSTEM_KEY,
-  SystemField,
-  SystemKind,
-} from "./system.ts";
+import { HandshakeError, type Hello, SYSTEM_KEY, SystemField, SystemKind } from "./system.ts";
 import {
   Placement,
   PLACEMENT_SERVICE,
@@ -54,7 +38,7 @@ import {
   type SpawnOptions,
   type WorkerFactory,
 } from "./placement.ts";
-import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
+import { scopedStorage, type Storage } from "./storage.ts";
 import { type InboundSession, OutboundSession } from "./_session.ts";
 import { Histogram, type MetricFamily } from "./metrics.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
@@ -76,9 +60,6 @@ export interface DiscoveryOptions {
    */
   readonly limitedBroadcast?: boolean;
 }
-
-/** How often an original AutoMPI node heartbeats, whatever this node's interval is. */
-const ORIGINAL_HEARTBEAT_MS = 1000;
 
 /** The limited broadcast address, where the original AutoMPI sends its discovery datagrams. */
 const LIMITED_BROADCAST = "255.255.255.255";
@@ -392,8 +373,6 @@ interface Peer {
   nextDialAtMs: number;
   pending: Connection | undefined;
   via: "heartbeat" | "seed" | "gossip" | "link";
-  /** Speaks the original protocol (learned from its handshake). */
-  legacy: boolean;
   /** Whether `#links` has a link to it: kept in step with `#links`. */
   linked: boolean;
   /** Removed from `#peers` (lost or gone): a cached reference to it is stale. */
@@ -414,7 +393,6 @@ interface CachedDatagram {
 
 interface Seed {
   readonly address: Address;
-  readonly text: string;
   guid: string | undefined;
   self: boolean;
   backoffMs: number;
@@ -463,8 +441,6 @@ class Connection {
   lastBatchBytes = 0;
   /** The version of our link set this peer last got in a peer list. */
   gossipVersion = -1;
-  /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
-  legacy = false;
   /** The address dialled, for outgoing connections. */
   dialled = "";
   /** With a cluster key: the hello payload we sent on this connection (it has our nonce). */
@@ -487,14 +463,6 @@ class Connection {
   get remote(): string {
     return this.peerAddress || formatAddress(this.conn.remote);
   }
-}
-
-const HEX = "0123456789abcdef";
-
-function randomHex(platform: Platform, digits: number): string {
-  let out = "";
-  for (let i = 0; i < digits; i++) out += HEX[platform.random.int(0, 15)];
-  return out;
 }
 
 function keepAlivePayload(codec: Codec): Uint8Array {
@@ -536,14 +504,6 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-function positive(value: number | undefined, fallback: number, name: string): number {
-  const result = value ?? fallback;
-  if (!(typeof result === "number" && result > 0 && Number.isFinite(result))) {
-    throw new RangeError(`Cannot create node: ${name} ${result} is not a positive number`);
-  }
-  return result;
-}
-
 /**
  * A node: hosts workers, finds and links to other nodes, routes messages.
  *
@@ -570,39 +530,17 @@ export class AutoMpiNode {
   readonly guid: string;
   readonly incarnation: string;
   readonly #platform: Platform;
+  /** The options, resolved: defaults applied, bounds derived. */
+  readonly #o: ResolvedOptions;
   readonly #codec: Codec;
-  readonly #options: NodeOptions;
-  readonly #intervalMs: number;
-  readonly #jitter: number;
-  readonly #silenceMs: number;
-  /** The silence bound for original-protocol peers: at least silenceIntervals of their 1 s. */
-  readonly #legacySilenceMs: number;
-  readonly #keepAliveMs: number;
-  /**
-   * A link heard from within this long is alive by its own rhythm (a keepalive at least every
-   * `#keepAliveMs`, ticks a jittered interval apart): a claimant of its GUID is a twin.
-   */
-  readonly #holderAliveMs: number;
-  readonly #handshakeTimeoutMs: number;
-  readonly #connectTimeoutMs: number;
-  readonly #reconnectMinMs: number;
-  readonly #reconnectMaxMs: number;
-  readonly #dialGraceMs: number;
-  readonly #maxFrameBytes: number;
-  readonly #maxLinkBufferBytes: number;
-  readonly #resendWindowMs: number;
-  readonly #resendWindowBytes: number;
+  /** The wire protocol, native or the original's: what links carry (see `_wire.ts`). */
+  readonly #protocol: WireProtocol;
+  /** No cluster key, or one: heartbeats, hellos, handshakes (see `_auth.ts`). */
+  readonly #auth: ClusterAuth;
   /** Sending halves of sessions, by peer GUID (one peer incarnation each). */
   readonly #outbound = new Map<string, OutboundSession>();
   /** Receiving halves of sessions, by peer GUID. */
   readonly #inbound = new Map<string, InboundSession>();
-  readonly #workerTickMs: number;
-  readonly #maxLinks: number;
-  readonly #maxDatagramBytes: number;
-  readonly #maxPendingHandshakes: number;
-  readonly #gossipIntervals: number;
-  /** `codec: "json"` speaks the original AutoMPI protocol, handshake included. */
-  readonly #legacy: boolean;
   readonly #events: Emitter<NodeEvents>;
   readonly #handlers: MessageHandler[] = [];
   readonly #services = new Map<string, MessageHandler>();
@@ -617,8 +555,11 @@ export class AutoMpiNode {
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations = new Map<string, string>();
   readonly #hosted = new Map<string, Set<string>>();
-  /** Connections original-protocol peers dialled to us: they send on these, we only read. */
-  readonly #legacyInbound = new Map<string, Connection>();
+  /**
+   * Connections peers dialled to us when each side sends on its own (the original protocol):
+   * they send on these, we only read.
+   */
+  readonly #acceptedLinks = new Map<string, Connection>();
   /** Workers still to announce by datagram (original protocol): GUID → announcements left. */
   readonly #announce = new Map<string, number>();
   /** Each linked peer's links, from its latest peer list. */
@@ -681,14 +622,12 @@ export class AutoMpiNode {
   /** The socket bound to 255.255.255.255 (see {@link DiscoveryOptions.limitedBroadcast}). */
   #limitedSocket: DatagramSocket | undefined;
   #address = "";
-  #heartbeatFrame: Uint8Array | undefined;
-  /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
-  readonly #key: ClusterKey | undefined;
+  /** Makes each heartbeat datagram (set once listening, with discovery). */
+  #heartbeat: (() => Uint8Array) | undefined;
+  /** Who this node is, as hellos and heartbeats say (set once listening). */
+  #identity: HelloIdentity | undefined;
   readonly #storage: Storage;
   readonly #placement: Placement;
-  readonly #heartbeatSequences = new HeartbeatSequences();
-  /** The number of our last signed heartbeat. */
-  #heartbeatSequence = 0;
   #helloFrame: Uint8Array | undefined;
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
@@ -707,94 +646,17 @@ export class AutoMpiNode {
       throw new TypeError("Cannot create node: platform must be a Platform object");
     }
     this.#platform = platform;
-    this.#options = options;
-    const guid = options.guid ?? randomHex(platform, 32);
-    if (typeof guid !== "string" || guid === "" || guid.length > 256) {
-      throw new TypeError("Cannot create node: guid must be a string of 1..256 characters");
-    }
-    if (guid === ALL_NODES || guid === ALL_WORKERS) {
-      throw new TypeError(`Cannot create node: "${guid}" is a reserved destination`);
-    }
-    this.guid = guid;
-    this.incarnation = randomHex(platform, 16);
-    this.#codec = codecByName(options.codec ?? "msgpack");
-    this.#legacy = this.#codec.name === "json";
-    if (options.clusterKey !== undefined) {
-      if (this.#legacy) {
-        throw new TypeError(
-          'Cannot create node: the original protocol (codec "json") cannot carry a cluster key',
-        );
-      }
-      try {
-        this.#key = new ClusterKey(options.clusterKey);
-      } catch (error) {
-        throw new TypeError(`Cannot create node: ${(error as Error).message}`);
-      }
-    }
-    if (
-      options.storage !== undefined &&
-      (options.storage === null || typeof options.storage !== "object" ||
-        typeof options.storage.batch !== "function")
-    ) {
-      throw new TypeError("Cannot create node: storage must be a Storage object");
-    }
-    this.#storage = options.storage ?? new MemoryStorage();
-    this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
-    this.#jitter = options.heartbeatJitter ?? 0.1;
-    if (!(this.#jitter >= 0 && this.#jitter < 1)) {
-      throw new RangeError(`Cannot create node: heartbeatJitter ${this.#jitter} is not in [0, 1)`);
-    }
-    const silenceIntervals = positive(options.silenceIntervals, 3, "silenceIntervals");
-    this.#silenceMs = this.#intervalMs * silenceIntervals;
-    // Original nodes heartbeat every second whatever our interval is, and send nothing else that
-    // vouches for them: a bound shorter than their rhythm would drop them between heartbeats.
-    this.#legacySilenceMs = Math.max(this.#silenceMs, ORIGINAL_HEARTBEAT_MS * silenceIntervals);
-    // An idle link gets a keepalive once half the silence bound has passed, checked at each
-    // tick: with jittered ticks the longest gap stays under the bound by most of an interval.
-    this.#keepAliveMs = Math.max(
-      this.#intervalMs * 0.75,
-      this.#silenceMs / 2 - this.#intervalMs * 0.3,
-    );
-    this.#holderAliveMs = Math.min(
-      this.#silenceMs,
-      this.#keepAliveMs + this.#intervalMs * (1 + this.#jitter),
-    );
-    this.#handshakeTimeoutMs = positive(options.handshakeTimeoutMs, 2000, "handshakeTimeoutMs");
-    this.#connectTimeoutMs = positive(options.connectTimeoutMs, 2000, "connectTimeoutMs");
-    this.#reconnectMinMs = positive(options.reconnectMinMs, 250, "reconnectMinMs");
-    this.#reconnectMaxMs = positive(options.reconnectMaxMs, 8000, "reconnectMaxMs");
-    this.#dialGraceMs = positive(options.dialGraceMs, 2 * this.#intervalMs, "dialGraceMs");
-    this.#maxFrameBytes = positive(options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes");
-    this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
-    this.#resendWindowMs = positive(options.resendWindowMs, 30_000, "resendWindowMs");
-    this.#resendWindowBytes = positive(
-      options.resendWindowBytes,
-      8 * this.#maxLinkBufferBytes,
-      "resendWindowBytes",
-    );
-    this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
-    this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
-    this.#maxDatagramBytes = positive(options.maxDatagramBytes, 8192, "maxDatagramBytes");
-    this.#maxPendingHandshakes = positive(
-      options.maxPendingHandshakes,
-      1024,
-      "maxPendingHandshakes",
-    );
-    this.#gossipIntervals = options.gossipIntervals ?? 5;
-    if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
-      throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
-    }
-    const listen = options.listen ?? { host: "0.0.0.0", port: 8888 };
-    if ((options.advertiseHost ?? listen.host) === "0.0.0.0") {
-      throw new TypeError(
-        "Cannot create node: listening on 0.0.0.0 needs advertiseHost, the address peers dial",
-      );
-    }
-    for (const seed of options.seeds ?? []) {
-      const address = typeof seed === "string" ? parseAddress(seed) : seed;
+    const o = resolveOptions(platform.random, options);
+    this.#o = o;
+    this.guid = o.guid;
+    this.incarnation = o.incarnation;
+    this.#codec = o.codec;
+    this.#protocol = o.protocol;
+    this.#auth = o.auth;
+    this.#storage = o.storage;
+    for (const address of o.seeds) {
       this.#seeds.push({
         address,
-        text: formatAddress(address),
         guid: undefined,
         self: false,
         backoffMs: 0,
@@ -811,14 +673,14 @@ export class AutoMpiNode {
       guid: this.guid,
       clock: platform.clock,
       log: platform.log,
-      silenceMs: this.#silenceMs,
+      silenceMs: this.#o.silenceMs,
       send: (message) => this.send(message),
       attachWorker: (worker) => this.#attach(worker),
       detachWorker: (guid) => this.#detachWorker(guid),
       hasWorker: (guid) => this.#workers.has(guid),
       locate: (guid) => this.locate(guid),
       isLinked: (peer) => this.#links.has(peer),
-      linkedPeers: () => (this.#legacy ? [] : [...this.#links.keys()]),
+      linkedPeers: () => (this.#protocol.placement ? [...this.#links.keys()] : []),
       lastHeardMs: (peer) => {
         const heard = this.#peers.get(peer)?.lastHeardMs;
         const link = this.#links.get(peer)?.lastReceivedMs;
@@ -833,7 +695,9 @@ export class AutoMpiNode {
     );
     // The original's nodes would take placement traffic for user messages: in its protocol
     // placement stays local (spawns land on this node).
-    if (!this.#legacy) this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+    if (this.#protocol.placement) {
+      this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+    }
     this.#events.on("link-down", ({ peer }) => {
       if (!this.#links.has(peer)) this.#placement.linkDown(peer);
     });
@@ -951,9 +815,7 @@ export class AutoMpiNode {
     }
     this.#state = "starting";
     this.#startedAtMs = this.#now();
-    const listen = this.#options.listen ?? { host: "0.0.0.0", port: 8888 };
-    const search = Math.max(1, Math.floor(this.#options.portSearch ?? 1));
-    this.#listen(listen, 0, search);
+    this.#listen(this.#o.listen, 0, this.#o.portSearch);
   }
 
   /** Attaches a worker: it starts getting messages, and every linked node learns where it is. */
@@ -989,7 +851,8 @@ export class AutoMpiNode {
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
     this.#broadcastSystem(this.#workerLocation(worker.guid).message);
     // The original announces a new worker by datagram on three heartbeats.
-    if (this.#legacy) this.#announce.set(worker.guid, 3);
+    const announcements = this.#protocol.workerAnnouncements;
+    if (announcements > 0) this.#announce.set(worker.guid, announcements);
     this.#events.emit("worker-attached", { worker: worker.guid });
     this.#ensureWorkerTick();
   }
@@ -1040,9 +903,9 @@ export class AutoMpiNode {
     if (local !== undefined) return this.#queueToWorker(local.worker, message);
     if (destination === ALL_NODES || destination === ALL_WORKERS) {
       const frame = this.#frame(message);
-      if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
+      if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
       for (const link of this.#links.values()) {
-        if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
+        if (link.conn.bufferedBytes + link.outLength > this.#o.maxLinkBufferBytes) {
           // Every other node still gets it; this one's miss is reported, not hidden.
           this.#undeliverable(
             message,
@@ -1074,11 +937,11 @@ export class AutoMpiNode {
         known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
       );
     }
-    if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
+    if (link.conn.bufferedBytes + link.outLength > this.#o.maxLinkBufferBytes) {
       return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
     }
     const frame = this.#frame(message, true);
-    if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
+    if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
     return this.#writeTracked(link, message, frame);
   }
 
@@ -1086,7 +949,7 @@ export class AutoMpiNode {
     return this.#undeliverable(
       message,
       "too-large",
-      `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#maxFrameBytes}`,
+      `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#o.maxFrameBytes}`,
     );
   }
 
@@ -1267,7 +1130,7 @@ export class AutoMpiNode {
       incarnation: this.incarnation,
       address: this.#address,
       codec: this.#codec.name,
-      authenticated: this.#key !== undefined,
+      authenticated: this.#auth.authenticated,
       state: this.#state,
       uptimeMs: this.#state === "new" ? 0 : now - this.#startedAtMs,
       links,
@@ -1284,15 +1147,15 @@ export class AutoMpiNode {
       locations,
       stats: { ...this.#stats },
       limits: {
-        maxFrameBytes: this.#maxFrameBytes,
-        maxLinkBufferBytes: this.#maxLinkBufferBytes,
-        resendWindowMs: this.#resendWindowMs,
-        resendWindowBytes: this.#resendWindowBytes,
-        maxLinks: this.#maxLinks,
-        maxPendingHandshakes: this.#maxPendingHandshakes,
-        maxDatagramBytes: this.#maxDatagramBytes,
-        handshakeTimeoutMs: this.#handshakeTimeoutMs,
-        silenceMs: this.#legacy ? this.#legacySilenceMs : this.#silenceMs,
+        maxFrameBytes: this.#o.maxFrameBytes,
+        maxLinkBufferBytes: this.#o.maxLinkBufferBytes,
+        resendWindowMs: this.#o.resendWindowMs,
+        resendWindowBytes: this.#o.resendWindowBytes,
+        maxLinks: this.#o.maxLinks,
+        maxPendingHandshakes: this.#o.maxPendingHandshakes,
+        maxDatagramBytes: this.#o.maxDatagramBytes,
+        handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
+        silenceMs: this.#o.peerSilenceMs,
       },
       placement: this.#placement.state(),
       ...(this.#lastDuplicate === undefined ? {} : { duplicateGuid: this.#lastDuplicate }),
@@ -1339,7 +1202,7 @@ export class AutoMpiNode {
     this.#tickTimer?.cancel();
     this.#workerTimer?.cancel();
     for (const connection of [...this.#connections]) {
-      if (connection.state === "active" && !connection.legacy) {
+      if (connection.state === "active" && this.#protocol.sessions) {
         // Says how many of the peer's messages we took: it then knows the fate of each.
         this.#writeSystem(connection, {
           [SYSTEM_KEY]: SystemKind.Goodbye,
@@ -1374,8 +1237,7 @@ export class AutoMpiNode {
     this.#listener = this.#platform.net.listen({ host: listen.host, port }, {
       onListening: (listener) => {
         if (this.#state !== "starting") return listener.close();
-        const host = this.#options.advertiseHost ?? listen.host;
-        this.#address = formatAddress({ host, port: listener.local.port });
+        this.#address = formatAddress({ host: this.#o.advertiseHost, port: listener.local.port });
         this.#onListening();
       },
       onError: (error) => {
@@ -1394,29 +1256,16 @@ export class AutoMpiNode {
 
   #onListening(): void {
     this.#state = "running";
-    // The original protocol's handshake is the GUID alone; ours carries more (see system.ts).
-    this.#helloFrame = this.#legacy
-      ? encodeFrame(new TextEncoder().encode(this.guid))
-      : encodeFrame(encodeHello({
-        version: PROTOCOL_VERSION,
-        guid: this.guid,
-        incarnation: this.incarnation,
-        codec: this.#codec.name,
-        address: this.#address,
-      }));
-    const discovery = this.#options.discovery;
+    this.#identity = {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      address: this.#address,
+    };
+    this.#helloFrame = this.#protocol.helloFrame(this.#identity);
+    const discovery = this.#o.discovery;
     if (discovery) {
-      this.#heartbeatFrame = this.#codec.encode({
-        destination: "",
-        source: "",
-        message: {
-          [SYSTEM_KEY]: SystemKind.NodeLocation,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.HostEndpoint]: this.#address,
-          [SystemField.Version]: String(PROTOCOL_VERSION),
-          [SystemField.Incarnation]: this.incarnation,
-        },
-      });
+      this.#heartbeat = this.#auth.heartbeats(this.#codec, this.#identity);
       this.#socket = this.#platform.net.bindDatagram(
         {
           host: discovery.bindHost ?? "0.0.0.0",
@@ -1433,8 +1282,7 @@ export class AutoMpiNode {
       );
       const bindHost = discovery.bindHost;
       const limited = discovery.limitedBroadcast ??
-        (this.#legacy && bindHost !== undefined && bindHost !== "0.0.0.0" &&
-          !bindHost.startsWith("127."));
+        this.#protocol.limitedBroadcastByDefault(bindHost);
       if (limited && bindHost !== LIMITED_BROADCAST) {
         // Receive only: heartbeats still go to broadcastAddress, which originals hear too.
         this.#limitedSocket = this.#platform.net.bindDatagram(
@@ -1461,7 +1309,7 @@ export class AutoMpiNode {
       address: this.#address,
     });
     for (const seed of this.#seeds) this.#dialSeed(seed);
-    this.#scheduleTick(this.#platform.random.next() * this.#intervalMs);
+    this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
   }
 
   // ---- housekeeping ------------------------------------------------------------------------------
@@ -1481,26 +1329,28 @@ export class AutoMpiNode {
     this.#sendHeartbeat();
     for (const connection of [...this.#connections]) {
       if (connection.state === "active") {
-        // Original-protocol peers send no keepalives: their heartbeats vouch for their links.
-        const heardMs = connection.legacy
-          ? Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0)
-          : connection.lastReceivedMs;
-        if (now - heardMs > (connection.legacy ? this.#legacySilenceMs : this.#silenceMs)) {
+        // Without keepalives (the original's), a peer's heartbeats vouch for its link.
+        const heardMs = this.#protocol.keepAlives
+          ? connection.lastReceivedMs
+          : Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0);
+        if (now - heardMs > this.#o.peerSilenceMs) {
           this.#closeConnection(
             connection,
             "silence",
             false,
             `nothing heard for ${Math.round(now - heardMs)} ms`,
           );
-        } else if (!connection.legacy && now - connection.lastSentMs >= this.#keepAliveMs) {
+        } else if (
+          this.#protocol.keepAlives && now - connection.lastSentMs >= this.#o.keepAliveMs
+        ) {
           this.#writeRaw(connection, KEEPALIVE_FRAME[this.#codec.name]);
         }
       } else if (connection.state === "handshaking") {
         if (connection.refused) {
-          if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
+          if (now - connection.createdAtMs > this.#o.handshakeTimeoutMs) {
             this.#closeConnection(connection, "local", true);
           }
-        } else if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
+        } else if (now - connection.createdAtMs > this.#o.handshakeTimeoutMs) {
           this.#protocolFailure(
             connection,
             "handshake",
@@ -1508,17 +1358,14 @@ export class AutoMpiNode {
           );
         }
       } else if (connection.state === "connecting") {
-        if (now - connection.createdAtMs > this.#connectTimeoutMs) {
+        if (now - connection.createdAtMs > this.#o.connectTimeoutMs) {
           this.#closeConnection(connection, "timeout", false, "connect timed out");
         }
       }
     }
     for (const peer of [...this.#peers.values()]) {
       if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
-      if (
-        now - peer.lastHeardMs >
-          (this.#legacy || peer.legacy ? this.#legacySilenceMs : this.#silenceMs)
-      ) {
+      if (now - peer.lastHeardMs > this.#o.peerSilenceMs) {
         this.#peers.delete(peer.guid);
         peer.forgotten = true;
         this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });
@@ -1529,33 +1376,31 @@ export class AutoMpiNode {
     }
     for (const seed of this.#seeds) this.#dialSeed(seed);
     this.#expireSessions(now);
-    if (!this.#legacy) this.#placement.tick();
+    if (this.#protocol.placement) this.#placement.tick();
     if (
-      this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
+      this.#protocol.peerLists && this.#o.gossipIntervals > 0 &&
+      this.#ticks % this.#o.gossipIntervals === 0 && this.#links.size > 0
     ) {
       // Only links that have not heard our current set of links yet: a quiet cluster gossips
       // nothing, and a change reaches every peer one random link per gossip tick.
       const stale = [...this.#links.values()].filter((link) =>
-        link.gossipVersion !== this.#linksVersion && !link.legacy
+        link.gossipVersion !== this.#linksVersion
       );
       if (stale.length > 0) {
         this.#sendPeerList(stale[this.#platform.random.int(0, stale.length - 1)]);
       }
     }
-    const spread = this.#intervalMs * this.#jitter;
-    this.#scheduleTick(this.#intervalMs - spread + 2 * spread * this.#platform.random.next());
+    const spread = this.#o.intervalMs * this.#o.jitter;
+    this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
   }
 
   #sendHeartbeat(): void {
-    const discovery = this.#options.discovery;
-    if (!discovery || this.#socket === undefined || this.#heartbeatFrame === undefined) return;
+    const discovery = this.#o.discovery;
+    if (!discovery || this.#socket === undefined || this.#heartbeat === undefined) return;
     if (this.#state !== "running") return;
     const to = { host: discovery.broadcastAddress, port: discovery.port ?? 9999 };
     try {
-      this.#socket.send(
-        this.#key === undefined ? this.#heartbeatFrame : this.#signedHeartbeat(this.#key),
-        to,
-      );
+      this.#socket.send(this.#heartbeat(), to);
       this.#stats.heartbeatsSent++;
       for (const [worker, left] of this.#announce) {
         // The original's announcements carry an empty source, as its heartbeats do.
@@ -1568,49 +1413,23 @@ export class AutoMpiNode {
     }
   }
 
-  /** A heartbeat with the next sequence number and its tag under the cluster key. */
-  #signedHeartbeat(key: ClusterKey): Uint8Array {
-    const sequence = String(++this.#heartbeatSequence);
-    const version = String(PROTOCOL_VERSION);
-    return this.#codec.encode({
-      destination: "",
-      source: "",
-      message: {
-        [SYSTEM_KEY]: SystemKind.NodeLocation,
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.HostEndpoint]: this.#address,
-        [SystemField.Version]: version,
-        [SystemField.Incarnation]: this.incarnation,
-        [SystemField.Sequence]: sequence,
-        [SystemField.Tag]: key.heartbeatTag([
-          SystemKind.NodeLocation,
-          this.guid,
-          this.#address,
-          version,
-          this.incarnation,
-          sequence,
-        ]),
-      },
-    });
-  }
-
   // ---- discovery ---------------------------------------------------------------------------------
 
   #onDatagram(data: Uint8Array, from: Address): void {
     if (this.#state !== "running") return;
-    if (data.length > this.#maxDatagramBytes) {
+    if (data.length > this.#o.maxDatagramBytes) {
       this.#stats.datagramErrors++;
       this.#logDatagramError(
         formatAddress(from),
         new ProtocolError(
-          `Cannot use datagram: ${data.length} bytes, over maxDatagramBytes ${this.#maxDatagramBytes}`,
+          `Cannot use datagram: ${data.length} bytes, over maxDatagramBytes ${this.#o.maxDatagramBytes}`,
         ),
       );
       return;
     }
-    if (this.#key !== undefined) {
+    if (this.#auth.authenticated) {
       // Every genuine signed heartbeat differs from the last (its number grows): no cache.
-      this.#onSignedDatagram(this.#key, data, from);
+      this.#onSignedDatagram(data, from);
       return;
     }
     let byPort = this.#datagramCache.get(from.host);
@@ -1704,53 +1523,28 @@ export class AutoMpiNode {
    * With a cluster key, a datagram counts only as a correctly signed heartbeat that is newer
    * than the last one taken from its node and incarnation; anything else is dropped and counted.
    */
-  #onSignedDatagram(key: ClusterKey, data: Uint8Array, from: Address): void {
+  #onSignedDatagram(data: Uint8Array, from: Address): void {
     const message = this.#decodeDatagram(data, from);
     if (message === undefined) return;
-    const fields = message.message;
-    const kind = fields[SYSTEM_KEY];
-    const guid = fields[SystemField.NodeGuid];
-    const address = fields[SystemField.HostEndpoint];
-    const sequenceText = fields[SystemField.Sequence] ?? "";
-    const incarnation = fields[SystemField.Incarnation] ?? "";
-    const refuse = (reason: string) => {
+    const verdict = this.#auth.checkHeartbeat(message.message);
+    if (verdict.kind === "refused") {
       this.#stats.authFailures++;
-      this.#logDatagramError(formatAddress(from), new ProtocolError(reason));
-    };
-    if (kind !== SystemKind.NodeLocation && kind !== SystemKind.ConnectToMe) {
-      refuse(
-        "Cannot use datagram: with a cluster key only signed heartbeats are taken by datagram",
-      );
+      this.#logDatagramError(formatAddress(from), new ProtocolError(verdict.reason));
       return;
     }
-    if (
-      typeof guid !== "string" || guid === "" || typeof address !== "string" ||
-      !/^[1-9][0-9]{0,14}$/.test(sequenceText) ||
-      !key.checkHeartbeatTag([
-        kind,
-        guid,
-        address,
-        fields[SystemField.Version] ?? "",
-        incarnation,
-        sequenceText,
-      ], fields[SystemField.Tag])
-    ) {
-      refuse("Cannot use heartbeat: it is not signed with the cluster key");
-      return;
-    }
-    if (!this.#heartbeatSequences.take(guid, incarnation, Number(sequenceText))) {
+    if (verdict.kind === "replayed") {
       this.#stats.replaysDropped++;
       const source = formatAddress(from);
       if (this.#firstInWindow(`replay ${source}`)) {
         this.#platform.log.log("debug", "discovery.replay-dropped", {
           from: source,
-          node: guid,
-          sequence: sequenceText,
+          node: verdict.guid,
+          sequence: verdict.sequence,
         });
       }
       return;
     }
-    this.#onHeartbeat(guid, address, incarnation);
+    this.#onHeartbeat(verdict.guid, verdict.address, verdict.incarnation);
   }
 
   /** Whether nothing was logged under `key` in the last 10 s (and if so, notes that now). */
@@ -1798,7 +1592,7 @@ export class AutoMpiNode {
   /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
   #probe(link: Connection): void {
     const now = this.#now();
-    if (now - link.probedAtMs < this.#intervalMs) return;
+    if (now - link.probedAtMs < this.#o.intervalMs) return;
     link.probedAtMs = now;
     this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
   }
@@ -1859,7 +1653,7 @@ export class AutoMpiNode {
       `${connection.peerGuid} holds a live link to ${holder} (incarnation ${incarnation}) under this node's GUID ${this.guid}`;
     const peer = connection.peer;
     this.#closeConnection(connection, "duplicate-guid", true, detail);
-    if (count >= 2 || now - this.#startedAtMs > 2 * this.#silenceMs) {
+    if (count >= 2 || now - this.#startedAtMs > 2 * this.#o.silenceMs) {
       this.#reportDuplicate(this.guid, holder, incarnation);
     } else {
       // Soon after our start: most likely our own previous incarnation, whose old link the peer
@@ -1868,11 +1662,11 @@ export class AutoMpiNode {
       this.#platform.log.log("warn", "link.refused", { peer: connection.peerGuid, detail });
     }
     if (peer !== undefined && !peer.forgotten) {
-      if (now - peer.lastRefusedAtMs > 2 * this.#reconnectMaxMs) peer.refusalBackoffMs = 0;
+      if (now - peer.lastRefusedAtMs > 2 * this.#o.reconnectMaxMs) peer.refusalBackoffMs = 0;
       peer.lastRefusedAtMs = now;
       peer.refusalBackoffMs = Math.min(
-        this.#reconnectMaxMs,
-        peer.refusalBackoffMs === 0 ? this.#reconnectMinMs : peer.refusalBackoffMs * 2,
+        this.#o.reconnectMaxMs,
+        peer.refusalBackoffMs === 0 ? this.#o.reconnectMinMs : peer.refusalBackoffMs * 2,
       );
       peer.backoffMs = peer.refusalBackoffMs;
       peer.nextDialAtMs = now + peer.refusalBackoffMs * (0.5 + this.#platform.random.next());
@@ -1907,7 +1701,6 @@ export class AutoMpiNode {
         nextDialAtMs: 0,
         pending: undefined,
         via,
-        legacy: false,
         linked: false,
         forgotten: false,
         refusalBackoffMs: 0,
@@ -1945,16 +1738,17 @@ export class AutoMpiNode {
 
   #maybeDial(peer: Peer): void {
     // Dials in flight count too: they may all succeed.
-    if (this.#connections.size >= this.#maxLinks) return;
+    if (this.#connections.size >= this.#o.maxLinks) return;
     if (this.#state !== "running" || this.#links.has(peer.guid) || peer.pending !== undefined) {
       return;
     }
     const now = this.#now();
     if (now < peer.nextDialAtMs) return;
     // The lower GUID dials; the higher one waits a grace period so a pair makes one connection.
-    // (Original-protocol peers send only on links they dialled, so both sides always dial.)
+    // (Where each side sends only on what it dialled, the original's way, both always dial.)
     if (
-      !this.#legacy && this.guid > peer.guid && now - peer.unlinkedSinceMs < this.#dialGraceMs
+      this.#protocol.sharedConnection && this.guid > peer.guid &&
+      now - peer.unlinkedSinceMs < this.#o.dialGraceMs
     ) return;
     let address: Address;
     try {
@@ -1975,7 +1769,7 @@ export class AutoMpiNode {
   }
 
   #dialSeed(seed: Seed): void {
-    if (this.#connections.size >= this.#maxLinks) return;
+    if (this.#connections.size >= this.#o.maxLinks) return;
     if (this.#state !== "running" || seed.self || seed.pending !== undefined) return;
     if (
       seed.guid !== undefined && (this.#links.has(seed.guid) || this.#peers.get(seed.guid)?.pending)
@@ -1986,8 +1780,8 @@ export class AutoMpiNode {
 
   #backoff(target: { backoffMs: number; nextDialAtMs: number }): void {
     target.backoffMs = Math.min(
-      this.#reconnectMaxMs,
-      target.backoffMs === 0 ? this.#reconnectMinMs : target.backoffMs * 2,
+      this.#o.reconnectMaxMs,
+      target.backoffMs === 0 ? this.#o.reconnectMinMs : target.backoffMs * 2,
     );
     // Jitter in [0.5, 1.5) so that nodes that failed together do not retry together.
     target.nextDialAtMs = this.#now() + target.backoffMs * (0.5 + this.#platform.random.next());
@@ -1996,7 +1790,7 @@ export class AutoMpiNode {
   // ---- connections -------------------------------------------------------------------------------
 
   #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Connection {
-    const connection = new Connection("out", this.#now(), this.#maxFrameBytes);
+    const connection = new Connection("out", this.#now(), this.#o.maxFrameBytes);
     connection.peer = peer;
     connection.seed = seed;
     connection.dialled = formatAddress(address);
@@ -2006,7 +1800,7 @@ export class AutoMpiNode {
   }
 
   #accept(conn: StreamConn): StreamHandlers {
-    const connection = new Connection("in", this.#now(), this.#maxFrameBytes);
+    const connection = new Connection("in", this.#now(), this.#o.maxFrameBytes);
     connection.conn = conn;
     if (this.#state !== "running") {
       conn.destroy();
@@ -2018,11 +1812,11 @@ export class AutoMpiNode {
       if (waiting.state !== "handshaking") this.#inboundHandshakes.delete(waiting);
     }
     const pending = this.#inboundHandshakes.size;
-    if (pending >= this.#maxPendingHandshakes || this.#links.size >= this.#maxLinks) {
+    if (pending >= this.#o.maxPendingHandshakes || this.#links.size >= this.#o.maxLinks) {
       this.#stats.connectionsRefused++;
       this.#platform.log.log("warn", "link.refused", {
         address: formatAddress(conn.remote),
-        reason: this.#links.size >= this.#maxLinks
+        reason: this.#links.size >= this.#o.maxLinks
           ? `${this.#links.size} links, the limit`
           : `${pending} handshakes pending, the limit`,
       });
@@ -2052,19 +1846,10 @@ export class AutoMpiNode {
 
   /** Our hello; with a cluster key, one of its own with a fresh nonce for the peer to sign. */
   #sendHello(connection: Connection): void {
-    if (this.#key === undefined) {
-      this.#writeRaw(connection, this.#helloFrame!);
-      return;
-    }
-    connection.helloSent = encodeHello({
-      version: PROTOCOL_VERSION,
-      guid: this.guid,
-      incarnation: this.incarnation,
-      codec: this.#codec.name,
-      address: this.#address,
-      nonce: this.#platform.random.fill(new Uint8Array(MIN_NONCE_BYTES)),
-    });
-    this.#writeRaw(connection, encodeFrame(connection.helloSent));
+    this.#writeRaw(
+      connection,
+      this.#auth.hello(connection, this.#helloFrame!, this.#identity!, this.#platform.random),
+    );
   }
 
   #onBytes(connection: Connection, data: Uint8Array): void {
@@ -2104,25 +1889,7 @@ export class AutoMpiNode {
 
   #onFrame(connection: Connection, frame: Uint8Array): void {
     if (connection.state === "handshaking") {
-      if (this.#key !== undefined) {
-        this.#onKeyedHandshake(this.#key, connection, frame);
-        return;
-      }
-      let hello: Hello;
-      try {
-        hello = this.#legacy ? this.#legacyHello(connection, frame) : decodeHello(frame);
-      } catch (error) {
-        this.#protocolFailure(connection, "handshake", error);
-        return;
-      }
-      if (hello.nonce !== undefined) {
-        this.#authFailure(
-          connection,
-          "Cannot link: peer requires a cluster key, and this node has none",
-        );
-        return;
-      }
-      this.#onHello(connection, hello);
+      this.#onHandshake(connection, frame);
       return;
     }
     connection.framesIn++;
@@ -2145,51 +1912,32 @@ export class AutoMpiNode {
     }
   }
 
-  /**
-   * A keyed handshake: the peer's hello (which must carry a nonce), answered with our proof
-   * over both hellos; then the peer's proof. Only a valid proof lets the hello take effect, so
-   * a node without the key never gets a link, nor any frame past its hello read.
-   */
-  #onKeyedHandshake(key: ClusterKey, connection: Connection, frame: Uint8Array): void {
-    const hello = connection.peerHello;
-    if (hello === undefined) {
-      let received: Hello;
-      try {
-        received = decodeHello(frame);
-      } catch (error) {
-        this.#protocolFailure(connection, "handshake", error);
+  /** A handshake frame: the cluster auth says whether the hello takes effect (see `_auth.ts`). */
+  #onHandshake(connection: Connection, frame: Uint8Array): void {
+    const step = this.#auth.handshake(
+      connection,
+      frame,
+      (bytes) =>
+        this.#protocol.readHello(bytes, {
+          direction: connection.direction,
+          dialled: connection.dialled,
+          known: (guid) => this.#peers.get(guid),
+        }),
+    );
+    switch (step.kind) {
+      case "hello":
+        this.#onHello(connection, step.hello);
         return;
-      }
-      if (received.nonce === undefined) {
-        this.#authFailure(
-          connection,
-          "Cannot link: peer did not prove the cluster key (its hello has no key challenge: it has no key)",
-        );
+      case "reply":
+        this.#writeRaw(connection, step.frame);
         return;
-      }
-      connection.peerHello = received;
-      connection.peerHelloBytes = frame.slice();
-      const proof = key.linkProof(connection.helloSent!, connection.peerHelloBytes);
-      this.#writeRaw(connection, encodeFrame(encodeProof(proof)));
-      return;
+      case "malformed":
+        this.#protocolFailure(connection, "handshake", step.error);
+        return;
+      case "refused":
+        this.#authFailure(connection, step.reason);
+        return;
     }
-    let tag: Uint8Array;
-    try {
-      tag = decodeProof(frame);
-    } catch (error) {
-      this.#authFailure(connection, (error as Error).message);
-      return;
-    }
-    if (!key.checkLinkProof(connection.helloSent!, connection.peerHelloBytes!, tag)) {
-      this.#authFailure(
-        connection,
-        "Cannot link: peer did not prove the cluster key (wrong key, or a replayed proof)",
-      );
-      return;
-    }
-    connection.peerHello = undefined;
-    connection.peerHelloBytes = undefined;
-    this.#onHello(connection, hello);
   }
 
   #authFailure(connection: Connection, reason: string): void {
@@ -2197,32 +1945,9 @@ export class AutoMpiNode {
     this.#protocolFailure(connection, "handshake", new HandshakeError(reason));
   }
 
-  /** Reads the original protocol's handshake: the peer's GUID as UTF-8, nothing else. */
-  #legacyHello(connection: Connection, frame: Uint8Array): Hello {
-    let guid: string;
-    try {
-      guid = new TextDecoder("utf-8", { fatal: true }).decode(frame);
-    } catch {
-      throw new HandshakeError("Cannot link: the handshake is not a UTF-8 GUID");
-    }
-    // deno-lint-ignore no-control-regex
-    if (guid === "" || guid.length > 256 || /[\u0000-\u001f]/.test(guid)) {
-      throw new HandshakeError("Cannot link: the handshake is not a GUID of 1..256 characters");
-    }
-    connection.legacy = true;
-    const known = this.#peers.get(guid);
-    return {
-      version: 0,
-      guid,
-      incarnation: known?.incarnation ?? "",
-      codec: "json",
-      address: connection.direction === "out" ? connection.dialled : known?.address ?? "",
-    };
-  }
-
   #onHello(connection: Connection, hello: Hello): void {
-    if (connection.legacy) {
-      this.#onLegacyHello(connection, hello);
+    if (!this.#protocol.sharedConnection) {
+      this.#onOneWayHello(connection, hello);
       return;
     }
     if (hello.guid === this.guid) {
@@ -2250,7 +1975,7 @@ export class AutoMpiNode {
     const existing = this.#links.get(hello.guid);
     if (existing !== undefined) {
       if (existing.peerIncarnation !== hello.incarnation) {
-        if (this.#now() - existing.lastReceivedMs <= this.#holderAliveMs) {
+        if (this.#now() - existing.lastReceivedMs <= this.#o.holderAliveMs) {
           // The link we hold is alive by its own rhythm: the first incarnation keeps it.
           this.#refuseClaim(connection, hello, existing);
           return;
@@ -2283,7 +2008,7 @@ export class AutoMpiNode {
    * An original-protocol link: like the Go original, each side sends on the connection it
    * dialled and reads the one it accepted, so a pair holds two connections.
    */
-  #onLegacyHello(connection: Connection, hello: Hello): void {
+  #onOneWayHello(connection: Connection, hello: Hello): void {
     if (hello.guid === this.guid) {
       // Our own GUID: we dialled ourselves, or a twin does (heartbeats report twins).
       if (connection.seed) connection.seed.self = true;
@@ -2296,14 +2021,13 @@ export class AutoMpiNode {
     connection.peerCodec = jsonCodec;
     if (connection.seed) connection.seed.guid = hello.guid;
     if (connection.direction === "in") {
-      const previous = this.#legacyInbound.get(hello.guid);
-      this.#legacyInbound.set(hello.guid, connection);
+      const previous = this.#acceptedLinks.get(hello.guid);
+      this.#acceptedLinks.set(hello.guid, connection);
       if (previous !== undefined) this.#closeConnection(previous, "replaced", true);
       connection.state = "active";
       connection.activeAtMs = this.#now();
       const peer = this.#peers.get(hello.guid) ??
         this.#learnPeer(hello.guid, hello.address, hello.incarnation, "link");
-      peer.legacy = true;
       connection.peer = peer;
       // We send on a connection of our own: dial back if there is none yet.
       if (!this.#links.has(hello.guid)) {
@@ -2315,7 +2039,6 @@ export class AutoMpiNode {
     const existing = this.#links.get(hello.guid);
     if (existing !== undefined) this.#closeConnection(existing, "replaced", false);
     this.#activate(connection);
-    if (connection.peer) connection.peer.legacy = true;
   }
 
   /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
@@ -2333,7 +2056,7 @@ export class AutoMpiNode {
     // the old one carried unconfirmed is resent there (the peer drops what it already took).
     next.held = old.held;
     old.held = [];
-    if (!next.legacy) this.#startSession(next);
+    if (this.#protocol.sessions) this.#startSession(next);
     this.#closeConnection(old, "local", true);
     // What we said on the old connection may never have been read (the peer may be dropping
     // that very connection as the duplicate): say it again on the one both sides keep, as the
@@ -2348,7 +2071,7 @@ export class AutoMpiNode {
    * WorkerLocation each, as the original sends them.
    */
   #sendWorkerSet(connection: Connection): void {
-    if (connection.legacy) {
+    if (!this.#protocol.workerSets) {
       for (const { worker } of this.#workers.values()) {
         this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
       }
@@ -2407,8 +2130,8 @@ export class AutoMpiNode {
 
   /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
   #dropInbound(connection: Connection): void {
-    if (!connection.legacy || this.#legacyInbound.get(connection.peerGuid) !== connection) return;
-    this.#legacyInbound.delete(connection.peerGuid);
+    if (this.#acceptedLinks.get(connection.peerGuid) !== connection) return;
+    this.#acceptedLinks.delete(connection.peerGuid);
     if (!this.#links.has(connection.peerGuid)) this.#forgetLocations(connection.peerGuid);
   }
 
@@ -2442,7 +2165,7 @@ export class AutoMpiNode {
   }
 
   #activate(connection: Connection): void {
-    if (this.#links.size >= this.#maxLinks) {
+    if (this.#links.size >= this.#o.maxLinks) {
       // Both sides may have dialled while under the limit: the first to finish wins.
       this.#stats.connectionsRefused++;
       this.#platform.log.log("warn", "link.refused", {
@@ -2470,7 +2193,7 @@ export class AutoMpiNode {
     if (connection.seed) connection.seed.backoffMs = 0;
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
-    if (!connection.legacy) this.#startSession(connection);
+    if (this.#protocol.sessions) this.#startSession(connection);
     this.#linksVersion++;
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
@@ -2565,16 +2288,16 @@ export class AutoMpiNode {
    * session's resend window is full.
    */
   #writeTracked(connection: Connection, message: MapMessage, frame: Frame): boolean {
-    if (connection.legacy) {
+    if (!this.#protocol.sessions) {
       this.#write(connection, frame);
       return true;
     }
     const session = connection.session!;
-    if (session.windowBytes + frame.length > this.#resendWindowBytes) {
+    if (session.windowBytes + frame.length > this.#o.resendWindowBytes) {
       return this.#undeliverable(
         message,
         "link-buffer-full",
-        `${session.window.length} unconfirmed messages to ${connection.peerGuid} fill the resend window of ${this.#resendWindowBytes} bytes`,
+        `${session.window.length} unconfirmed messages to ${connection.peerGuid} fill the resend window of ${this.#o.resendWindowBytes} bytes`,
       );
     }
     if (!session.resumed) {
@@ -2610,7 +2333,7 @@ export class AutoMpiNode {
     if (session === undefined) {
       session = new OutboundSession(
         connection.peerIncarnation,
-        randomHex(this.#platform, 8),
+        randomHex(this.#platform.random, 8),
       );
       this.#outbound.set(guid, session);
     }
@@ -2684,7 +2407,7 @@ export class AutoMpiNode {
     connection.held = [];
     for (const message of held) {
       const frame = this.#frame(message);
-      if (frame.length > this.#maxFrameBytes) this.#tooLarge(message, frame);
+      if (frame.length > this.#o.maxFrameBytes) this.#tooLarge(message, frame);
       else this.#writeTracked(connection, message, frame);
     }
   }
@@ -2718,7 +2441,7 @@ export class AutoMpiNode {
    * acknowledged once this turn is over. Returns whether to deliver it.
    */
   #take(connection: Connection): boolean {
-    if (connection.legacy) return true;
+    if (!this.#protocol.sessions) return true;
     const inbound = connection.inbound;
     if (inbound === undefined || !connection.aligned) {
       this.#protocolFailure(
@@ -2839,24 +2562,24 @@ export class AutoMpiNode {
   #expireSessions(now: number): void {
     for (const [guid, session] of this.#outbound) {
       if (session.resumed) continue;
-      for (const { message } of session.expire(now - this.#resendWindowMs)) {
+      for (const { message } of session.expire(now - this.#o.resendWindowMs)) {
         this.#undeliverable(
           message,
           "uncertain",
-          `no link to ${guid} confirmed it within the resend window of ${this.#resendWindowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
+          `no link to ${guid} confirmed it within the resend window of ${this.#o.resendWindowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
         );
       }
       const idleMs = now - session.lastLinkedMs;
       if (
         !this.#links.has(guid) && session.window.length === 0 &&
-        idleMs > (session.uncertain.size === 0 ? 1 : 10) * this.#resendWindowMs
+        idleMs > (session.uncertain.size === 0 ? 1 : 10) * this.#o.resendWindowMs
       ) {
         this.#outbound.delete(guid);
       }
     }
     for (const [guid, inbound] of this.#inbound) {
       // Kept well past any resend of the peer's, so a late resend is still recognised.
-      if (!this.#links.has(guid) && now - inbound.lastLinkedMs > 3 * this.#resendWindowMs) {
+      if (!this.#links.has(guid) && now - inbound.lastLinkedMs > 3 * this.#o.resendWindowMs) {
         this.#inbound.delete(guid);
       }
     }
@@ -3055,7 +2778,7 @@ export class AutoMpiNode {
   }
 
   #sendPeerList(connection: Connection): void {
-    if (connection.legacy) return; // The original has no peer lists.
+    if (!this.#protocol.peerLists) return;
     connection.gossipVersion = this.#linksVersion;
     const peers: Array<[string, string, string]> = [];
     for (const link of this.#links.values()) {
@@ -3106,13 +2829,15 @@ export class AutoMpiNode {
         // by datagram while linked to it.
         const fromItself = connection !== undefined
           ? node === connection.peerGuid
-          : this.#legacy && this.#links.has(node);
+          : this.#protocol.workerAnnouncements > 0 && this.#links.has(node);
         if (!fromItself || !worker) return;
         this.#learnLocation(node, worker);
         return;
       }
       case SystemKind.WorkerSet:
-        if (connection !== undefined && !connection.legacy) this.#onWorkerSet(connection, fields);
+        if (connection !== undefined && this.#protocol.workerSets) {
+          this.#onWorkerSet(connection, fields);
+        }
         return;
       case SystemKind.WorkerRemoved: {
         const node = fields[SystemField.NodeGuid];
@@ -3131,13 +2856,15 @@ export class AutoMpiNode {
         if (connection !== undefined) this.#onGoodbye(connection, fields);
         return;
       case SystemKind.Resume:
-        if (connection !== undefined && !connection.legacy) this.#onResume(connection, fields);
+        if (connection !== undefined && this.#protocol.sessions) this.#onResume(connection, fields);
         return;
       case SystemKind.Align:
-        if (connection !== undefined && !connection.legacy) this.#onAlign(connection, fields);
+        if (connection !== undefined && this.#protocol.sessions) this.#onAlign(connection, fields);
         return;
       case SystemKind.Refused:
-        if (connection !== undefined && !connection.legacy) this.#onRefused(connection, fields);
+        if (connection !== undefined && this.#protocol.refusals) {
+          this.#onRefused(connection, fields);
+        }
         return;
       default:
         this.#platform.log.log("debug", "system.unknown", {
@@ -3337,7 +3064,7 @@ export class AutoMpiNode {
 
   #ensureWorkerTick(): void {
     if (this.#workerTimer !== undefined || this.#state === "closed") return;
-    this.#workerTimer = this.#platform.clock.schedule(this.#workerTickMs, () => {
+    this.#workerTimer = this.#platform.clock.schedule(this.#o.workerTickMs, () => {
       this.#workerTimer = undefined;
       if (this.#state === "closed" || this.#workers.size === 0) return;
       const now = this.#now();
