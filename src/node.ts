@@ -9,6 +9,7 @@
  * @module
  */
 import type { ClusterAuth } from "./_auth.ts";
+import { Discovery } from "./_discovery.ts";
 import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
@@ -19,7 +20,6 @@ import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
   type Address,
   type CloseReason,
-  type DatagramSocket,
   formatAddress,
   parseAddress,
   type Platform,
@@ -60,9 +60,6 @@ export interface DiscoveryOptions {
    */
   readonly limitedBroadcast?: boolean;
 }
-
-/** The limited broadcast address, where the original AutoMPI sends its discovery datagrams. */
-const LIMITED_BROADCAST = "255.255.255.255";
 
 /** Options of a node. Every duration is in milliseconds. */
 export interface NodeOptions {
@@ -382,15 +379,6 @@ interface Peer {
   lastRefusedAtMs: number;
 }
 
-interface CachedDatagram {
-  readonly bytes: Uint8Array;
-  readonly message: MapMessage;
-  /** Set when the datagram is a well-formed heartbeat. */
-  readonly heartbeat: { guid: string; address: string; incarnation: string } | undefined;
-  /** The peer this heartbeat last updated, for the fast path. */
-  peer: Peer | undefined;
-}
-
 interface Seed {
   readonly address: Address;
   guid: string | undefined;
@@ -560,15 +548,9 @@ export class AutoMpiNode {
    * they send on these, we only read.
    */
   readonly #acceptedLinks = new Map<string, Connection>();
-  /** Workers still to announce by datagram (original protocol): GUID → announcements left. */
-  readonly #announce = new Map<string, number>();
   /** Each linked peer's links, from its latest peer list. */
   readonly #peerLinks = new Map<string, Set<string>>();
   readonly #pendingWorkers = new Set<Worker>();
-  /** Last system datagram per source host and port, so an unchanged heartbeat is not decoded again. */
-  readonly #datagramCache = new Map<string, Map<number, CachedDatagram>>();
-  #datagramCacheSize = 0;
-  readonly #datagramErrorLogged = new Map<string, number>();
   readonly #duplicateReported = new Set<string>();
   #duplicateReportedAtMs = -Infinity;
   /** The last twin reported (see `duplicateGuid` in the state). */
@@ -618,12 +600,8 @@ export class AutoMpiNode {
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
   #listener: StreamListener | undefined;
-  #socket: DatagramSocket | undefined;
-  /** The socket bound to 255.255.255.255 (see {@link DiscoveryOptions.limitedBroadcast}). */
-  #limitedSocket: DatagramSocket | undefined;
+  readonly #discovery: Discovery;
   #address = "";
-  /** Makes each heartbeat datagram (set once listening, with discovery). */
-  #heartbeat: (() => Uint8Array) | undefined;
   /** Who this node is, as hellos and heartbeats say (set once listening). */
   #identity: HelloIdentity | undefined;
   readonly #storage: Storage;
@@ -664,6 +642,24 @@ export class AutoMpiNode {
         pending: undefined,
       });
     }
+    this.#discovery = new Discovery({
+      net: platform.net,
+      clock: platform.clock,
+      log: platform.log,
+      stats: this.#stats,
+      running: () => this.#state === "running",
+      onHeartbeat: (guid, address, incarnation) => this.#onHeartbeat(guid, address, incarnation),
+      onSystem: (message, from) => this.#onSystem(message, undefined, from),
+      onMessage: (message) => this.#receive(message, undefined),
+      onBadDatagram: (address, error) =>
+        this.#events.emit("protocol-error", { address, stage: "datagram", error }),
+    }, {
+      config: o.discovery,
+      protocol: o.protocol,
+      auth: o.auth,
+      codec: o.codec,
+      maxDatagramBytes: o.maxDatagramBytes,
+    });
     this.#events = new Emitter<NodeEvents>((error, type) => {
       this.#stats.listenerErrors++;
       this.#platform.log.log("error", "listener.error", { event: type, error: String(error) });
@@ -851,8 +847,7 @@ export class AutoMpiNode {
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
     this.#broadcastSystem(this.#workerLocation(worker.guid).message);
     // The original announces a new worker by datagram on three heartbeats.
-    const announcements = this.#protocol.workerAnnouncements;
-    if (announcements > 0) this.#announce.set(worker.guid, announcements);
+    this.#discovery.announce(worker.guid, this.#protocol.workerAnnouncements);
     this.#events.emit("worker-attached", { worker: worker.guid });
     this.#ensureWorkerTick();
   }
@@ -868,7 +863,7 @@ export class AutoMpiNode {
     const entry = this.#workers.get(guid);
     if (!entry) return false;
     this.#workers.delete(guid);
-    this.#announce.delete(guid);
+    this.#discovery.forget(guid);
     this.#pendingWorkers.delete(entry.worker);
     this.#safeWorker(entry.worker, () => entry.worker.close());
     this.#broadcastSystem({
@@ -1220,8 +1215,7 @@ export class AutoMpiNode {
       this.#endSession(guid, "uncertain", "this node closed before the peer confirmed it");
     }
     this.#listener?.close();
-    this.#socket?.close();
-    this.#limitedSocket?.close();
+    this.#discovery.close();
     this.#placement.close();
     for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
     this.#workers.clear();
@@ -1263,41 +1257,7 @@ export class AutoMpiNode {
       address: this.#address,
     };
     this.#helloFrame = this.#protocol.helloFrame(this.#identity);
-    const discovery = this.#o.discovery;
-    if (discovery) {
-      this.#heartbeat = this.#auth.heartbeats(this.#codec, this.#identity);
-      this.#socket = this.#platform.net.bindDatagram(
-        {
-          host: discovery.bindHost ?? "0.0.0.0",
-          port: discovery.port ?? 9999,
-          reuseAddress: true,
-          broadcast: true,
-        },
-        {
-          onMessage: (data, from) => this.#onDatagram(data, from),
-          onReady: () => this.#sendHeartbeat(),
-          onError: (error) =>
-            this.#platform.log.log("error", "discovery.error", { error: error.message }),
-        },
-      );
-      const bindHost = discovery.bindHost;
-      const limited = discovery.limitedBroadcast ??
-        this.#protocol.limitedBroadcastByDefault(bindHost);
-      if (limited && bindHost !== LIMITED_BROADCAST) {
-        // Receive only: heartbeats still go to broadcastAddress, which originals hear too.
-        this.#limitedSocket = this.#platform.net.bindDatagram(
-          { host: LIMITED_BROADCAST, port: discovery.port ?? 9999, reuseAddress: true },
-          {
-            onMessage: (data, from) => this.#onDatagram(data, from),
-            onError: (error) =>
-              this.#platform.log.log("error", "discovery.error", {
-                error: error.message,
-                socket: LIMITED_BROADCAST,
-              }),
-          },
-        );
-      }
-    }
+    this.#discovery.start(this.#identity);
     this.#platform.log.log("info", "node.started", {
       guid: this.guid,
       incarnation: this.incarnation,
@@ -1326,7 +1286,7 @@ export class AutoMpiNode {
     if (this.#state !== "running") return;
     this.#ticks++;
     const now = this.#now();
-    this.#sendHeartbeat();
+    this.#discovery.sendHeartbeat();
     for (const connection of [...this.#connections]) {
       if (connection.state === "active") {
         // Without keepalives (the original's), a peer's heartbeats vouch for its link.
@@ -1392,177 +1352,6 @@ export class AutoMpiNode {
     }
     const spread = this.#o.intervalMs * this.#o.jitter;
     this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
-  }
-
-  #sendHeartbeat(): void {
-    const discovery = this.#o.discovery;
-    if (!discovery || this.#socket === undefined || this.#heartbeat === undefined) return;
-    if (this.#state !== "running") return;
-    const to = { host: discovery.broadcastAddress, port: discovery.port ?? 9999 };
-    try {
-      this.#socket.send(this.#heartbeat(), to);
-      this.#stats.heartbeatsSent++;
-      for (const [worker, left] of this.#announce) {
-        // The original's announcements carry an empty source, as its heartbeats do.
-        this.#socket.send(this.#codec.encode({ ...this.#workerLocation(worker), source: "" }), to);
-        if (left <= 1) this.#announce.delete(worker);
-        else this.#announce.set(worker, left - 1);
-      }
-    } catch (error) {
-      this.#platform.log.log("warn", "discovery.send-failed", { error: String(error) });
-    }
-  }
-
-  // ---- discovery ---------------------------------------------------------------------------------
-
-  #onDatagram(data: Uint8Array, from: Address): void {
-    if (this.#state !== "running") return;
-    if (data.length > this.#o.maxDatagramBytes) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(
-        formatAddress(from),
-        new ProtocolError(
-          `Cannot use datagram: ${data.length} bytes, over maxDatagramBytes ${this.#o.maxDatagramBytes}`,
-        ),
-      );
-      return;
-    }
-    if (this.#auth.authenticated) {
-      // Every genuine signed heartbeat differs from the last (its number grows): no cache.
-      this.#onSignedDatagram(data, from);
-      return;
-    }
-    let byPort = this.#datagramCache.get(from.host);
-    const cached = byPort?.get(from.port);
-    if (cached !== undefined && sameBytes(cached.bytes, data)) {
-      // The same heartbeat as last time from this source: no decoding, no field lookups.
-      const heartbeat = cached.heartbeat;
-      if (heartbeat !== undefined) {
-        const peer = cached.peer;
-        if (
-          peer !== undefined && peer.linked && !peer.forgotten &&
-          peer.address === heartbeat.address && peer.incarnation === heartbeat.incarnation
-        ) {
-          // The common case: a linked peer's unchanged heartbeat. Note it and go.
-          this.#stats.heartbeatsReceived++;
-          peer.lastHeardMs = this.#now();
-          return;
-        }
-        cached.peer = this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-      } else {
-        this.#onSystem(cached.message, undefined, from);
-      }
-      return;
-    }
-    const message = this.#decodeDatagram(data, from);
-    if (message === undefined) return;
-    const fields = message.message;
-    const kind = fields[SYSTEM_KEY];
-    if (kind === undefined) {
-      this.#receive(message, undefined);
-      return;
-    }
-    // Only system messages are cached: they never reach user code, so nobody can modify them.
-    let heartbeat: CachedDatagram["heartbeat"];
-    if (kind === SystemKind.NodeLocation || kind === SystemKind.ConnectToMe) {
-      const guid = fields[SystemField.NodeGuid];
-      const address = fields[SystemField.HostEndpoint];
-      if (typeof guid !== "string" || guid === "" || typeof address !== "string") {
-        this.#stats.datagramErrors++;
-        this.#logDatagramError(
-          formatAddress(from),
-          new ProtocolError("Cannot use heartbeat: no node GUID or address"),
-        );
-        return;
-      }
-      heartbeat = { guid, address, incarnation: fields[SystemField.Incarnation] ?? "" };
-    }
-    // Only small system datagrams are remembered, from at most 1024 sources: junk from many
-    // sources must not pin memory.
-    if (data.length > 512) {
-      this.#onSystemDatagram(message, heartbeat, from);
-      return;
-    }
-    if (this.#datagramCacheSize >= 1024) {
-      this.#datagramCache.clear();
-      this.#datagramCacheSize = 0;
-      byPort = undefined;
-    }
-    if (byPort === undefined) this.#datagramCache.set(from.host, byPort = new Map());
-    if (!byPort.has(from.port)) this.#datagramCacheSize++;
-    const entry: CachedDatagram = { bytes: data, message, heartbeat, peer: undefined };
-    byPort.set(from.port, entry);
-    entry.peer = this.#onSystemDatagram(message, heartbeat, from);
-  }
-
-  /** Decodes a datagram in whichever codec it is in; bad bytes are counted and logged. */
-  #decodeDatagram(data: Uint8Array, from: Address): MapMessage | undefined {
-    try {
-      return (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
-    } catch (error) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(formatAddress(from), error);
-      return undefined;
-    }
-  }
-
-  /** Acts on a decoded system datagram; returns the peer a heartbeat updated, if any. */
-  #onSystemDatagram(
-    message: MapMessage,
-    heartbeat: CachedDatagram["heartbeat"],
-    from: Address,
-  ): Peer | undefined {
-    if (heartbeat !== undefined) {
-      return this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-    }
-    this.#onSystem(message, undefined, from);
-    return undefined;
-  }
-
-  /**
-   * With a cluster key, a datagram counts only as a correctly signed heartbeat that is newer
-   * than the last one taken from its node and incarnation; anything else is dropped and counted.
-   */
-  #onSignedDatagram(data: Uint8Array, from: Address): void {
-    const message = this.#decodeDatagram(data, from);
-    if (message === undefined) return;
-    const verdict = this.#auth.checkHeartbeat(message.message);
-    if (verdict.kind === "refused") {
-      this.#stats.authFailures++;
-      this.#logDatagramError(formatAddress(from), new ProtocolError(verdict.reason));
-      return;
-    }
-    if (verdict.kind === "replayed") {
-      this.#stats.replaysDropped++;
-      const source = formatAddress(from);
-      if (this.#firstInWindow(`replay ${source}`)) {
-        this.#platform.log.log("debug", "discovery.replay-dropped", {
-          from: source,
-          node: verdict.guid,
-          sequence: verdict.sequence,
-        });
-      }
-      return;
-    }
-    this.#onHeartbeat(verdict.guid, verdict.address, verdict.incarnation);
-  }
-
-  /** Whether nothing was logged under `key` in the last 10 s (and if so, notes that now). */
-  #firstInWindow(key: string): boolean {
-    const now = this.#now();
-    const last = this.#datagramErrorLogged.get(key);
-    if (last !== undefined && now - last < 10_000) return false;
-    if (this.#datagramErrorLogged.size > 1024) this.#datagramErrorLogged.clear();
-    this.#datagramErrorLogged.set(key, now);
-    return true;
-  }
-
-  #logDatagramError(source: string, error: unknown): void {
-    // One line per source per 10 s: junk on the discovery port must not flood the log.
-    if (!this.#firstInWindow(source)) return;
-    const text = error instanceof Error ? error.message : String(error);
-    this.#platform.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
-    this.#events.emit("protocol-error", { address: source, stage: "datagram", error: text });
   }
 
   #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
