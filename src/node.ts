@@ -11,6 +11,8 @@
 import type { ClusterAuth } from "./_auth.ts";
 import { Discovery } from "./_discovery.ts";
 import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
+import { type Peer, PeerTable, type Seed } from "./_peers.ts";
+import { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
@@ -21,7 +23,6 @@ import {
   type Address,
   type CloseReason,
   formatAddress,
-  parseAddress,
   type Platform,
   type StreamConn,
   type StreamHandlers,
@@ -359,35 +360,6 @@ export interface NodeState {
   readonly placement: PlacementState;
 }
 
-interface Peer {
-  readonly guid: string;
-  address: string;
-  incarnation: string;
-  lastHeardMs: number;
-  /** Since when it has been known without a link (for the dial grace of the higher GUID). */
-  unlinkedSinceMs: number;
-  backoffMs: number;
-  nextDialAtMs: number;
-  pending: Connection | undefined;
-  via: "heartbeat" | "seed" | "gossip" | "link";
-  /** Whether `#links` has a link to it: kept in step with `#links`. */
-  linked: boolean;
-  /** Removed from `#peers` (lost or gone): a cached reference to it is stale. */
-  forgotten: boolean;
-  /** Backoff after it refused us as a twin: grows with each refusal, not reset by a link. */
-  refusalBackoffMs: number;
-  lastRefusedAtMs: number;
-}
-
-interface Seed {
-  readonly address: Address;
-  guid: string | undefined;
-  self: boolean;
-  backoffMs: number;
-  nextDialAtMs: number;
-  pending: Connection | undefined;
-}
-
 class Connection {
   state: "connecting" | "handshaking" | "active" | "closed" = "connecting";
   peerGuid = "";
@@ -536,10 +508,9 @@ export class AutoMpiNode {
     string,
     (message: MapMessage, reason: UndeliverableReason) => void
   >();
-  readonly #peers = new Map<string, Peer>();
+  readonly #peers: PeerTable;
   readonly #links = new Map<string, Connection>();
   readonly #connections = new Set<Connection>();
-  readonly #seeds: Seed[] = [];
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations = new Map<string, string>();
   readonly #hosted = new Map<string, Set<string>>();
@@ -551,12 +522,7 @@ export class AutoMpiNode {
   /** Each linked peer's links, from its latest peer list. */
   readonly #peerLinks = new Map<string, Set<string>>();
   readonly #pendingWorkers = new Set<Worker>();
-  readonly #duplicateReported = new Set<string>();
-  #duplicateReportedAtMs = -Infinity;
-  /** The last twin reported (see `duplicateGuid` in the state). */
-  #lastDuplicate: DuplicateGuidState | undefined;
-  /** "guid/incarnation" of claimants refused as twins → how often (bounded). */
-  readonly #refusedClaims = new Map<string, number>();
+  readonly #twins: Twins;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
   readonly #undeliverableByReason = new Map<string, number>();
   readonly #linksDownByReason = new Map<string, number>();
@@ -632,16 +598,40 @@ export class AutoMpiNode {
     this.#protocol = o.protocol;
     this.#auth = o.auth;
     this.#storage = o.storage;
-    for (const address of o.seeds) {
-      this.#seeds.push({
-        address,
-        guid: undefined,
-        self: false,
-        backoffMs: 0,
-        nextDialAtMs: 0,
-        pending: undefined,
-      });
-    }
+    this.#peers = new PeerTable({
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      running: () => this.#state === "running",
+      connectionCount: () => this.#connections.size,
+      isLinked: (guid) => this.#links.has(guid),
+      linkIncarnation: (guid) => this.#links.get(guid)?.peerIncarnation,
+      probe: (guid) => this.#probe(this.#links.get(guid)!),
+      dial: (address, peer, seed) => this.#dial(address, peer, seed),
+      onDiscovered: (peer) =>
+        this.#events.emit("peer-discovered", {
+          peer: peer.guid,
+          address: peer.address,
+          via: peer.via,
+        }),
+      onLost: (peer) => this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address }),
+    }, {
+      guid: o.guid,
+      maxLinks: o.maxLinks,
+      dialGraceMs: o.dialGraceMs,
+      reconnectMinMs: o.reconnectMinMs,
+      reconnectMaxMs: o.reconnectMaxMs,
+      silenceMs: o.peerSilenceMs,
+      sharedConnection: o.protocol.sharedConnection,
+      seeds: o.seeds,
+    });
+    this.#twins = new Twins({
+      clock: platform.clock,
+      log: platform.log,
+      stats: this.#stats,
+      onReport: (guid, address, incarnation) =>
+        this.#events.emit("duplicate-guid", { guid, address, incarnation }),
+    });
     this.#discovery = new Discovery({
       net: platform.net,
       clock: platform.clock,
@@ -1153,7 +1143,7 @@ export class AutoMpiNode {
         silenceMs: this.#o.peerSilenceMs,
       },
       placement: this.#placement.state(),
-      ...(this.#lastDuplicate === undefined ? {} : { duplicateGuid: this.#lastDuplicate }),
+      ...(this.#twins.last === undefined ? {} : { duplicateGuid: this.#twins.last }),
     };
   }
 
@@ -1268,7 +1258,7 @@ export class AutoMpiNode {
       incarnation: this.incarnation,
       address: this.#address,
     });
-    for (const seed of this.#seeds) this.#dialSeed(seed);
+    this.#peers.dialSeeds();
     this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
   }
 
@@ -1323,18 +1313,7 @@ export class AutoMpiNode {
         }
       }
     }
-    for (const peer of [...this.#peers.values()]) {
-      if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
-      if (now - peer.lastHeardMs > this.#o.peerSilenceMs) {
-        this.#peers.delete(peer.guid);
-        peer.forgotten = true;
-        this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });
-        this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address });
-      } else {
-        this.#maybeDial(peer);
-      }
-    }
-    for (const seed of this.#seeds) this.#dialSeed(seed);
+    this.#peers.tick(now);
     this.#expireSessions(now);
     if (this.#protocol.placement) this.#placement.tick();
     if (
@@ -1357,25 +1336,10 @@ export class AutoMpiNode {
   #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
     this.#stats.heartbeatsReceived++;
     if (guid === this.guid) {
-      if (incarnation !== this.incarnation) this.#reportDuplicate(guid, address, incarnation);
+      if (incarnation !== this.incarnation) this.#twins.report(guid, address, incarnation);
       return undefined;
     }
-    return this.#learnPeer(guid, address, incarnation, "heartbeat");
-  }
-
-  #reportDuplicate(guid: string, address: string, incarnation: string): void {
-    // Counted every time; reported once per claimant and at most once per 10 s, so a flood of
-    // forged incarnations can neither flood the log nor grow memory.
-    this.#stats.duplicateGuids++;
-    const now = this.#now();
-    this.#lastDuplicate = { guid, address, incarnation, atMs: now };
-    const key = `${address}/${incarnation}`;
-    if (this.#duplicateReported.has(key) || now - this.#duplicateReportedAtMs < 10_000) return;
-    if (this.#duplicateReported.size >= 256) this.#duplicateReported.clear();
-    this.#duplicateReported.add(key);
-    this.#duplicateReportedAtMs = now;
-    this.#platform.log.log("error", "node.duplicate-guid", { guid, address, incarnation });
-    this.#events.emit("duplicate-guid", { guid, address, incarnation });
+    return this.#peers.learn(guid, address, incarnation, "heartbeat");
   }
 
   /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
@@ -1396,23 +1360,7 @@ export class AutoMpiNode {
    */
   #refuseClaim(connection: Connection, hello: Hello, holder: Connection): void {
     this.#probe(holder);
-    const key = `${hello.guid}/${hello.incarnation}`;
-    if (this.#refusedClaims.size >= 256 && !this.#refusedClaims.has(key)) {
-      this.#refusedClaims.clear();
-    }
-    const count = (this.#refusedClaims.get(key) ?? 0) + 1;
-    this.#refusedClaims.set(key, count);
-    if (count >= 2) {
-      this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
-    } else {
-      this.#stats.duplicateGuids++;
-      this.#platform.log.log("info", "link.refused-claim", {
-        peer: hello.guid,
-        address: hello.address,
-        incarnation: hello.incarnation,
-        holder: holder.peerAddress,
-      });
-    }
+    const count = this.#twins.refuseClaim(hello, holder.peerAddress);
     this.#write(
       connection,
       this.#frame({
@@ -1442,138 +1390,16 @@ export class AutoMpiNode {
       `${connection.peerGuid} holds a live link to ${holder} (incarnation ${incarnation}) under this node's GUID ${this.guid}`;
     const peer = connection.peer;
     this.#closeConnection(connection, "duplicate-guid", true, detail);
-    if (count >= 2 || now - this.#startedAtMs > 2 * this.#o.silenceMs) {
-      this.#reportDuplicate(this.guid, holder, incarnation);
-    } else {
-      // Soon after our start: most likely our own previous incarnation, whose old link the peer
-      // is about to find dead. Said once, not reported as a twin yet.
-      this.#stats.duplicateGuids++;
-      this.#platform.log.log("warn", "link.refused", { peer: connection.peerGuid, detail });
-    }
-    if (peer !== undefined && !peer.forgotten) {
-      if (now - peer.lastRefusedAtMs > 2 * this.#o.reconnectMaxMs) peer.refusalBackoffMs = 0;
-      peer.lastRefusedAtMs = now;
-      peer.refusalBackoffMs = Math.min(
-        this.#o.reconnectMaxMs,
-        peer.refusalBackoffMs === 0 ? this.#o.reconnectMinMs : peer.refusalBackoffMs * 2,
-      );
-      peer.backoffMs = peer.refusalBackoffMs;
-      peer.nextDialAtMs = now + peer.refusalBackoffMs * (0.5 + this.#platform.random.next());
-    }
-  }
-
-  #learnPeer(
-    guid: string,
-    address: string,
-    incarnation: string,
-    via: "heartbeat" | "seed" | "gossip" | "link",
-  ): Peer {
-    const now = this.#now();
-    let peer = this.#peers.get(guid);
-    if (
-      peer !== undefined && via === "heartbeat" && peer.incarnation === incarnation &&
-      peer.address === address
-    ) {
-      // The common case, a linked peer's heartbeat: note it and go.
-      peer.lastHeardMs = now;
-      if (!this.#links.has(guid)) this.#maybeDial(peer);
-      return peer;
-    }
-    if (peer === undefined) {
-      peer = {
-        guid,
-        address,
-        incarnation,
-        lastHeardMs: now,
-        unlinkedSinceMs: now,
-        backoffMs: 0,
-        nextDialAtMs: 0,
-        pending: undefined,
-        via,
-        linked: false,
-        forgotten: false,
-        refusalBackoffMs: 0,
-        lastRefusedAtMs: -Infinity,
-      };
-      this.#peers.set(guid, peer);
-      this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
-      this.#events.emit("peer-discovered", { peer: guid, address, via });
-    } else {
-      if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
-        const link = this.#links.get(guid);
-        if (link !== undefined && link.peerIncarnation !== incarnation) {
-          // Another incarnation while linked: the peer restarted, or a twin claims its GUID.
-          // Only the link's end may say which: a keepalive probes it (a restarted host resets
-          // the old connection at once), and until the link ends its incarnation stands, so a
-          // twin's heartbeats cannot make us switch (nor can spoofed or replayed ones).
-          this.#probe(link);
-        } else {
-          peer.incarnation = incarnation;
-          peer.backoffMs = 0;
-          peer.nextDialAtMs = 0;
-        }
-      }
-      // While linked, the address the peer gave in its handshake stands: a heartbeat or a peer
-      // list (unauthenticated without a cluster key) must not redirect our next dial.
-      if (!this.#links.has(guid) && address !== "" && peer.address !== address) {
-        peer.address = address;
-        peer.nextDialAtMs = 0;
-      }
-      peer.lastHeardMs = now;
-    }
-    if (via !== "link") this.#maybeDial(peer);
-    return peer;
-  }
-
-  #maybeDial(peer: Peer): void {
-    // Dials in flight count too: they may all succeed.
-    if (this.#connections.size >= this.#o.maxLinks) return;
-    if (this.#state !== "running" || this.#links.has(peer.guid) || peer.pending !== undefined) {
-      return;
-    }
-    const now = this.#now();
-    if (now < peer.nextDialAtMs) return;
-    // The lower GUID dials; the higher one waits a grace period so a pair makes one connection.
-    // (Where each side sends only on what it dialled, the original's way, both always dial.)
-    if (
-      this.#protocol.sharedConnection && this.guid > peer.guid &&
-      now - peer.unlinkedSinceMs < this.#o.dialGraceMs
-    ) return;
-    let address: Address;
-    try {
-      address = parseAddress(peer.address);
-    } catch {
-      // Not dialable (yet): an original-protocol peer that dialled us is known by GUID only
-      // until its heartbeat brings its address.
-      if (peer.address !== "") {
-        this.#platform.log.log("warn", "peer.bad-address", {
-          peer: peer.guid,
-          address: peer.address,
-        });
-        this.#backoff(peer);
-      }
-      return;
-    }
-    peer.pending = this.#dial(address, peer, undefined);
-  }
-
-  #dialSeed(seed: Seed): void {
-    if (this.#connections.size >= this.#o.maxLinks) return;
-    if (this.#state !== "running" || seed.self || seed.pending !== undefined) return;
-    if (
-      seed.guid !== undefined && (this.#links.has(seed.guid) || this.#peers.get(seed.guid)?.pending)
-    ) return;
-    if (this.#now() < seed.nextDialAtMs) return;
-    seed.pending = this.#dial(seed.address, undefined, seed);
-  }
-
-  #backoff(target: { backoffMs: number; nextDialAtMs: number }): void {
-    target.backoffMs = Math.min(
-      this.#o.reconnectMaxMs,
-      target.backoffMs === 0 ? this.#o.reconnectMinMs : target.backoffMs * 2,
-    );
-    // Jitter in [0.5, 1.5) so that nodes that failed together do not retry together.
-    target.nextDialAtMs = this.#now() + target.backoffMs * (0.5 + this.#platform.random.next());
+    this.#twins.refusedBy({
+      peer: connection.peerGuid,
+      guid: this.guid,
+      holder,
+      incarnation,
+      count,
+      soonAfterStart: now - this.#startedAtMs <= 2 * this.#o.silenceMs,
+      detail,
+    });
+    this.#peers.refusedBy(peer, now);
   }
 
   // ---- connections -------------------------------------------------------------------------------
@@ -1745,7 +1571,7 @@ export class AutoMpiNode {
         if (connection.seed) connection.seed.self = true;
         this.#closeConnection(connection, "local", true);
       } else {
-        this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
+        this.#twins.report(hello.guid, hello.address, hello.incarnation);
         this.#protocolFailure(
           connection,
           "handshake",
@@ -1816,13 +1642,10 @@ export class AutoMpiNode {
       connection.state = "active";
       connection.activeAtMs = this.#now();
       const peer = this.#peers.get(hello.guid) ??
-        this.#learnPeer(hello.guid, hello.address, hello.incarnation, "link");
+        this.#peers.learn(hello.guid, hello.address, hello.incarnation, "link");
       connection.peer = peer;
       // We send on a connection of our own: dial back if there is none yet.
-      if (!this.#links.has(hello.guid)) {
-        peer.nextDialAtMs = 0;
-        this.#maybeDial(peer);
-      }
+      this.#peers.dialNow(peer);
       return;
     }
     const existing = this.#links.get(hello.guid);
@@ -1970,16 +1793,14 @@ export class AutoMpiNode {
     connection.activeAtMs = now;
     this.#handshakeSeconds.observe((now - connection.createdAtMs) / 1000);
     const known = this.#peers.get(connection.peerGuid);
-    const peer = this.#learnPeer(
+    const peer = this.#peers.learn(
       connection.peerGuid,
       connection.peerAddress,
       connection.peerIncarnation,
       "link",
     );
     connection.peer = peer;
-    peer.backoffMs = 0;
-    peer.nextDialAtMs = 0;
-    if (connection.seed) connection.seed.backoffMs = 0;
+    this.#peers.linked(peer, connection.seed);
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
     if (this.#protocol.sessions) this.#startSession(connection);
@@ -2034,8 +1855,8 @@ export class AutoMpiNode {
 
   #dialFailed(connection: Connection): void {
     if (connection.direction !== "out") return;
-    if (connection.peer) this.#backoff(connection.peer);
-    if (connection.seed) this.#backoff(connection.seed);
+    if (connection.peer) this.#peers.backoff(connection.peer);
+    if (connection.seed) this.#peers.backoff(connection.seed);
   }
 
   /** Closes a connection from this side; emits `link-down` at once if it was the active link. */
@@ -2383,20 +2204,8 @@ export class AutoMpiNode {
     this.#stats.linksDown++;
     this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
     this.#forgetLocations(peerGuid);
-    const peer = this.#peers.get(peerGuid);
-    if (peer !== undefined) {
-      peer.linked = false;
-      peer.unlinkedSinceMs = this.#now();
-      if (reason === "goodbye" || reason === "closing") {
-        // It left on purpose: forget it now rather than redial a node that is gone.
-        if (reason === "goodbye") {
-          this.#peers.delete(peerGuid);
-          peer.forgotten = true;
-        }
-      } else {
-        this.#backoff(peer);
-      }
-    }
+    // One that left on purpose is forgotten now rather than redialled.
+    const peer = this.#peers.unlinked(peerGuid, reason);
     this.#platform.log.log("info", "link.down", {
       peer: peerGuid,
       address: connection.peerAddress,
@@ -2409,10 +2218,7 @@ export class AutoMpiNode {
       reason,
       ...(detail ? { detail } : {}),
     });
-    if (reason === "goodbye" && peer !== undefined) {
-      this.#platform.log.log("info", "peer.lost", { peer: peerGuid, address: peer.address });
-      this.#events.emit("peer-lost", { peer: peerGuid, address: peer.address });
-    }
+    if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
   }
 
   #protocolFailure(connection: Connection, stage: "handshake" | "frame", error: unknown): void {
@@ -2688,7 +2494,7 @@ export class AutoMpiNode {
       if (guid === "") continue;
       linked.add(guid);
       if (guid === this.guid || this.#links.has(guid)) continue;
-      this.#learnPeer(guid, address, incarnation, "gossip");
+      this.#peers.learn(guid, address, incarnation, "gossip");
     }
     // The sender links everyone it listed, and us: remembered for the cluster picture.
     this.#peerLinks.set(connection.peerGuid, linked);
