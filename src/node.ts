@@ -10,6 +10,8 @@
  */
 import type { ClusterAuth } from "./_auth.ts";
 import { Discovery } from "./_discovery.ts";
+import { Gossip, workerLocation } from "./_gossip.ts";
+import { WorkerLocations } from "./_locations.ts";
 import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable, type Seed } from "./_peers.ts";
 import { Twins } from "./_twins.ts";
@@ -512,15 +514,13 @@ export class AutoMpiNode {
   readonly #links = new Map<string, Connection>();
   readonly #connections = new Set<Connection>();
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
-  readonly #locations = new Map<string, string>();
-  readonly #hosted = new Map<string, Set<string>>();
+  readonly #locations: WorkerLocations;
+  readonly #gossip: Gossip<Connection>;
   /**
    * Connections peers dialled to us when each side sends on its own (the original protocol):
    * they send on these, we only read.
    */
   readonly #acceptedLinks = new Map<string, Connection>();
-  /** Each linked peer's links, from its latest peer list. */
-  readonly #peerLinks = new Map<string, Set<string>>();
   readonly #pendingWorkers = new Set<Worker>();
   readonly #twins: Twins;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
@@ -581,8 +581,6 @@ export class AutoMpiNode {
   /** Accepted connections that were handshaking when last looked at (see maxPendingHandshakes). */
   readonly #inboundHandshakes = new Set<Connection>();
   #flushScheduled = false;
-  /** Bumped whenever the set of links changes: peer lists are resent only after a change. */
-  #linksVersion = 0;
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -624,6 +622,28 @@ export class AutoMpiNode {
       silenceMs: o.peerSilenceMs,
       sharedConnection: o.protocol.sharedConnection,
       seeds: o.seeds,
+    });
+    this.#locations = new WorkerLocations({
+      log: platform.log,
+      hostsLocally: (worker) => this.#workers.has(worker),
+      onAdded: (worker, node) => this.#events.emit("location-added", { worker, node }),
+      onRemoved: (worker, node) => this.#events.emit("location-removed", { worker, node }),
+    });
+    this.#gossip = new Gossip<Connection>({
+      random: platform.random,
+      links: () => this.#links,
+      workers: () => this.#workers.keys(),
+      write: (link, message, transient) => this.#write(link, this.#frame(message, transient)),
+      learn: (guid, address, incarnation) => {
+        this.#peers.learn(guid, address, incarnation, "gossip");
+      },
+      malformed: (link, error) => this.#protocolFailure(link, "frame", error),
+      workerSet: (node, workers) => this.#locations.replace(node, workers),
+    }, {
+      guid: o.guid,
+      peerLists: o.protocol.peerLists,
+      workerSets: o.protocol.workerSets,
+      gossipIntervals: o.gossipIntervals,
     });
     this.#twins = new Twins({
       clock: platform.clock,
@@ -835,7 +855,7 @@ export class AutoMpiNode {
     };
     worker.attach(context);
     this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
-    this.#broadcastSystem(this.#workerLocation(worker.guid).message);
+    this.#broadcastSystem(workerLocation(this.guid, worker.guid).message);
     // The original announces a new worker by datagram on three heartbeats.
     this.#discovery.announce(worker.guid, this.#protocol.workerAnnouncements);
     this.#events.emit("worker-attached", { worker: worker.guid });
@@ -1109,7 +1129,7 @@ export class AutoMpiNode {
       });
     }
     const locations: Record<string, string> = {};
-    for (const [worker, node] of this.#locations) locations[worker] = node;
+    for (const [worker, node] of this.#locations.entries()) locations[worker] = node;
     return {
       guid: this.guid,
       incarnation: this.incarnation,
@@ -1316,19 +1336,7 @@ export class AutoMpiNode {
     this.#peers.tick(now);
     this.#expireSessions(now);
     if (this.#protocol.placement) this.#placement.tick();
-    if (
-      this.#protocol.peerLists && this.#o.gossipIntervals > 0 &&
-      this.#ticks % this.#o.gossipIntervals === 0 && this.#links.size > 0
-    ) {
-      // Only links that have not heard our current set of links yet: a quiet cluster gossips
-      // nothing, and a change reaches every peer one random link per gossip tick.
-      const stale = [...this.#links.values()].filter((link) =>
-        link.gossipVersion !== this.#linksVersion
-      );
-      if (stale.length > 0) {
-        this.#sendPeerList(stale[this.#platform.random.int(0, stale.length - 1)]);
-      }
-    }
+    this.#gossip.tick(this.#ticks);
     const spread = this.#o.intervalMs * this.#o.jitter;
     this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
   }
@@ -1673,101 +1681,14 @@ export class AutoMpiNode {
     // What we said on the old connection may never have been read (the peer may be dropping
     // that very connection as the duplicate): say it again on the one both sides keep, as the
     // whole set, so that a removal lost with the old connection is not missed either.
-    this.#sendWorkerSet(next);
-  }
-
-  /**
-   * Tells a new link every worker this node hosts. Native links get the whole set in one
-   * message, which replaces what the peer knew of this node's workers (so nothing stale
-   * survives a link that was swapped or replaced); original-protocol links get one
-   * WorkerLocation each, as the original sends them.
-   */
-  #sendWorkerSet(connection: Connection): void {
-    if (!this.#protocol.workerSets) {
-      for (const { worker } of this.#workers.values()) {
-        this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
-      }
-      return;
-    }
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.WorkerSet,
-      [SystemField.NodeGuid]: this.guid,
-      [SystemField.Workers]: JSON.stringify([...this.#workers.keys()]),
-    });
-  }
-
-  /** `node` says it hosts `worker`. */
-  #learnLocation(node: string, worker: string): void {
-    if (this.#workers.has(worker)) {
-      this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
-    }
-    // The previous host keeps its claim: two nodes can run the same worker for a while (a
-    // placement settling after a partition), and when one stops, the other is still there.
-    let hosted = this.#hosted.get(node);
-    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
-    hosted.add(worker);
-    if (this.#locations.get(worker) === node) return;
-    this.#locations.set(worker, node);
-    this.#events.emit("location-added", { worker, node });
-  }
-
-  /** A peer's whole worker set: what it no longer names is gone from it. */
-  #onWorkerSet(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const node = fields[SystemField.NodeGuid];
-    if (node !== connection.peerGuid) return;
-    let list: unknown;
-    try {
-      list = JSON.parse(fields[SystemField.Workers] ?? "");
-    } catch {
-      list = undefined;
-    }
-    if (!Array.isArray(list) || !list.every((w) => typeof w === "string" && w !== "")) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot use worker set: not a JSON array of GUIDs"),
-      );
-      return;
-    }
-    const named = new Set(list as string[]);
-    let hosted = this.#hosted.get(node);
-    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
-    for (const worker of [...hosted]) {
-      if (named.has(worker)) continue;
-      hosted.delete(worker);
-      if (this.#locations.get(worker) === node) this.#relocate(worker, node);
-    }
-    for (const worker of named) this.#learnLocation(node, worker);
+    this.#gossip.sendWorkerSet(next);
   }
 
   /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
   #dropInbound(connection: Connection): void {
     if (this.#acceptedLinks.get(connection.peerGuid) !== connection) return;
     this.#acceptedLinks.delete(connection.peerGuid);
-    if (!this.#links.has(connection.peerGuid)) this.#forgetLocations(connection.peerGuid);
-  }
-
-  #forgetLocations(peerGuid: string): void {
-    const hosted = this.#hosted.get(peerGuid);
-    if (hosted === undefined) return;
-    this.#hosted.delete(peerGuid);
-    for (const worker of hosted) {
-      if (this.#locations.get(worker) === peerGuid) this.#relocate(worker, peerGuid);
-    }
-  }
-
-  /** `gone` no longer hosts `worker`: route to another node that said it does, if any. */
-  #relocate(worker: string, gone: string): void {
-    for (const [node, hosted] of this.#hosted) {
-      if (node !== gone && hosted.has(worker)) {
-        this.#locations.set(worker, node);
-        this.#events.emit("location-removed", { worker, node: gone });
-        this.#events.emit("location-added", { worker, node });
-        return;
-      }
-    }
-    this.#locations.delete(worker);
-    this.#events.emit("location-removed", { worker, node: gone });
+    if (!this.#links.has(connection.peerGuid)) this.#locations.forget(connection.peerGuid);
   }
 
   /** Unhooks a connection from its peer's or seed's pending dial. */
@@ -1804,7 +1725,7 @@ export class AutoMpiNode {
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
     if (this.#protocol.sessions) this.#startSession(connection);
-    this.#linksVersion++;
+    this.#gossip.linked();
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
       peer: connection.peerGuid,
@@ -1817,9 +1738,9 @@ export class AutoMpiNode {
       direction: connection.direction,
     });
     if (connection.state !== "active") return;
-    this.#sendWorkerSet(connection);
+    this.#gossip.sendWorkerSet(connection);
     // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
-    if (known === undefined || known.via !== "heartbeat") this.#sendPeerList(connection);
+    if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
   }
 
   #onClosed(connection: Connection, reason: CloseReason, error?: Error): void {
@@ -2198,12 +2119,11 @@ export class AutoMpiNode {
   #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#links.delete(peerGuid);
-    this.#linksVersion++;
+    this.#gossip.unlinked(peerGuid);
     if (connection.peer !== undefined) connection.peer.linked = false;
-    this.#peerLinks.delete(peerGuid);
     this.#stats.linksDown++;
     this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
-    this.#forgetLocations(peerGuid);
+    this.#locations.forget(peerGuid);
     // One that left on purpose is forgotten now rather than redialled.
     const peer = this.#peers.unlinked(peerGuid, reason);
     this.#platform.log.log("info", "link.down", {
@@ -2353,45 +2273,10 @@ export class AutoMpiNode {
     this.#dirty.clear();
   }
 
-  /** The system message saying that a worker lives on this node. */
-  #workerLocation(worker: string): MapMessage {
-    return {
-      destination: "",
-      source: this.guid,
-      message: {
-        [SYSTEM_KEY]: SystemKind.WorkerLocation,
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.WorkerGuid]: worker,
-      },
-    };
-  }
-
   #broadcastSystem(fields: Record<string, string>): void {
     if (this.#links.size === 0) return;
     const frame = this.#frame({ destination: "", source: this.guid, message: fields });
     for (const link of this.#links.values()) this.#write(link, frame);
-  }
-
-  #sendPeerList(connection: Connection): void {
-    if (!this.#protocol.peerLists) return;
-    connection.gossipVersion = this.#linksVersion;
-    const peers: Array<[string, string, string]> = [];
-    for (const link of this.#links.values()) {
-      if (link !== connection) peers.push([link.peerGuid, link.peerAddress, link.peerIncarnation]);
-    }
-    if (peers.length === 0) return;
-    this.#write(
-      connection,
-      this.#frame({
-        destination: "",
-        source: this.guid,
-        message: {
-          [SYSTEM_KEY]: SystemKind.PeerList,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.Peers]: JSON.stringify(peers),
-        },
-      }),
-    );
   }
 
   // ---- receipt -----------------------------------------------------------------------------------
@@ -2426,25 +2311,24 @@ export class AutoMpiNode {
           ? node === connection.peerGuid
           : this.#protocol.workerAnnouncements > 0 && this.#links.has(node);
         if (!fromItself || !worker) return;
-        this.#learnLocation(node, worker);
+        this.#locations.learn(node, worker);
         return;
       }
       case SystemKind.WorkerSet:
         if (connection !== undefined && this.#protocol.workerSets) {
-          this.#onWorkerSet(connection, fields);
+          this.#gossip.onWorkerSet(connection, fields);
         }
         return;
       case SystemKind.WorkerRemoved: {
         const node = fields[SystemField.NodeGuid];
         const worker = fields[SystemField.WorkerGuid];
         if (connection === undefined || node !== connection.peerGuid || !worker) return;
-        this.#hosted.get(node)?.delete(worker);
-        if (this.#locations.get(worker) === node) this.#relocate(worker, node);
+        this.#locations.removed(node, worker);
         return;
       }
       case SystemKind.PeerList: {
         if (connection === undefined) return;
-        this.#onPeerList(fields[SystemField.Peers], connection);
+        this.#gossip.onPeerList(connection, fields[SystemField.Peers]);
         return;
       }
       case SystemKind.Goodbye:
@@ -2469,37 +2353,6 @@ export class AutoMpiNode {
     }
   }
 
-  #onPeerList(text: string | undefined, connection: Connection): void {
-    let entries: unknown;
-    try {
-      entries = JSON.parse(text ?? "");
-    } catch {
-      entries = undefined;
-    }
-    if (!Array.isArray(entries)) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot use peer list: not a JSON array"),
-      );
-      return;
-    }
-    const linked = new Set<string>([this.guid]);
-    for (const entry of entries.slice(0, 10_000)) {
-      if (!Array.isArray(entry) || entry.length < 3) continue;
-      const [guid, address, incarnation] = entry;
-      if (
-        typeof guid !== "string" || typeof address !== "string" || typeof incarnation !== "string"
-      ) continue;
-      if (guid === "") continue;
-      linked.add(guid);
-      if (guid === this.guid || this.#links.has(guid)) continue;
-      this.#peers.learn(guid, address, incarnation, "gossip");
-    }
-    // The sender links everyone it listed, and us: remembered for the cluster picture.
-    this.#peerLinks.set(connection.peerGuid, linked);
-  }
-
   /**
    * The cluster as this node sees it: itself, the peers it knows, its own links, and the links
    * its linked peers reported in their latest peer lists (so it may lag by a few intervals).
@@ -2519,23 +2372,7 @@ export class AutoMpiNode {
         linked: this.#links.has(peer.guid),
       });
     }
-    const known = new Set(nodes.map((node) => node.guid));
-    const edges = new Set<string>();
-    const links: Array<[string, string]> = [];
-    const add = (a: string, b: string) => {
-      if (a === b || !known.has(a) || !known.has(b)) return;
-      const [x, y] = a < b ? [a, b] : [b, a];
-      const key = `${x}\u0000${y}`;
-      if (edges.has(key)) return;
-      edges.add(key);
-      links.push([x, y]);
-    };
-    for (const peer of this.#links.keys()) add(this.guid, peer);
-    for (const [sender, linked] of this.#peerLinks) {
-      if (!this.#links.has(sender)) continue;
-      for (const other of linked) add(sender, other);
-    }
-    return { nodes, links };
+    return { nodes, links: this.#gossip.clusterLinks(nodes) };
   }
 
   #receive(message: MapMessage, connection: Connection | undefined): void {
