@@ -11,15 +11,23 @@
 import type { ClusterAuth } from "./_auth.ts";
 import { Discovery } from "./_discovery.ts";
 import { Gossip, workerLocation } from "./_gossip.ts";
+import {
+  type Frame,
+  isKeepAliveFrame,
+  isKeepAlivePayload,
+  KEEPALIVE_FRAME,
+  Link,
+  LinkOutput,
+  messageFrame,
+} from "./_link.ts";
 import { WorkerLocations } from "./_locations.ts";
 import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable, type Seed } from "./_peers.ts";
 import { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
-import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
+import { type Codec, codecByName, type CodecName, jsonCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import { encodeFrame, encodeFrameHeader, FRAME_HEADER_BYTES, FrameDecoder } from "./framing.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
   type Address,
@@ -362,109 +370,8 @@ export interface NodeState {
   readonly placement: PlacementState;
 }
 
-class Connection {
-  state: "connecting" | "handshaking" | "active" | "closed" = "connecting";
-  peerGuid = "";
-  peerIncarnation = "";
-  peerAddress = "";
-  peerCodec: Codec = msgpackCodec;
-  readonly decoder: FrameDecoder;
-  readonly createdAtMs: number;
-  activeAtMs = 0;
-  lastReceivedMs: number;
-  lastSentMs: number;
-  /** When a keepalive last probed this link for a reset (see `#probe`). */
-  probedAtMs = -Infinity;
-  /**
-   * Refused as a twin: told why, and left open until the peer hangs up (or the handshake time
-   * runs out), so that what it sent meanwhile meets no reset that could overtake the reason.
-   */
-  refused = false;
-  bytesIn = 0;
-  bytesOut = 0;
-  framesIn = 0;
-  framesOut = 0;
-  conn!: StreamConn;
-  peer: Peer | undefined;
-  seed: Seed | undefined;
-  /** The session this link carries messages of (native links, once active). */
-  session: OutboundSession | undefined;
-  inbound: InboundSession | undefined;
-  /** Messages sent before the peer's `Resume` arrived: written once it has. */
-  held: MapMessage[] = [];
-  /** Whether the peer's `Align` arrived on this link (data before it is a protocol error). */
-  aligned = false;
-  /** The number of the last message the peer wrote on this link (see `Align`). */
-  expectSeq = 0;
-  ackScheduled = false;
-  /** This turn's batch of small frames, written together (see `#reserve`). */
-  outBuffer: Uint8Array | undefined;
-  outLength = 0;
-  lastBatchBytes = 0;
-  /** The version of our link set this peer last got in a peer list. */
-  gossipVersion = -1;
-  /** The address dialled, for outgoing connections. */
-  dialled = "";
-  /** With a cluster key: the hello payload we sent on this connection (it has our nonce). */
-  helloSent: Uint8Array | undefined;
-  /** With a cluster key: the peer's hello, held until its proof arrives. */
-  peerHello: Hello | undefined;
-  peerHelloBytes: Uint8Array | undefined;
-
-  constructor(readonly direction: "in" | "out", nowMs: number, maxFrameBytes: number) {
-    this.decoder = new FrameDecoder({ maxFrameBytes });
-    this.createdAtMs = nowMs;
-    this.lastReceivedMs = nowMs;
-    this.lastSentMs = nowMs;
-  }
-
-  get closed(): boolean {
-    return this.state === "closed";
-  }
-
-  get remote(): string {
-    return this.peerAddress || formatAddress(this.conn.remote);
-  }
-}
-
-function keepAlivePayload(codec: Codec): Uint8Array {
-  return codec.encode({
-    destination: "",
-    source: "",
-    message: { [SYSTEM_KEY]: SystemKind.KeepAlive },
-  });
-}
-
-const KEEPALIVE: Record<CodecName, Uint8Array> = {
-  msgpack: keepAlivePayload(msgpackCodec),
-  json: keepAlivePayload(jsonCodec),
-};
-
-/** A frame payload as pieces to write one after the other. */
-interface Frame {
-  readonly parts: readonly Uint8Array[];
-  readonly length: number;
-}
-
-/** Frames are coalesced into writes of up to this many bytes; larger frames go alone. */
-const BATCH_BYTES = 64 * 1024;
-
 /** Most messages a new link holds until the peer's `Resume` arrives (one round trip). */
 const HELD_MESSAGES_MAX = 10_000;
-
-/** Whole keepalive frames, shared by every node: a chunk that is exactly one skips the decoder. */
-const KEEPALIVE_FRAME: Record<CodecName, Uint8Array> = {
-  msgpack: encodeFrame(KEEPALIVE.msgpack),
-  json: encodeFrame(KEEPALIVE.json),
-};
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  // Identity first: received bytes are read-only, and a simulated broadcast shares its array.
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /**
  * A node: hosts workers, finds and links to other nodes, routes messages.
@@ -511,16 +418,16 @@ export class AutoMpiNode {
     (message: MapMessage, reason: UndeliverableReason) => void
   >();
   readonly #peers: PeerTable;
-  readonly #links = new Map<string, Connection>();
-  readonly #connections = new Set<Connection>();
+  readonly #links = new Map<string, Link>();
+  readonly #connections = new Set<Link>();
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations: WorkerLocations;
-  readonly #gossip: Gossip<Connection>;
+  readonly #gossip: Gossip<Link>;
   /**
    * Connections peers dialled to us when each side sends on its own (the original protocol):
    * they send on these, we only read.
    */
-  readonly #acceptedLinks = new Map<string, Connection>();
+  readonly #acceptedLinks = new Map<string, Link>();
   readonly #pendingWorkers = new Set<Worker>();
   readonly #twins: Twins;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
@@ -577,10 +484,10 @@ export class AutoMpiNode {
   #workerTimer: Timer | undefined;
   #inWorkerPass = false;
   #workerPassScheduled = false;
-  readonly #dirty = new Set<Connection>();
+  /** Output batching shared by this node's links. */
+  readonly #output: LinkOutput;
   /** Accepted connections that were handshaking when last looked at (see maxPendingHandshakes). */
-  readonly #inboundHandshakes = new Set<Connection>();
-  #flushScheduled = false;
+  readonly #inboundHandshakes = new Set<Link>();
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -596,6 +503,7 @@ export class AutoMpiNode {
     this.#protocol = o.protocol;
     this.#auth = o.auth;
     this.#storage = o.storage;
+    this.#output = new LinkOutput(platform.clock, this.#stats);
     this.#peers = new PeerTable({
       clock: platform.clock,
       random: platform.random,
@@ -629,11 +537,11 @@ export class AutoMpiNode {
       onAdded: (worker, node) => this.#events.emit("location-added", { worker, node }),
       onRemoved: (worker, node) => this.#events.emit("location-removed", { worker, node }),
     });
-    this.#gossip = new Gossip<Connection>({
+    this.#gossip = new Gossip<Link>({
       random: platform.random,
       links: () => this.#links,
       workers: () => this.#workers.keys(),
-      write: (link, message, transient) => this.#write(link, this.#frame(message, transient)),
+      write: (link, message, transient) => link.write(this.#frame(message, transient)),
       learn: (guid, address, incarnation) => {
         this.#peers.learn(guid, address, incarnation, "gossip");
       },
@@ -1313,7 +1221,7 @@ export class AutoMpiNode {
         } else if (
           this.#protocol.keepAlives && now - connection.lastSentMs >= this.#o.keepAliveMs
         ) {
-          this.#writeRaw(connection, KEEPALIVE_FRAME[this.#codec.name]);
+          connection.writeRaw(KEEPALIVE_FRAME[this.#codec.name]);
         }
       } else if (connection.state === "handshaking") {
         if (connection.refused) {
@@ -1351,11 +1259,11 @@ export class AutoMpiNode {
   }
 
   /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
-  #probe(link: Connection): void {
+  #probe(link: Link): void {
     const now = this.#now();
     if (now - link.probedAtMs < this.#o.intervalMs) return;
     link.probedAtMs = now;
-    this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
+    link.writeRaw(KEEPALIVE_FRAME[this.#codec.name]);
   }
 
   /**
@@ -1366,30 +1274,27 @@ export class AutoMpiNode {
    * refusal is logged quietly (a restart can race its own old link); from the second on it is
    * a `duplicate-guid` report.
    */
-  #refuseClaim(connection: Connection, hello: Hello, holder: Connection): void {
+  #refuseClaim(connection: Link, hello: Hello, holder: Link): void {
     this.#probe(holder);
     const count = this.#twins.refuseClaim(hello, holder.peerAddress);
-    this.#write(
-      connection,
-      this.#frame({
-        destination: hello.guid,
-        source: "",
-        message: {
-          [SYSTEM_KEY]: SystemKind.Refused,
-          [SystemField.Reason]: "duplicate-guid",
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.HostEndpoint]: holder.peerAddress,
-          [SystemField.Incarnation]: holder.peerIncarnation,
-          [SystemField.Count]: String(count),
-        },
-      }),
-    );
-    this.#flush(connection);
+    connection.write(this.#frame({
+      destination: hello.guid,
+      source: "",
+      message: {
+        [SYSTEM_KEY]: SystemKind.Refused,
+        [SystemField.Reason]: "duplicate-guid",
+        [SystemField.NodeGuid]: this.guid,
+        [SystemField.HostEndpoint]: holder.peerAddress,
+        [SystemField.Incarnation]: holder.peerIncarnation,
+        [SystemField.Count]: String(count),
+      },
+    }));
+    connection.flush();
     connection.refused = true;
   }
 
   /** A peer refused our link: it holds a live link to another node with our GUID. */
-  #onRefused(connection: Connection, fields: Readonly<Record<string, string>>): void {
+  #onRefused(connection: Link, fields: Readonly<Record<string, string>>): void {
     const now = this.#now();
     const holder = fields[SystemField.HostEndpoint] ?? "";
     const incarnation = fields[SystemField.Incarnation] ?? "";
@@ -1412,8 +1317,8 @@ export class AutoMpiNode {
 
   // ---- connections -------------------------------------------------------------------------------
 
-  #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Connection {
-    const connection = new Connection("out", this.#now(), this.#o.maxFrameBytes);
+  #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Link {
+    const connection = new Link("out", this.#output, this.#o.maxFrameBytes);
     connection.peer = peer;
     connection.seed = seed;
     connection.dialled = formatAddress(address);
@@ -1423,7 +1328,7 @@ export class AutoMpiNode {
   }
 
   #accept(conn: StreamConn): StreamHandlers {
-    const connection = new Connection("in", this.#now(), this.#o.maxFrameBytes);
+    const connection = new Link("in", this.#output, this.#o.maxFrameBytes);
     connection.conn = conn;
     if (this.#state !== "running") {
       conn.destroy();
@@ -1454,7 +1359,7 @@ export class AutoMpiNode {
     return this.#streamHandlers(connection);
   }
 
-  #streamHandlers(connection: Connection): StreamHandlers {
+  #streamHandlers(connection: Link): StreamHandlers {
     return {
       onOpen: () => {
         if (connection.state !== "connecting") return;
@@ -1468,20 +1373,18 @@ export class AutoMpiNode {
   }
 
   /** Our hello; with a cluster key, one of its own with a fresh nonce for the peer to sign. */
-  #sendHello(connection: Connection): void {
-    this.#writeRaw(
-      connection,
+  #sendHello(connection: Link): void {
+    connection.writeRaw(
       this.#auth.hello(connection, this.#helloFrame!, this.#identity!, this.#platform.random),
     );
   }
 
-  #onBytes(connection: Connection, data: Uint8Array): void {
+  #onBytes(connection: Link, data: Uint8Array): void {
     if (connection.state === "closed" || connection.refused) return;
     connection.bytesIn += data.length;
     connection.lastReceivedMs = this.#now();
     if (connection.state === "active" && connection.decoder.bufferedBytes === 0) {
-      const keepAlive = KEEPALIVE_FRAME[connection.peerCodec.name];
-      if (data.length === keepAlive.length && sameBytes(data, keepAlive)) {
+      if (isKeepAliveFrame(connection.peerCodec.name, data)) {
         connection.framesIn++;
         this.#stats.framesIn++;
         if (connection.peer !== undefined) connection.peer.lastHeardMs = connection.lastReceivedMs;
@@ -1510,7 +1413,7 @@ export class AutoMpiNode {
     }
   }
 
-  #onFrame(connection: Connection, frame: Uint8Array): void {
+  #onFrame(connection: Link, frame: Uint8Array): void {
     if (connection.state === "handshaking") {
       this.#onHandshake(connection, frame);
       return;
@@ -1519,8 +1422,7 @@ export class AutoMpiNode {
     this.#stats.framesIn++;
     const peer = connection.peer;
     if (peer !== undefined) peer.lastHeardMs = connection.lastReceivedMs;
-    const keepAlive = KEEPALIVE[connection.peerCodec.name];
-    if (frame.length === keepAlive.length && sameBytes(frame, keepAlive)) return;
+    if (isKeepAlivePayload(connection.peerCodec.name, frame)) return;
     let message: MapMessage;
     try {
       message = connection.peerCodec.decode(frame);
@@ -1536,7 +1438,7 @@ export class AutoMpiNode {
   }
 
   /** A handshake frame: the cluster auth says whether the hello takes effect (see `_auth.ts`). */
-  #onHandshake(connection: Connection, frame: Uint8Array): void {
+  #onHandshake(connection: Link, frame: Uint8Array): void {
     const step = this.#auth.handshake(
       connection,
       frame,
@@ -1552,7 +1454,7 @@ export class AutoMpiNode {
         this.#onHello(connection, step.hello);
         return;
       case "reply":
-        this.#writeRaw(connection, step.frame);
+        connection.writeRaw(step.frame);
         return;
       case "malformed":
         this.#protocolFailure(connection, "handshake", step.error);
@@ -1563,12 +1465,12 @@ export class AutoMpiNode {
     }
   }
 
-  #authFailure(connection: Connection, reason: string): void {
+  #authFailure(connection: Link, reason: string): void {
     this.#stats.authFailures++;
     this.#protocolFailure(connection, "handshake", new HandshakeError(reason));
   }
 
-  #onHello(connection: Connection, hello: Hello): void {
+  #onHello(connection: Link, hello: Hello): void {
     if (!this.#protocol.sharedConnection) {
       this.#onOneWayHello(connection, hello);
       return;
@@ -1631,7 +1533,7 @@ export class AutoMpiNode {
    * An original-protocol link: like the Go original, each side sends on the connection it
    * dialled and reads the one it accepted, so a pair holds two connections.
    */
-  #onOneWayHello(connection: Connection, hello: Hello): void {
+  #onOneWayHello(connection: Link, hello: Hello): void {
     if (hello.guid === this.guid) {
       // Our own GUID: we dialled ourselves, or a twin does (heartbeats report twins).
       if (connection.seed) connection.seed.self = true;
@@ -1662,7 +1564,7 @@ export class AutoMpiNode {
   }
 
   /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
-  #swapLink(old: Connection, next: Connection): void {
+  #swapLink(old: Link, next: Link): void {
     this.#detach(old);
     next.state = "active";
     next.activeAtMs = this.#now();
@@ -1685,19 +1587,19 @@ export class AutoMpiNode {
   }
 
   /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
-  #dropInbound(connection: Connection): void {
+  #dropInbound(connection: Link): void {
     if (this.#acceptedLinks.get(connection.peerGuid) !== connection) return;
     this.#acceptedLinks.delete(connection.peerGuid);
     if (!this.#links.has(connection.peerGuid)) this.#locations.forget(connection.peerGuid);
   }
 
   /** Unhooks a connection from its peer's or seed's pending dial. */
-  #detach(connection: Connection): void {
+  #detach(connection: Link): void {
     if (connection.peer?.pending === connection) connection.peer.pending = undefined;
     if (connection.seed?.pending === connection) connection.seed.pending = undefined;
   }
 
-  #activate(connection: Connection): void {
+  #activate(connection: Link): void {
     if (this.#links.size >= this.#o.maxLinks) {
       // Both sides may have dialled while under the limit: the first to finish wins.
       this.#stats.connectionsRefused++;
@@ -1743,7 +1645,7 @@ export class AutoMpiNode {
     if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
   }
 
-  #onClosed(connection: Connection, reason: CloseReason, error?: Error): void {
+  #onClosed(connection: Link, reason: CloseReason, error?: Error): void {
     if (connection.state === "closed") return;
     if (reason === "eof" && connection.decoder.bufferedBytes > 0) {
       // The stream ended inside a frame: that peer sent a truncated frame.
@@ -1774,7 +1676,7 @@ export class AutoMpiNode {
     this.#reportUnacked(connection, reason);
   }
 
-  #dialFailed(connection: Connection): void {
+  #dialFailed(connection: Link): void {
     if (connection.direction !== "out") return;
     if (connection.peer) this.#peers.backoff(connection.peer);
     if (connection.seed) this.#peers.backoff(connection.seed);
@@ -1782,7 +1684,7 @@ export class AutoMpiNode {
 
   /** Closes a connection from this side; emits `link-down` at once if it was the active link. */
   #closeConnection(
-    connection: Connection,
+    connection: Link,
     reason: LinkDownReason,
     graceful: boolean,
     detail?: string,
@@ -1797,11 +1699,10 @@ export class AutoMpiNode {
     this.#detach(connection);
     this.#dropInbound(connection);
     if (graceful) {
-      this.#flush(connection);
+      connection.flush();
       connection.conn.end();
     } else {
-      connection.outBuffer = undefined;
-      connection.outLength = 0;
+      connection.discardOutput();
       connection.conn.destroy();
     }
     if (wasActive) this.#linkDown(connection, reason, detail);
@@ -1818,9 +1719,9 @@ export class AutoMpiNode {
    * held until the peer's `Resume` if the link is new. Returns false (reported) if the
    * session's resend window is full.
    */
-  #writeTracked(connection: Connection, message: MapMessage, frame: Frame): boolean {
+  #writeTracked(connection: Link, message: MapMessage, frame: Frame): boolean {
     if (!this.#protocol.sessions) {
-      this.#write(connection, frame);
+      connection.write(frame);
       return true;
     }
     const session = connection.session!;
@@ -1843,14 +1744,14 @@ export class AutoMpiNode {
       connection.held.push(message);
       return true;
     }
-    this.#write(connection, frame);
-    // #write noted the time: no second clock read per message.
+    connection.write(frame);
+    // write() noted the time: no second clock read per message.
     session.write(message, connection.lastSentMs, frame.length);
     return true;
   }
 
   /** The sending half of the session with a peer incarnation, a new one if it changed. */
-  #outboundFor(connection: Connection): OutboundSession {
+  #outboundFor(connection: Link): OutboundSession {
     const guid = connection.peerGuid;
     let session = this.#outbound.get(guid);
     if (session !== undefined && session.peerIncarnation !== connection.peerIncarnation) {
@@ -1872,7 +1773,7 @@ export class AutoMpiNode {
   }
 
   /** The receiving half of the session with a peer incarnation, reset if it changed. */
-  #inboundFor(connection: Connection): InboundSession {
+  #inboundFor(connection: Link): InboundSession {
     const guid = connection.peerGuid;
     let inbound = this.#inbound.get(guid);
     if (inbound === undefined || inbound.peerIncarnation !== connection.peerIncarnation) {
@@ -1896,7 +1797,7 @@ export class AutoMpiNode {
   }
 
   /** A new link carries the session: tell the peer what we took from it, hold new messages. */
-  #startSession(connection: Connection): void {
+  #startSession(connection: Link): void {
     const now = this.#now();
     const session = this.#outboundFor(connection);
     session.resumed = false;
@@ -1913,12 +1814,12 @@ export class AutoMpiNode {
     });
   }
 
-  #writeSystem(connection: Connection, fields: Record<string, string>): void {
-    this.#write(connection, this.#frame({ destination: "", source: "", message: fields }, true));
+  #writeSystem(connection: Link, fields: Record<string, string>): void {
+    connection.write(this.#frame({ destination: "", source: "", message: fields }, true));
   }
 
   /** The peer's `Resume`: settle what it took, align, resend the rest, then what was held. */
-  #onResume(connection: Connection, fields: Readonly<Record<string, string>>): void {
+  #onResume(connection: Link, fields: Readonly<Record<string, string>>): void {
     const session = connection.session;
     if (session === undefined || this.#links.get(connection.peerGuid) !== connection) return;
     const result = session.resume(
@@ -1932,7 +1833,7 @@ export class AutoMpiNode {
       [SystemField.Session]: session.id,
       [SystemField.Count]: String(result.alignTo),
     });
-    for (const entry of result.resend) this.#write(connection, this.#frame(entry.message));
+    for (const entry of result.resend) connection.write(this.#frame(entry.message));
     session.resumed = true;
     const held = connection.held;
     connection.held = [];
@@ -1944,7 +1845,7 @@ export class AutoMpiNode {
   }
 
   /** The peer's `Align`: its messages on this link are numbered from the count given. */
-  #onAlign(connection: Connection, fields: Readonly<Record<string, string>>): void {
+  #onAlign(connection: Link, fields: Readonly<Record<string, string>>): void {
     const inbound = connection.inbound;
     const count = Number(fields[SystemField.Count]);
     const id = fields[SystemField.Session] ?? "";
@@ -1971,7 +1872,7 @@ export class AutoMpiNode {
    * A data message arrived: numbered, taken once (a resend of what was taken is dropped), and
    * acknowledged once this turn is over. Returns whether to deliver it.
    */
-  #take(connection: Connection): boolean {
+  #take(connection: Link): boolean {
     if (!this.#protocol.sessions) return true;
     const inbound = connection.inbound;
     if (inbound === undefined || !connection.aligned) {
@@ -1993,7 +1894,7 @@ export class AutoMpiNode {
   }
 
   /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
-  #acknowledgeLater(connection: Connection): void {
+  #acknowledgeLater(connection: Link): void {
     if (connection.ackScheduled) return;
     connection.ackScheduled = true;
     this.#platform.clock.defer(() => {
@@ -2006,7 +1907,7 @@ export class AutoMpiNode {
     });
   }
 
-  #onAck(connection: Connection, text: string | undefined): void {
+  #onAck(connection: Link, text: string | undefined): void {
     const session = connection.session;
     if (session === undefined) return;
     let delivered: MapMessage[];
@@ -2027,7 +1928,7 @@ export class AutoMpiNode {
    * The peer leaves on purpose, saying how many of our messages it took: those are delivered,
    * the rest certainly not (it reads no more).
    */
-  #onGoodbye(connection: Connection, fields: Readonly<Record<string, string>>): void {
+  #onGoodbye(connection: Link, fields: Readonly<Record<string, string>>): void {
     const session = connection.session;
     const guid = connection.peerGuid;
     this.#closeConnection(connection, "goodbye", true);
@@ -2068,7 +1969,7 @@ export class AutoMpiNode {
    * it wrote unconfirmed stays in the session, to be resent on the next link to that peer
    * incarnation or reported `uncertain` when the resend window passes.
    */
-  #reportUnacked(connection: Connection, reason: LinkDownReason): void {
+  #reportUnacked(connection: Link, reason: LinkDownReason): void {
     if (
       connection.session?.resumed && this.#outbound.get(connection.peerGuid) === connection.session
     ) {
@@ -2116,7 +2017,7 @@ export class AutoMpiNode {
     }
   }
 
-  #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
+  #linkDown(connection: Link, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#links.delete(peerGuid);
     this.#gossip.unlinked(peerGuid);
@@ -2141,7 +2042,7 @@ export class AutoMpiNode {
     if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
   }
 
-  #protocolFailure(connection: Connection, stage: "handshake" | "frame", error: unknown): void {
+  #protocolFailure(connection: Link, stage: "handshake" | "frame", error: unknown): void {
     this.#stats.protocolErrors++;
     const text = error instanceof Error ? error.message : String(error);
     const address = connection.state === "active"
@@ -2159,131 +2060,20 @@ export class AutoMpiNode {
    * the length header is added per write.
    */
   #frame(message: MapMessage, transient = false): Frame {
-    // A transient encoding lives in the codec's scratch memory: fine when the frame is copied
-    // into a batch at once, before anything else is encoded.
-    const large = message.data !== undefined && message.data.length >= BATCH_BYTES;
-    const parts = large ? this.#codec.encodeParts?.(message) ?? [this.#codec.encode(message)] : [
-      transient && this.#codec.encodeTransient
-        ? this.#codec.encodeTransient(message)
-        : this.#codec.encode(message),
-    ];
-    let length = 0;
-    for (const part of parts) length += part.length;
-    return { parts, length };
-  }
-
-  /** Writes one frame: its header, then the payload pieces, none of them copied when large. */
-  #write(connection: Connection, frame: Frame): void {
-    if (connection.state === "closed") return;
-    connection.framesOut++;
-    this.#stats.framesOut++;
-    if (frame.length + FRAME_HEADER_BYTES <= BATCH_BYTES) {
-      // Small: header and payload are copied into the turn's batch buffer.
-      const at = this.#reserve(connection, FRAME_HEADER_BYTES + frame.length);
-      const out = connection.outBuffer!;
-      out[at] = frame.length;
-      out[at + 1] = frame.length >>> 8;
-      out[at + 2] = frame.length >>> 16;
-      out[at + 3] = frame.length >>> 24;
-      let offset = at + FRAME_HEADER_BYTES;
-      for (const part of frame.parts) {
-        out.set(part, offset);
-        offset += part.length;
-      }
-      return;
-    }
-    this.#flush(connection);
-    connection.bytesOut += FRAME_HEADER_BYTES + frame.length;
-    connection.lastSentMs = this.#now();
-    // Large: the header and the small leading pieces in one write, then the data as it is.
-    const parts = frame.parts;
-    const last = parts[parts.length - 1];
-    const prefix = new Uint8Array(FRAME_HEADER_BYTES + frame.length - last.length);
-    prefix.set(encodeFrameHeader(frame.length), 0);
-    let offset = FRAME_HEADER_BYTES;
-    for (let i = 0; i < parts.length - 1; i++) {
-      prefix.set(parts[i], offset);
-      offset += parts[i].length;
-    }
-    connection.conn.write(prefix);
-    connection.conn.write(last);
-  }
-
-  /** Writes bytes that are already a whole frame (hello, keepalive). */
-  #writeRaw(connection: Connection, bytes: Uint8Array): void {
-    if (connection.state === "closed") return;
-    if (connection.outLength === 0 && !this.#dirty.has(connection)) {
-      // Alone in its turn so far: written as it is (a keepalive stays one recognisable chunk).
-      connection.bytesOut += bytes.length;
-      connection.lastSentMs = this.#now();
-      connection.conn.write(bytes);
-      return;
-    }
-    const at = this.#reserve(connection, bytes.length);
-    connection.outBuffer!.set(bytes, at);
-  }
-
-  /**
-   * Room for `bytes` in the connection's batch buffer, flushing first if it is full. The batch
-   * goes out as one write after the turn (via `clock.defer`), so a burst of small messages costs
-   * one system call, not one each.
-   */
-  #reserve(connection: Connection, bytes: number): number {
-    if (connection.outLength + bytes > BATCH_BYTES) this.#flush(connection);
-    const need = connection.outLength + bytes;
-    const buffer = connection.outBuffer;
-    if (buffer === undefined || buffer.length < need) {
-      // Sized to the last batch (zeroing 64 KiB for a lone frame is not free): grows by doubling.
-      let size = buffer?.length ?? Math.min(BATCH_BYTES, Math.max(512, connection.lastBatchBytes));
-      while (size < need) size *= 2;
-      const grown = new Uint8Array(Math.min(BATCH_BYTES, size));
-      if (buffer !== undefined) grown.set(buffer.subarray(0, connection.outLength));
-      connection.outBuffer = grown;
-    }
-    const at = connection.outLength;
-    connection.outLength += bytes;
-    connection.bytesOut += bytes;
-    connection.lastSentMs = this.#now();
-    if (!this.#dirty.has(connection)) {
-      this.#dirty.add(connection);
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        this.#platform.clock.defer(() => this.#flushAll());
-      }
-    }
-    return at;
-  }
-
-  #flush(connection: Connection): void {
-    const length = connection.outLength;
-    if (length === 0 || connection.outBuffer === undefined) return;
-    // The write takes the buffer: the next batch gets a fresh one.
-    const out = connection.outBuffer.subarray(0, length);
-    connection.outBuffer = undefined;
-    connection.outLength = 0;
-    connection.lastBatchBytes = length;
-    connection.conn.write(out);
-  }
-
-  #flushAll(): void {
-    this.#flushScheduled = false;
-    for (const connection of this.#dirty) {
-      if (connection.state !== "closed") this.#flush(connection);
-    }
-    this.#dirty.clear();
+    return messageFrame(this.#codec, message, transient);
   }
 
   #broadcastSystem(fields: Record<string, string>): void {
     if (this.#links.size === 0) return;
     const frame = this.#frame({ destination: "", source: this.guid, message: fields });
-    for (const link of this.#links.values()) this.#write(link, frame);
+    for (const link of this.#links.values()) link.write(frame);
   }
 
   // ---- receipt -----------------------------------------------------------------------------------
 
   #onSystem(
     message: MapMessage,
-    connection: Connection | undefined,
+    connection: Link | undefined,
     source: Address | string,
   ): void {
     const fields = message.message;
@@ -2375,7 +2165,7 @@ export class AutoMpiNode {
     return { nodes, links: this.#gossip.clusterLinks(nodes) };
   }
 
-  #receive(message: MapMessage, connection: Connection | undefined): void {
+  #receive(message: MapMessage, connection: Link | undefined): void {
     this.#stats.messagesReceived++;
     const destination = message.destination;
     const local = this.#workers.get(destination);
