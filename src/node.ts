@@ -21,12 +21,12 @@ import {
   messageFrame,
 } from "./_link.ts";
 import { WorkerLocations } from "./_locations.ts";
-import { randomHex, type ResolvedOptions, resolveOptions } from "./_options.ts";
+import { type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable, type Seed } from "./_peers.ts";
+import { Sessions } from "./_sessions.ts";
 import { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, type CodecName, jsonCodec } from "./codec.ts";
-import { ProtocolError } from "./errors.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
@@ -50,7 +50,6 @@ import {
   type WorkerFactory,
 } from "./placement.ts";
 import { scopedStorage, type Storage } from "./storage.ts";
-import { type InboundSession, OutboundSession } from "./_session.ts";
 import { Histogram, type MetricFamily } from "./metrics.ts";
 import type { Worker, WorkerContext } from "./worker.ts";
 
@@ -370,9 +369,6 @@ export interface NodeState {
   readonly placement: PlacementState;
 }
 
-/** Most messages a new link holds until the peer's `Resume` arrives (one round trip). */
-const HELD_MESSAGES_MAX = 10_000;
-
 /**
  * A node: hosts workers, finds and links to other nodes, routes messages.
  *
@@ -406,10 +402,8 @@ export class AutoMpiNode {
   readonly #protocol: WireProtocol;
   /** No cluster key, or one: heartbeats, hellos, handshakes (see `_auth.ts`). */
   readonly #auth: ClusterAuth;
-  /** Sending halves of sessions, by peer GUID (one peer incarnation each). */
-  readonly #outbound = new Map<string, OutboundSession>();
-  /** Receiving halves of sessions, by peer GUID. */
-  readonly #inbound = new Map<string, InboundSession>();
+  /** Each peer's session: exactly-once delivery across links that come and go. */
+  readonly #sessions: Sessions<Link>;
   readonly #events: Emitter<NodeEvents>;
   readonly #handlers: MessageHandler[] = [];
   readonly #services = new Map<string, MessageHandler>();
@@ -530,6 +524,24 @@ export class AutoMpiNode {
       silenceMs: o.peerSilenceMs,
       sharedConnection: o.protocol.sharedConnection,
       seeds: o.seeds,
+    });
+    this.#sessions = new Sessions<Link>({
+      clock: platform.clock,
+      random: platform.random,
+      stats: this.#stats,
+      frame: (message, transient) => this.#frame(message, transient),
+      isCurrent: (link) => this.#links.get(link.peerGuid) === link,
+      isLinked: (guid) => this.#links.has(guid),
+      undeliverable: (message, reason, detail) => this.#undeliverable(message, reason, detail),
+      tooLarge: (message, frame) => this.#tooLarge(message, frame),
+      outcome: (message, outcome) => this.#outcome(message, outcome),
+      malformed: (link, error) => this.#protocolFailure(link, "frame", error),
+      closeGoodbye: (link) => this.#closeConnection(link, "goodbye", true),
+    }, {
+      enabled: o.protocol.sessions,
+      resendWindowMs: o.resendWindowMs,
+      resendWindowBytes: o.resendWindowBytes,
+      maxFrameBytes: o.maxFrameBytes,
     });
     this.#locations = new WorkerLocations({
       log: platform.log,
@@ -826,7 +838,7 @@ export class AutoMpiNode {
             `link to ${link.peerGuid} has a full buffer`,
           );
         } else {
-          this.#writeTracked(link, message, frame);
+          this.#sessions.write(link, message, frame);
         }
       }
       if (destination === ALL_WORKERS) {
@@ -855,7 +867,7 @@ export class AutoMpiNode {
     }
     const frame = this.#frame(message, true);
     if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
-    return this.#writeTracked(link, message, frame);
+    return this.#sessions.write(link, message, frame);
   }
 
   #tooLarge(message: MapMessage, frame: Frame): false {
@@ -914,7 +926,7 @@ export class AutoMpiNode {
     }
     let unconfirmed = 0;
     let uncertain = 0;
-    for (const session of this.#outbound.values()) {
+    for (const session of this.#sessions.outbound()) {
       unconfirmed += session.window.length;
       uncertain += session.uncertain.size;
     }
@@ -1117,21 +1129,11 @@ export class AutoMpiNode {
     for (const connection of [...this.#connections]) {
       if (connection.state === "active" && this.#protocol.sessions) {
         // Says how many of the peer's messages we took: it then knows the fate of each.
-        this.#writeSystem(connection, {
-          [SYSTEM_KEY]: SystemKind.Goodbye,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.Reason]: "closing",
-          ...(connection.inbound === undefined ? {} : {
-            [SystemField.Session]: connection.inbound.id,
-            [SystemField.Count]: String(connection.inbound.received),
-          }),
-        });
+        this.#sessions.sayGoodbye(connection, this.guid);
       }
       this.#closeConnection(connection, "closing", true);
     }
-    for (const guid of [...this.#outbound.keys()]) {
-      this.#endSession(guid, "uncertain", "this node closed before the peer confirmed it");
-    }
+    this.#sessions.endAll();
     this.#listener?.close();
     this.#discovery.close();
     this.#placement.close();
@@ -1242,7 +1244,7 @@ export class AutoMpiNode {
       }
     }
     this.#peers.tick(now);
-    this.#expireSessions(now);
+    this.#sessions.expire(now);
     if (this.#protocol.placement) this.#placement.tick();
     this.#gossip.tick(this.#ticks);
     const spread = this.#o.intervalMs * this.#o.jitter;
@@ -1432,7 +1434,7 @@ export class AutoMpiNode {
     }
     if (message.message[SYSTEM_KEY] !== undefined) {
       this.#onSystem(message, connection, connection.remote);
-    } else if (this.#take(connection)) {
+    } else if (this.#sessions.take(connection)) {
       this.#receive(message, connection);
     }
   }
@@ -1578,7 +1580,7 @@ export class AutoMpiNode {
     // the old one carried unconfirmed is resent there (the peer drops what it already took).
     next.held = old.held;
     old.held = [];
-    if (this.#protocol.sessions) this.#startSession(next);
+    if (this.#protocol.sessions) this.#sessions.start(next);
     this.#closeConnection(old, "local", true);
     // What we said on the old connection may never have been read (the peer may be dropping
     // that very connection as the duplicate): say it again on the one both sides keep, as the
@@ -1626,7 +1628,7 @@ export class AutoMpiNode {
     this.#peers.linked(peer, connection.seed);
     this.#links.set(connection.peerGuid, connection);
     peer.linked = true;
-    if (this.#protocol.sessions) this.#startSession(connection);
+    if (this.#protocol.sessions) this.#sessions.start(connection);
     this.#gossip.linked();
     this.#stats.linksUp++;
     this.#platform.log.log("info", "link.up", {
@@ -1673,7 +1675,7 @@ export class AutoMpiNode {
     } else if (!handshaken) {
       this.#dialFailed(connection);
     }
-    this.#reportUnacked(connection, reason);
+    this.#sessions.linkClosed(connection, reason);
   }
 
   #dialFailed(connection: Link): void {
@@ -1709,249 +1711,7 @@ export class AutoMpiNode {
     else if (!handshaken && reason !== "local" && reason !== "closing") {
       this.#dialFailed(connection);
     }
-    this.#reportUnacked(connection, reason);
-  }
-
-  // ---- sessions (see src/_session.ts) -------------------------------------------------------------
-
-  /**
-   * Writes a message on a link as part of its session: numbered and kept until confirmed, or
-   * held until the peer's `Resume` if the link is new. Returns false (reported) if the
-   * session's resend window is full.
-   */
-  #writeTracked(connection: Link, message: MapMessage, frame: Frame): boolean {
-    if (!this.#protocol.sessions) {
-      connection.write(frame);
-      return true;
-    }
-    const session = connection.session!;
-    if (session.windowBytes + frame.length > this.#o.resendWindowBytes) {
-      return this.#undeliverable(
-        message,
-        "link-buffer-full",
-        `${session.window.length} unconfirmed messages to ${connection.peerGuid} fill the resend window of ${this.#o.resendWindowBytes} bytes`,
-      );
-    }
-    if (!session.resumed) {
-      // Numbers go on from where the peer says it is: nothing new before its Resume.
-      if (connection.held.length >= HELD_MESSAGES_MAX) {
-        return this.#undeliverable(
-          message,
-          "link-buffer-full",
-          `${connection.held.length} messages wait for the link to ${connection.peerGuid} to resume`,
-        );
-      }
-      connection.held.push(message);
-      return true;
-    }
-    connection.write(frame);
-    // write() noted the time: no second clock read per message.
-    session.write(message, connection.lastSentMs, frame.length);
-    return true;
-  }
-
-  /** The sending half of the session with a peer incarnation, a new one if it changed. */
-  #outboundFor(connection: Link): OutboundSession {
-    const guid = connection.peerGuid;
-    let session = this.#outbound.get(guid);
-    if (session !== undefined && session.peerIncarnation !== connection.peerIncarnation) {
-      this.#endSession(
-        guid,
-        "uncertain",
-        `node ${guid} restarted (incarnation ${session.peerIncarnation} ended) before confirming it; the old incarnation may have handled it`,
-      );
-      session = undefined;
-    }
-    if (session === undefined) {
-      session = new OutboundSession(
-        connection.peerIncarnation,
-        randomHex(this.#platform.random, 8),
-      );
-      this.#outbound.set(guid, session);
-    }
-    return session;
-  }
-
-  /** The receiving half of the session with a peer incarnation, reset if it changed. */
-  #inboundFor(connection: Link): InboundSession {
-    const guid = connection.peerGuid;
-    let inbound = this.#inbound.get(guid);
-    if (inbound === undefined || inbound.peerIncarnation !== connection.peerIncarnation) {
-      inbound = {
-        peerIncarnation: connection.peerIncarnation,
-        id: "",
-        received: 0,
-        lastLinkedMs: 0,
-      };
-      this.#inbound.set(guid, inbound);
-    }
-    return inbound;
-  }
-
-  /** Ends the session with `guid`: every unconfirmed message is reported with `reason`. */
-  #endSession(guid: string, reason: "uncertain" | "link-lost", detail: string): void {
-    const session = this.#outbound.get(guid);
-    if (session === undefined) return;
-    this.#outbound.delete(guid);
-    for (const { message } of session.end().window) this.#undeliverable(message, reason, detail);
-  }
-
-  /** A new link carries the session: tell the peer what we took from it, hold new messages. */
-  #startSession(connection: Link): void {
-    const now = this.#now();
-    const session = this.#outboundFor(connection);
-    session.resumed = false;
-    session.lastLinkedMs = now;
-    connection.session = session;
-    const inbound = this.#inboundFor(connection);
-    inbound.lastLinkedMs = now;
-    connection.inbound = inbound;
-    connection.aligned = false;
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.Resume,
-      [SystemField.Session]: inbound.id,
-      [SystemField.Count]: String(inbound.received),
-    });
-  }
-
-  #writeSystem(connection: Link, fields: Record<string, string>): void {
-    connection.write(this.#frame({ destination: "", source: "", message: fields }, true));
-  }
-
-  /** The peer's `Resume`: settle what it took, align, resend the rest, then what was held. */
-  #onResume(connection: Link, fields: Readonly<Record<string, string>>): void {
-    const session = connection.session;
-    if (session === undefined || this.#links.get(connection.peerGuid) !== connection) return;
-    const result = session.resume(
-      fields[SystemField.Session] ?? "",
-      Number(fields[SystemField.Count]),
-    );
-    for (const message of result.delivered) this.#outcome(message, "delivered");
-    for (const message of result.notDelivered) this.#outcome(message, "not-delivered");
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.Align,
-      [SystemField.Session]: session.id,
-      [SystemField.Count]: String(result.alignTo),
-    });
-    for (const entry of result.resend) connection.write(this.#frame(entry.message));
-    session.resumed = true;
-    const held = connection.held;
-    connection.held = [];
-    for (const message of held) {
-      const frame = this.#frame(message);
-      if (frame.length > this.#o.maxFrameBytes) this.#tooLarge(message, frame);
-      else this.#writeTracked(connection, message, frame);
-    }
-  }
-
-  /** The peer's `Align`: its messages on this link are numbered from the count given. */
-  #onAlign(connection: Link, fields: Readonly<Record<string, string>>): void {
-    const inbound = connection.inbound;
-    const count = Number(fields[SystemField.Count]);
-    const id = fields[SystemField.Session] ?? "";
-    if (inbound === undefined || !Number.isSafeInteger(count) || count < 0 || id === "") {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError(
-          `Cannot align the session: id "${id}", count ${fields[SystemField.Count]}`,
-        ),
-      );
-      return;
-    }
-    if (inbound.id !== id) {
-      // A session of the peer's we have not seen: its numbering starts anew.
-      inbound.id = id;
-      inbound.received = 0;
-    }
-    connection.expectSeq = count;
-    connection.aligned = true;
-  }
-
-  /**
-   * A data message arrived: numbered, taken once (a resend of what was taken is dropped), and
-   * acknowledged once this turn is over. Returns whether to deliver it.
-   */
-  #take(connection: Link): boolean {
-    if (!this.#protocol.sessions) return true;
-    const inbound = connection.inbound;
-    if (inbound === undefined || !connection.aligned) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot take a message before the session is aligned"),
-      );
-      return false;
-    }
-    const seq = ++connection.expectSeq;
-    if (seq <= inbound.received) {
-      this.#stats.duplicatesDropped++;
-      return false;
-    }
-    inbound.received = seq;
-    this.#acknowledgeLater(connection);
-    return true;
-  }
-
-  /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
-  #acknowledgeLater(connection: Link): void {
-    if (connection.ackScheduled) return;
-    connection.ackScheduled = true;
-    this.#platform.clock.defer(() => {
-      connection.ackScheduled = false;
-      if (connection.state !== "active" || connection.inbound === undefined) return;
-      this.#writeSystem(connection, {
-        [SYSTEM_KEY]: SystemKind.Ack,
-        [SystemField.Count]: String(connection.inbound.received),
-      });
-    });
-  }
-
-  #onAck(connection: Link, text: string | undefined): void {
-    const session = connection.session;
-    if (session === undefined) return;
-    let delivered: MapMessage[];
-    try {
-      delivered = session.confirm(Number(text));
-    } catch (error) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError(`Cannot use acknowledgement ${text}: ${(error as Error).message}`),
-      );
-      return;
-    }
-    for (const message of delivered) this.#outcome(message, "delivered");
-  }
-
-  /**
-   * The peer leaves on purpose, saying how many of our messages it took: those are delivered,
-   * the rest certainly not (it reads no more).
-   */
-  #onGoodbye(connection: Link, fields: Readonly<Record<string, string>>): void {
-    const session = connection.session;
-    const guid = connection.peerGuid;
-    this.#closeConnection(connection, "goodbye", true);
-    if (session === undefined || this.#outbound.get(guid) !== session) return;
-    const count = Number(fields[SystemField.Count]);
-    if (
-      fields[SystemField.Session] === session.id && Number.isSafeInteger(count) && count >= 0 &&
-      count <= session.sentSeq
-    ) {
-      for (const message of session.confirm(count)) this.#outcome(message, "delivered");
-      const { window, uncertain } = session.end();
-      this.#outbound.delete(guid);
-      for (const message of uncertain) this.#outcome(message, "not-delivered");
-      for (const { message } of window) {
-        this.#undeliverable(
-          message,
-          "link-lost",
-          `node ${guid} left (goodbye) without taking it; it was not delivered`,
-        );
-      }
-      return;
-    }
-    this.#endSession(guid, "uncertain", `node ${guid} left before confirming it`);
+    this.#sessions.linkClosed(connection, reason);
   }
 
   /** The outcome of a message reported `uncertain` became known. */
@@ -1962,59 +1722,6 @@ export class AutoMpiNode {
       outcome,
     });
     this.#events.emit("message-outcome", { message, outcome });
-  }
-
-  /**
-   * A link went down: what it held back was never written (reported now, for certain); what
-   * it wrote unconfirmed stays in the session, to be resent on the next link to that peer
-   * incarnation or reported `uncertain` when the resend window passes.
-   */
-  #reportUnacked(connection: Link, reason: LinkDownReason): void {
-    if (
-      connection.session?.resumed && this.#outbound.get(connection.peerGuid) === connection.session
-    ) {
-      connection.session.resumed = false;
-      connection.session.lastLinkedMs = this.#now();
-    }
-    const held = connection.held;
-    connection.held = [];
-    for (const message of held) {
-      this.#undeliverable(
-        message,
-        "link-lost",
-        `the link to ${connection.peerGuid} went down (${reason}) before it could be written; it was not delivered`,
-      );
-    }
-  }
-
-  /**
-   * Sessions without a live link: messages past the resend window become `uncertain`; sessions
-   * long idle are dropped (their uncertain messages keep no outcome).
-   */
-  #expireSessions(now: number): void {
-    for (const [guid, session] of this.#outbound) {
-      if (session.resumed) continue;
-      for (const { message } of session.expire(now - this.#o.resendWindowMs)) {
-        this.#undeliverable(
-          message,
-          "uncertain",
-          `no link to ${guid} confirmed it within the resend window of ${this.#o.resendWindowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
-        );
-      }
-      const idleMs = now - session.lastLinkedMs;
-      if (
-        !this.#links.has(guid) && session.window.length === 0 &&
-        idleMs > (session.uncertain.size === 0 ? 1 : 10) * this.#o.resendWindowMs
-      ) {
-        this.#outbound.delete(guid);
-      }
-    }
-    for (const [guid, inbound] of this.#inbound) {
-      // Kept well past any resend of the peer's, so a late resend is still recognised.
-      if (!this.#links.has(guid) && now - inbound.lastLinkedMs > 3 * this.#o.resendWindowMs) {
-        this.#inbound.delete(guid);
-      }
-    }
   }
 
   #linkDown(connection: Link, reason: LinkDownReason, detail?: string): void {
@@ -2088,7 +1795,7 @@ export class AutoMpiNode {
         return;
       }
       case SystemKind.Ack:
-        if (connection !== undefined) this.#onAck(connection, fields[SystemField.Count]);
+        if (connection !== undefined) this.#sessions.onAck(connection, fields[SystemField.Count]);
         return;
       case SystemKind.KeepAlive:
         return;
@@ -2122,13 +1829,17 @@ export class AutoMpiNode {
         return;
       }
       case SystemKind.Goodbye:
-        if (connection !== undefined) this.#onGoodbye(connection, fields);
+        if (connection !== undefined) this.#sessions.onGoodbye(connection, fields);
         return;
       case SystemKind.Resume:
-        if (connection !== undefined && this.#protocol.sessions) this.#onResume(connection, fields);
+        if (connection !== undefined && this.#protocol.sessions) {
+          this.#sessions.onResume(connection, fields);
+        }
         return;
       case SystemKind.Align:
-        if (connection !== undefined && this.#protocol.sessions) this.#onAlign(connection, fields);
+        if (connection !== undefined && this.#protocol.sessions) {
+          this.#sessions.onAlign(connection, fields);
+        }
         return;
       case SystemKind.Refused:
         if (connection !== undefined && this.#protocol.refusals) {
