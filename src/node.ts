@@ -11,22 +11,15 @@
 import type { ClusterAuth } from "./_auth.ts";
 import { Discovery } from "./_discovery.ts";
 import { Gossip, workerLocation } from "./_gossip.ts";
-import {
-  type Frame,
-  isKeepAliveFrame,
-  isKeepAlivePayload,
-  KEEPALIVE_FRAME,
-  Link,
-  LinkOutput,
-  messageFrame,
-} from "./_link.ts";
+import { type Frame, type Link, LinkOutput, messageFrame } from "./_link.ts";
+import { LinkTable } from "./_links.ts";
 import { WorkerLocations } from "./_locations.ts";
 import { type ResolvedOptions, resolveOptions } from "./_options.ts";
-import { type Peer, PeerTable, type Seed } from "./_peers.ts";
+import { type Peer, PeerTable } from "./_peers.ts";
 import { Sessions } from "./_sessions.ts";
 import { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
-import { type Codec, codecByName, type CodecName, jsonCodec } from "./codec.ts";
+import type { Codec, CodecName } from "./codec.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import {
@@ -34,12 +27,10 @@ import {
   type CloseReason,
   formatAddress,
   type Platform,
-  type StreamConn,
-  type StreamHandlers,
   type StreamListener,
   type Timer,
 } from "./platform.ts";
-import { HandshakeError, type Hello, SYSTEM_KEY, SystemField, SystemKind } from "./system.ts";
+import { SYSTEM_KEY, SystemField, SystemKind } from "./system.ts";
 import {
   Placement,
   PLACEMENT_SERVICE,
@@ -412,23 +403,20 @@ export class AutoMpiNode {
     (message: MapMessage, reason: UndeliverableReason) => void
   >();
   readonly #peers: PeerTable;
-  readonly #links = new Map<string, Link>();
-  readonly #connections = new Set<Link>();
+  /** Every connection, from dial or accept to close, and the link to each peer. */
+  readonly #table: LinkTable;
+  /** The table's links by peer GUID (the same map). */
+  readonly #links: ReadonlyMap<string, Link>;
+  /** The table's connections (the same set). */
+  readonly #connections: ReadonlySet<Link>;
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
   readonly #locations: WorkerLocations;
   readonly #gossip: Gossip<Link>;
-  /**
-   * Connections peers dialled to us when each side sends on its own (the original protocol):
-   * they send on these, we only read.
-   */
-  readonly #acceptedLinks = new Map<string, Link>();
   readonly #pendingWorkers = new Set<Worker>();
   readonly #twins: Twins;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
   readonly #undeliverableByReason = new Map<string, number>();
   readonly #linksDownByReason = new Map<string, number>();
-  #closedBytesIn = 0;
-  #closedBytesOut = 0;
   readonly #handshakeSeconds = new Histogram([
     0.0005,
     0.001,
@@ -473,15 +461,12 @@ export class AutoMpiNode {
   #identity: HelloIdentity | undefined;
   readonly #storage: Storage;
   readonly #placement: Placement;
-  #helloFrame: Uint8Array | undefined;
   #tickTimer: Timer | undefined;
   #workerTimer: Timer | undefined;
   #inWorkerPass = false;
   #workerPassScheduled = false;
   /** Output batching shared by this node's links. */
   readonly #output: LinkOutput;
-  /** Accepted connections that were handshaking when last looked at (see maxPendingHandshakes). */
-  readonly #inboundHandshakes = new Set<Link>();
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -506,8 +491,8 @@ export class AutoMpiNode {
       connectionCount: () => this.#connections.size,
       isLinked: (guid) => this.#links.has(guid),
       linkIncarnation: (guid) => this.#links.get(guid)?.peerIncarnation,
-      probe: (guid) => this.#probe(this.#links.get(guid)!),
-      dial: (address, peer, seed) => this.#dial(address, peer, seed),
+      probe: (guid) => this.#table.probe(this.#links.get(guid)!),
+      dial: (address, peer, seed) => this.#table.dial(address, peer, seed),
       onDiscovered: (peer) =>
         this.#events.emit("peer-discovered", {
           peer: peer.guid,
@@ -535,8 +520,8 @@ export class AutoMpiNode {
       undeliverable: (message, reason, detail) => this.#undeliverable(message, reason, detail),
       tooLarge: (message, frame) => this.#tooLarge(message, frame),
       outcome: (message, outcome) => this.#outcome(message, outcome),
-      malformed: (link, error) => this.#protocolFailure(link, "frame", error),
-      closeGoodbye: (link) => this.#closeConnection(link, "goodbye", true),
+      malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
+      closeGoodbye: (link) => this.#table.close(link, "goodbye", true),
     }, {
       enabled: o.protocol.sessions,
       resendWindowMs: o.resendWindowMs,
@@ -557,7 +542,7 @@ export class AutoMpiNode {
       learn: (guid, address, incarnation) => {
         this.#peers.learn(guid, address, incarnation, "gossip");
       },
-      malformed: (link, error) => this.#protocolFailure(link, "frame", error),
+      malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
       workerSet: (node, workers) => this.#locations.replace(node, workers),
     }, {
       guid: o.guid,
@@ -572,6 +557,28 @@ export class AutoMpiNode {
       onReport: (guid, address, incarnation) =>
         this.#events.emit("duplicate-guid", { guid, address, incarnation }),
     });
+    this.#table = new LinkTable({
+      net: platform.net,
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      stats: this.#stats,
+      output: this.#output,
+      peers: this.#peers,
+      twins: this.#twins,
+      sessions: this.#sessions,
+      running: () => this.#state === "running",
+      startedAtMs: () => this.#startedAtMs,
+      activate: (link) => this.#activate(link),
+      onLinkDown: (link, reason, detail) => this.#linkDown(link, reason, detail),
+      onMessage: (link, message) => this.#onLinkMessage(link, message),
+      onProtocolError: (address, stage, error) =>
+        this.#events.emit("protocol-error", { address, stage, error }),
+      resendWorkerSet: (link) => this.#gossip.sendWorkerSet(link),
+      forgetLocations: (guid) => this.#locations.forget(guid),
+    }, o);
+    this.#links = this.#table.links;
+    this.#connections = this.#table.connections;
     this.#discovery = new Discovery({
       net: platform.net,
       clock: platform.clock,
@@ -914,8 +921,8 @@ export class AutoMpiNode {
     });
     const byReason = (map: Map<string, number>) =>
       [...map].map(([reason, value]) => ({ labels: { reason }, value }));
-    let bytesIn = this.#closedBytesIn;
-    let bytesOut = this.#closedBytesOut;
+    let bytesIn = this.#table.closedBytesIn;
+    let bytesOut = this.#table.closedBytesOut;
     for (const connection of this.#connections) {
       bytesIn += connection.bytesIn;
       bytesOut += connection.bytesOut;
@@ -1126,13 +1133,7 @@ export class AutoMpiNode {
     this.#state = "closed";
     this.#tickTimer?.cancel();
     this.#workerTimer?.cancel();
-    for (const connection of [...this.#connections]) {
-      if (connection.state === "active" && this.#protocol.sessions) {
-        // Says how many of the peer's messages we took: it then knows the fate of each.
-        this.#sessions.sayGoodbye(connection, this.guid);
-      }
-      this.#closeConnection(connection, "closing", true);
-    }
+    this.#table.closeAll();
     this.#sessions.endAll();
     this.#listener?.close();
     this.#discovery.close();
@@ -1164,7 +1165,7 @@ export class AutoMpiNode {
         this.#state = "closed";
         this.#events.emit("closed", {});
       },
-      onConnection: (conn) => this.#accept(conn),
+      onConnection: (conn) => this.#table.accept(conn),
     });
   }
 
@@ -1176,7 +1177,7 @@ export class AutoMpiNode {
       codec: this.#codec.name,
       address: this.#address,
     };
-    this.#helloFrame = this.#protocol.helloFrame(this.#identity);
+    this.#table.start(this.#identity);
     this.#discovery.start(this.#identity);
     this.#platform.log.log("info", "node.started", {
       guid: this.guid,
@@ -1207,42 +1208,7 @@ export class AutoMpiNode {
     this.#ticks++;
     const now = this.#now();
     this.#discovery.sendHeartbeat();
-    for (const connection of [...this.#connections]) {
-      if (connection.state === "active") {
-        // Without keepalives (the original's), a peer's heartbeats vouch for its link.
-        const heardMs = this.#protocol.keepAlives
-          ? connection.lastReceivedMs
-          : Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0);
-        if (now - heardMs > this.#o.peerSilenceMs) {
-          this.#closeConnection(
-            connection,
-            "silence",
-            false,
-            `nothing heard for ${Math.round(now - heardMs)} ms`,
-          );
-        } else if (
-          this.#protocol.keepAlives && now - connection.lastSentMs >= this.#o.keepAliveMs
-        ) {
-          connection.writeRaw(KEEPALIVE_FRAME[this.#codec.name]);
-        }
-      } else if (connection.state === "handshaking") {
-        if (connection.refused) {
-          if (now - connection.createdAtMs > this.#o.handshakeTimeoutMs) {
-            this.#closeConnection(connection, "local", true);
-          }
-        } else if (now - connection.createdAtMs > this.#o.handshakeTimeoutMs) {
-          this.#protocolFailure(
-            connection,
-            "handshake",
-            new HandshakeError("Cannot link: handshake timed out"),
-          );
-        }
-      } else if (connection.state === "connecting") {
-        if (now - connection.createdAtMs > this.#o.connectTimeoutMs) {
-          this.#closeConnection(connection, "timeout", false, "connect timed out");
-        }
-      }
-    }
+    this.#table.tick(now);
     this.#peers.tick(now);
     this.#sessions.expire(now);
     if (this.#protocol.placement) this.#placement.tick();
@@ -1260,346 +1226,7 @@ export class AutoMpiNode {
     return this.#peers.learn(guid, address, incarnation, "heartbeat");
   }
 
-  /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
-  #probe(link: Link): void {
-    const now = this.#now();
-    if (now - link.probedAtMs < this.#o.intervalMs) return;
-    link.probedAtMs = now;
-    link.writeRaw(KEEPALIVE_FRAME[this.#codec.name]);
-  }
-
-  /**
-   * Refuses a hello from `hello.guid` while we hold a live link to another incarnation of it:
-   * a twin (a cloned machine, a copied config) must not make us drop the node we link. The
-   * claimant is told why (a `Refused` frame) and backs off; the holder is probed, so if it
-   * died in fact (a restart whose old connection lingers) the next try gets through. A first
-   * refusal is logged quietly (a restart can race its own old link); from the second on it is
-   * a `duplicate-guid` report.
-   */
-  #refuseClaim(connection: Link, hello: Hello, holder: Link): void {
-    this.#probe(holder);
-    const count = this.#twins.refuseClaim(hello, holder.peerAddress);
-    connection.write(this.#frame({
-      destination: hello.guid,
-      source: "",
-      message: {
-        [SYSTEM_KEY]: SystemKind.Refused,
-        [SystemField.Reason]: "duplicate-guid",
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.HostEndpoint]: holder.peerAddress,
-        [SystemField.Incarnation]: holder.peerIncarnation,
-        [SystemField.Count]: String(count),
-      },
-    }));
-    connection.flush();
-    connection.refused = true;
-  }
-
-  /** A peer refused our link: it holds a live link to another node with our GUID. */
-  #onRefused(connection: Link, fields: Readonly<Record<string, string>>): void {
-    const now = this.#now();
-    const holder = fields[SystemField.HostEndpoint] ?? "";
-    const incarnation = fields[SystemField.Incarnation] ?? "";
-    const count = Number(fields[SystemField.Count] ?? "1");
-    const detail =
-      `${connection.peerGuid} holds a live link to ${holder} (incarnation ${incarnation}) under this node's GUID ${this.guid}`;
-    const peer = connection.peer;
-    this.#closeConnection(connection, "duplicate-guid", true, detail);
-    this.#twins.refusedBy({
-      peer: connection.peerGuid,
-      guid: this.guid,
-      holder,
-      incarnation,
-      count,
-      soonAfterStart: now - this.#startedAtMs <= 2 * this.#o.silenceMs,
-      detail,
-    });
-    this.#peers.refusedBy(peer, now);
-  }
-
   // ---- connections -------------------------------------------------------------------------------
-
-  #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Link {
-    const connection = new Link("out", this.#output, this.#o.maxFrameBytes);
-    connection.peer = peer;
-    connection.seed = seed;
-    connection.dialled = formatAddress(address);
-    this.#connections.add(connection);
-    connection.conn = this.#platform.net.connect(address, this.#streamHandlers(connection));
-    return connection;
-  }
-
-  #accept(conn: StreamConn): StreamHandlers {
-    const connection = new Link("in", this.#output, this.#o.maxFrameBytes);
-    connection.conn = conn;
-    if (this.#state !== "running") {
-      conn.destroy();
-      connection.state = "closed";
-      return this.#streamHandlers(connection);
-    }
-    // Pruned here rather than at each state change: it never holds more than the limit + 1.
-    for (const waiting of this.#inboundHandshakes) {
-      if (waiting.state !== "handshaking") this.#inboundHandshakes.delete(waiting);
-    }
-    const pending = this.#inboundHandshakes.size;
-    if (pending >= this.#o.maxPendingHandshakes || this.#links.size >= this.#o.maxLinks) {
-      this.#stats.connectionsRefused++;
-      this.#platform.log.log("warn", "link.refused", {
-        address: formatAddress(conn.remote),
-        reason: this.#links.size >= this.#o.maxLinks
-          ? `${this.#links.size} links, the limit`
-          : `${pending} handshakes pending, the limit`,
-      });
-      conn.destroy();
-      connection.state = "closed";
-      return this.#streamHandlers(connection);
-    }
-    this.#connections.add(connection);
-    this.#inboundHandshakes.add(connection);
-    connection.state = "handshaking";
-    this.#sendHello(connection);
-    return this.#streamHandlers(connection);
-  }
-
-  #streamHandlers(connection: Link): StreamHandlers {
-    return {
-      onOpen: () => {
-        if (connection.state !== "connecting") return;
-        connection.state = "handshaking";
-        connection.lastReceivedMs = this.#now();
-        this.#sendHello(connection);
-      },
-      onData: (_conn, data) => this.#onBytes(connection, data),
-      onClose: (_conn, reason, error) => this.#onClosed(connection, reason, error),
-    };
-  }
-
-  /** Our hello; with a cluster key, one of its own with a fresh nonce for the peer to sign. */
-  #sendHello(connection: Link): void {
-    connection.writeRaw(
-      this.#auth.hello(connection, this.#helloFrame!, this.#identity!, this.#platform.random),
-    );
-  }
-
-  #onBytes(connection: Link, data: Uint8Array): void {
-    if (connection.state === "closed" || connection.refused) return;
-    connection.bytesIn += data.length;
-    connection.lastReceivedMs = this.#now();
-    if (connection.state === "active" && connection.decoder.bufferedBytes === 0) {
-      if (isKeepAliveFrame(connection.peerCodec.name, data)) {
-        connection.framesIn++;
-        this.#stats.framesIn++;
-        if (connection.peer !== undefined) connection.peer.lastHeardMs = connection.lastReceivedMs;
-        return;
-      }
-    }
-    let frames: Uint8Array[];
-    try {
-      frames = connection.decoder.push(data);
-    } catch (error) {
-      const preceding = (error as { precedingFrames?: Uint8Array[] }).precedingFrames ?? [];
-      for (const frame of preceding) {
-        this.#onFrame(connection, frame);
-        if (connection.closed) return;
-      }
-      this.#protocolFailure(
-        connection,
-        connection.state === "active" ? "frame" : "handshake",
-        error,
-      );
-      return;
-    }
-    for (const frame of frames) {
-      this.#onFrame(connection, frame);
-      if (connection.closed) return;
-    }
-  }
-
-  #onFrame(connection: Link, frame: Uint8Array): void {
-    if (connection.state === "handshaking") {
-      this.#onHandshake(connection, frame);
-      return;
-    }
-    connection.framesIn++;
-    this.#stats.framesIn++;
-    const peer = connection.peer;
-    if (peer !== undefined) peer.lastHeardMs = connection.lastReceivedMs;
-    if (isKeepAlivePayload(connection.peerCodec.name, frame)) return;
-    let message: MapMessage;
-    try {
-      message = connection.peerCodec.decode(frame);
-    } catch (error) {
-      this.#protocolFailure(connection, "frame", error);
-      return;
-    }
-    if (message.message[SYSTEM_KEY] !== undefined) {
-      this.#onSystem(message, connection, connection.remote);
-    } else if (this.#sessions.take(connection)) {
-      this.#receive(message, connection);
-    }
-  }
-
-  /** A handshake frame: the cluster auth says whether the hello takes effect (see `_auth.ts`). */
-  #onHandshake(connection: Link, frame: Uint8Array): void {
-    const step = this.#auth.handshake(
-      connection,
-      frame,
-      (bytes) =>
-        this.#protocol.readHello(bytes, {
-          direction: connection.direction,
-          dialled: connection.dialled,
-          known: (guid) => this.#peers.get(guid),
-        }),
-    );
-    switch (step.kind) {
-      case "hello":
-        this.#onHello(connection, step.hello);
-        return;
-      case "reply":
-        connection.writeRaw(step.frame);
-        return;
-      case "malformed":
-        this.#protocolFailure(connection, "handshake", step.error);
-        return;
-      case "refused":
-        this.#authFailure(connection, step.reason);
-        return;
-    }
-  }
-
-  #authFailure(connection: Link, reason: string): void {
-    this.#stats.authFailures++;
-    this.#protocolFailure(connection, "handshake", new HandshakeError(reason));
-  }
-
-  #onHello(connection: Link, hello: Hello): void {
-    if (!this.#protocol.sharedConnection) {
-      this.#onOneWayHello(connection, hello);
-      return;
-    }
-    if (hello.guid === this.guid) {
-      if (hello.incarnation === this.incarnation) {
-        // We dialled ourselves (a seed or a heard address that is our own): never again.
-        if (connection.seed) connection.seed.self = true;
-        this.#closeConnection(connection, "local", true);
-      } else {
-        this.#twins.report(hello.guid, hello.address, hello.incarnation);
-        this.#protocolFailure(
-          connection,
-          "handshake",
-          new HandshakeError(
-            `Cannot link: node ${hello.address} claims this node's GUID ${hello.guid}`,
-          ),
-        );
-      }
-      return;
-    }
-    connection.peerGuid = hello.guid;
-    connection.peerIncarnation = hello.incarnation;
-    connection.peerAddress = hello.address;
-    connection.peerCodec = codecByName(hello.codec);
-    if (connection.seed) connection.seed.guid = hello.guid;
-    const existing = this.#links.get(hello.guid);
-    if (existing !== undefined) {
-      if (existing.peerIncarnation !== hello.incarnation) {
-        if (this.#now() - existing.lastReceivedMs <= this.#o.holderAliveMs) {
-          // The link we hold is alive by its own rhythm: the first incarnation keeps it.
-          this.#refuseClaim(connection, hello, existing);
-          return;
-        }
-        this.#closeConnection(
-          existing,
-          "peer-restarted",
-          false,
-          `now incarnation ${hello.incarnation}`,
-        );
-      } else if (existing.direction === connection.direction) {
-        // The same side dialled again: it no longer believes in the old link.
-        this.#closeConnection(existing, "replaced", false);
-      } else {
-        // Both dialled at once: keep the connection the lower GUID dialled, on both sides.
-        const keepNew = (connection.direction === "out") === (this.guid < hello.guid);
-        if (!keepNew) {
-          this.#detach(connection);
-          this.#closeConnection(connection, "local", true);
-          return;
-        }
-        this.#swapLink(existing, connection);
-        return;
-      }
-    }
-    this.#activate(connection);
-  }
-
-  /**
-   * An original-protocol link: like the Go original, each side sends on the connection it
-   * dialled and reads the one it accepted, so a pair holds two connections.
-   */
-  #onOneWayHello(connection: Link, hello: Hello): void {
-    if (hello.guid === this.guid) {
-      // Our own GUID: we dialled ourselves, or a twin does (heartbeats report twins).
-      if (connection.seed) connection.seed.self = true;
-      this.#closeConnection(connection, "local", true);
-      return;
-    }
-    connection.peerGuid = hello.guid;
-    connection.peerIncarnation = hello.incarnation;
-    connection.peerAddress = hello.address;
-    connection.peerCodec = jsonCodec;
-    if (connection.seed) connection.seed.guid = hello.guid;
-    if (connection.direction === "in") {
-      const previous = this.#acceptedLinks.get(hello.guid);
-      this.#acceptedLinks.set(hello.guid, connection);
-      if (previous !== undefined) this.#closeConnection(previous, "replaced", true);
-      connection.state = "active";
-      connection.activeAtMs = this.#now();
-      const peer = this.#peers.get(hello.guid) ??
-        this.#peers.learn(hello.guid, hello.address, hello.incarnation, "link");
-      connection.peer = peer;
-      // We send on a connection of our own: dial back if there is none yet.
-      this.#peers.dialNow(peer);
-      return;
-    }
-    const existing = this.#links.get(hello.guid);
-    if (existing !== undefined) this.#closeConnection(existing, "replaced", false);
-    this.#activate(connection);
-  }
-
-  /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
-  #swapLink(old: Link, next: Link): void {
-    this.#detach(old);
-    next.state = "active";
-    next.activeAtMs = this.#now();
-    next.peer = old.peer ?? this.#peers.get(next.peerGuid);
-    if (next.peer) {
-      next.peer.pending = undefined;
-      next.peer.linked = true;
-    }
-    this.#links.set(next.peerGuid, next);
-    // The session moves to the connection both sides keep: held messages go along, and what
-    // the old one carried unconfirmed is resent there (the peer drops what it already took).
-    next.held = old.held;
-    old.held = [];
-    if (this.#protocol.sessions) this.#sessions.start(next);
-    this.#closeConnection(old, "local", true);
-    // What we said on the old connection may never have been read (the peer may be dropping
-    // that very connection as the duplicate): say it again on the one both sides keep, as the
-    // whole set, so that a removal lost with the old connection is not missed either.
-    this.#gossip.sendWorkerSet(next);
-  }
-
-  /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
-  #dropInbound(connection: Link): void {
-    if (this.#acceptedLinks.get(connection.peerGuid) !== connection) return;
-    this.#acceptedLinks.delete(connection.peerGuid);
-    if (!this.#links.has(connection.peerGuid)) this.#locations.forget(connection.peerGuid);
-  }
-
-  /** Unhooks a connection from its peer's or seed's pending dial. */
-  #detach(connection: Link): void {
-    if (connection.peer?.pending === connection) connection.peer.pending = undefined;
-    if (connection.seed?.pending === connection) connection.seed.pending = undefined;
-  }
 
   #activate(connection: Link): void {
     if (this.#links.size >= this.#o.maxLinks) {
@@ -1609,11 +1236,11 @@ export class AutoMpiNode {
         peer: connection.peerGuid,
         reason: `${this.#links.size} links, the limit`,
       });
-      this.#closeConnection(connection, "local", false);
+      this.#table.close(connection, "local", false);
       return;
     }
     const now = this.#now();
-    this.#detach(connection);
+    this.#table.detach(connection);
     connection.state = "active";
     connection.activeAtMs = now;
     this.#handshakeSeconds.observe((now - connection.createdAtMs) / 1000);
@@ -1626,7 +1253,7 @@ export class AutoMpiNode {
     );
     connection.peer = peer;
     this.#peers.linked(peer, connection.seed);
-    this.#links.set(connection.peerGuid, connection);
+    this.#table.links.set(connection.peerGuid, connection);
     peer.linked = true;
     if (this.#protocol.sessions) this.#sessions.start(connection);
     this.#gossip.linked();
@@ -1647,73 +1274,6 @@ export class AutoMpiNode {
     if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
   }
 
-  #onClosed(connection: Link, reason: CloseReason, error?: Error): void {
-    if (connection.state === "closed") return;
-    if (reason === "eof" && connection.decoder.bufferedBytes > 0) {
-      // The stream ended inside a frame: that peer sent a truncated frame.
-      try {
-        connection.decoder.end();
-      } catch (truncated) {
-        const stage = connection.state === "active" ? "frame" : "handshake";
-        const text = truncated instanceof Error ? truncated.message : String(truncated);
-        const address = connection.peerAddress || formatAddress(connection.conn.remote);
-        this.#stats.protocolErrors++;
-        this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
-        this.#events.emit("protocol-error", { address, stage, error: text });
-      }
-    }
-    const wasActive = this.#links.get(connection.peerGuid) === connection;
-    const handshaken = connection.state === "active";
-    connection.state = "closed";
-    this.#closedBytesIn += connection.bytesIn;
-    this.#closedBytesOut += connection.bytesOut;
-    this.#connections.delete(connection);
-    this.#detach(connection);
-    this.#dropInbound(connection);
-    if (wasActive) {
-      this.#linkDown(connection, reason, error?.message);
-    } else if (!handshaken) {
-      this.#dialFailed(connection);
-    }
-    this.#sessions.linkClosed(connection, reason);
-  }
-
-  #dialFailed(connection: Link): void {
-    if (connection.direction !== "out") return;
-    if (connection.peer) this.#peers.backoff(connection.peer);
-    if (connection.seed) this.#peers.backoff(connection.seed);
-  }
-
-  /** Closes a connection from this side; emits `link-down` at once if it was the active link. */
-  #closeConnection(
-    connection: Link,
-    reason: LinkDownReason,
-    graceful: boolean,
-    detail?: string,
-  ): void {
-    if (connection.state === "closed") return;
-    const wasActive = this.#links.get(connection.peerGuid) === connection;
-    const handshaken = connection.state === "active";
-    connection.state = "closed";
-    this.#closedBytesIn += connection.bytesIn;
-    this.#closedBytesOut += connection.bytesOut;
-    this.#connections.delete(connection);
-    this.#detach(connection);
-    this.#dropInbound(connection);
-    if (graceful) {
-      connection.flush();
-      connection.conn.end();
-    } else {
-      connection.discardOutput();
-      connection.conn.destroy();
-    }
-    if (wasActive) this.#linkDown(connection, reason, detail);
-    else if (!handshaken && reason !== "local" && reason !== "closing") {
-      this.#dialFailed(connection);
-    }
-    this.#sessions.linkClosed(connection, reason);
-  }
-
   /** The outcome of a message reported `uncertain` became known. */
   #outcome(message: MapMessage, outcome: "delivered" | "not-delivered"): void {
     if (message.message[SERVICE_FIELD] !== undefined) return;
@@ -1726,9 +1286,7 @@ export class AutoMpiNode {
 
   #linkDown(connection: Link, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
-    this.#links.delete(peerGuid);
     this.#gossip.unlinked(peerGuid);
-    if (connection.peer !== undefined) connection.peer.linked = false;
     this.#stats.linksDown++;
     this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
     this.#locations.forget(peerGuid);
@@ -1747,17 +1305,6 @@ export class AutoMpiNode {
       ...(detail ? { detail } : {}),
     });
     if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
-  }
-
-  #protocolFailure(connection: Link, stage: "handshake" | "frame", error: unknown): void {
-    this.#stats.protocolErrors++;
-    const text = error instanceof Error ? error.message : String(error);
-    const address = connection.state === "active"
-      ? connection.peerAddress
-      : formatAddress(connection.conn.remote);
-    this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
-    this.#events.emit("protocol-error", { address, stage, error: text });
-    this.#closeConnection(connection, "protocol-error", false, text);
   }
 
   // ---- frames out --------------------------------------------------------------------------------
@@ -1843,7 +1390,7 @@ export class AutoMpiNode {
         return;
       case SystemKind.Refused:
         if (connection !== undefined && this.#protocol.refusals) {
-          this.#onRefused(connection, fields);
+          this.#table.onRefused(connection, fields);
         }
         return;
       default:
@@ -1874,6 +1421,15 @@ export class AutoMpiNode {
       });
     }
     return { nodes, links: this.#gossip.clusterLinks(nodes) };
+  }
+
+  /** A message arrived on a link: a system message, or data taken once by its session. */
+  #onLinkMessage(link: Link, message: MapMessage): void {
+    if (message.message[SYSTEM_KEY] !== undefined) {
+      this.#onSystem(message, link, link.remote);
+    } else if (this.#sessions.take(link)) {
+      this.#receive(message, link);
+    }
   }
 
   #receive(message: MapMessage, connection: Link | undefined): void {
