@@ -16,6 +16,7 @@ import { LinkTable } from "./_links.ts";
 import { WorkerLocations } from "./_locations.ts";
 import { type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable } from "./_peers.ts";
+import { SystemRouter } from "./_router.ts";
 import { Sessions } from "./_sessions.ts";
 import { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
@@ -414,6 +415,8 @@ export class AutoMpiNode {
   readonly #gossip: Gossip<Link>;
   readonly #pendingWorkers = new Set<Worker>();
   readonly #twins: Twins;
+  /** System messages by kind, on links and by datagram. */
+  readonly #router: SystemRouter<Link>;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
   readonly #undeliverableByReason = new Map<string, number>();
   readonly #linksDownByReason = new Map<string, number>();
@@ -579,6 +582,17 @@ export class AutoMpiNode {
     }, o);
     this.#links = this.#table.links;
     this.#connections = this.#table.connections;
+    this.#router = new SystemRouter<Link>({
+      log: platform.log,
+      sessions: this.#sessions,
+      gossip: this.#gossip,
+      locations: this.#locations,
+      heartbeat: (guid, address, incarnation) => {
+        this.#onHeartbeat(guid, address, incarnation);
+      },
+      isLinked: (guid) => this.#links.has(guid),
+      refused: (link, fields) => this.#table.onRefused(link, fields),
+    }, o.protocol);
     this.#discovery = new Discovery({
       net: platform.net,
       clock: platform.clock,
@@ -586,7 +600,7 @@ export class AutoMpiNode {
       stats: this.#stats,
       running: () => this.#state === "running",
       onHeartbeat: (guid, address, incarnation) => this.#onHeartbeat(guid, address, incarnation),
-      onSystem: (message, from) => this.#onSystem(message, undefined, from),
+      onSystem: (message, from) => this.#router.onDatagram(message, from),
       onMessage: (message) => this.#receive(message, undefined),
       onBadDatagram: (address, error) =>
         this.#events.emit("protocol-error", { address, stage: "datagram", error }),
@@ -1325,82 +1339,6 @@ export class AutoMpiNode {
 
   // ---- receipt -----------------------------------------------------------------------------------
 
-  #onSystem(
-    message: MapMessage,
-    connection: Link | undefined,
-    source: Address | string,
-  ): void {
-    const fields = message.message;
-    switch (fields[SYSTEM_KEY]) {
-      case SystemKind.NodeLocation:
-      case SystemKind.ConnectToMe: {
-        const guid = fields[SystemField.NodeGuid];
-        const address = fields[SystemField.HostEndpoint];
-        if (typeof guid === "string" && guid !== "" && typeof address === "string") {
-          this.#onHeartbeat(guid, address, fields[SystemField.Incarnation] ?? "");
-        }
-        return;
-      }
-      case SystemKind.Ack:
-        if (connection !== undefined) this.#sessions.onAck(connection, fields[SystemField.Count]);
-        return;
-      case SystemKind.KeepAlive:
-        return;
-      case SystemKind.WorkerLocation: {
-        const node = fields[SystemField.NodeGuid];
-        const worker = fields[SystemField.WorkerGuid];
-        // Only a node may say where its own workers are: over its link, or (original protocol)
-        // by datagram while linked to it.
-        const fromItself = connection !== undefined
-          ? node === connection.peerGuid
-          : this.#protocol.workerAnnouncements > 0 && this.#links.has(node);
-        if (!fromItself || !worker) return;
-        this.#locations.learn(node, worker);
-        return;
-      }
-      case SystemKind.WorkerSet:
-        if (connection !== undefined && this.#protocol.workerSets) {
-          this.#gossip.onWorkerSet(connection, fields);
-        }
-        return;
-      case SystemKind.WorkerRemoved: {
-        const node = fields[SystemField.NodeGuid];
-        const worker = fields[SystemField.WorkerGuid];
-        if (connection === undefined || node !== connection.peerGuid || !worker) return;
-        this.#locations.removed(node, worker);
-        return;
-      }
-      case SystemKind.PeerList: {
-        if (connection === undefined) return;
-        this.#gossip.onPeerList(connection, fields[SystemField.Peers]);
-        return;
-      }
-      case SystemKind.Goodbye:
-        if (connection !== undefined) this.#sessions.onGoodbye(connection, fields);
-        return;
-      case SystemKind.Resume:
-        if (connection !== undefined && this.#protocol.sessions) {
-          this.#sessions.onResume(connection, fields);
-        }
-        return;
-      case SystemKind.Align:
-        if (connection !== undefined && this.#protocol.sessions) {
-          this.#sessions.onAlign(connection, fields);
-        }
-        return;
-      case SystemKind.Refused:
-        if (connection !== undefined && this.#protocol.refusals) {
-          this.#table.onRefused(connection, fields);
-        }
-        return;
-      default:
-        this.#platform.log.log("debug", "system.unknown", {
-          kind: fields[SYSTEM_KEY],
-          from: source,
-        });
-    }
-  }
-
   /**
    * The cluster as this node sees it: itself, the peers it knows, its own links, and the links
    * its linked peers reported in their latest peer lists (so it may lag by a few intervals).
@@ -1426,7 +1364,7 @@ export class AutoMpiNode {
   /** A message arrived on a link: a system message, or data taken once by its session. */
   #onLinkMessage(link: Link, message: MapMessage): void {
     if (message.message[SYSTEM_KEY] !== undefined) {
-      this.#onSystem(message, link, link.remote);
+      this.#router.onLink(link, message, link.remote);
     } else if (this.#sessions.take(link)) {
       this.#receive(message, link);
     }
