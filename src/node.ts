@@ -19,6 +19,7 @@ import { type Peer, PeerTable } from "./_peers.ts";
 import { SystemRouter } from "./_router.ts";
 import { Sessions } from "./_sessions.ts";
 import { Twins } from "./_twins.ts";
+import { WorkerHost } from "./_workers.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import type { Codec, CodecName } from "./codec.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
@@ -41,9 +42,9 @@ import {
   type SpawnOptions,
   type WorkerFactory,
 } from "./placement.ts";
-import { scopedStorage, type Storage } from "./storage.ts";
+import type { Storage } from "./storage.ts";
 import { Histogram, type MetricFamily } from "./metrics.ts";
-import type { Worker, WorkerContext } from "./worker.ts";
+import type { Worker } from "./worker.ts";
 
 /** Discovery by broadcast heartbeats. */
 export interface DiscoveryOptions {
@@ -410,10 +411,10 @@ export class AutoMpiNode {
   readonly #links: ReadonlyMap<string, Link>;
   /** The table's connections (the same set). */
   readonly #connections: ReadonlySet<Link>;
-  readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
+  /** The workers attached here, their queues and their time. */
+  readonly #workers: WorkerHost;
   readonly #locations: WorkerLocations;
   readonly #gossip: Gossip<Link>;
-  readonly #pendingWorkers = new Set<Worker>();
   readonly #twins: Twins;
   /** System messages by kind, on links and by datagram. */
   readonly #router: SystemRouter<Link>;
@@ -462,12 +463,8 @@ export class AutoMpiNode {
   #address = "";
   /** Who this node is, as hellos and heartbeats say (set once listening). */
   #identity: HelloIdentity | undefined;
-  readonly #storage: Storage;
   readonly #placement: Placement;
   #tickTimer: Timer | undefined;
-  #workerTimer: Timer | undefined;
-  #inWorkerPass = false;
-  #workerPassScheduled = false;
   /** Output batching shared by this node's links. */
   readonly #output: LinkOutput;
   #ticks = 0;
@@ -484,7 +481,6 @@ export class AutoMpiNode {
     this.#codec = o.codec;
     this.#protocol = o.protocol;
     this.#auth = o.auth;
-    this.#storage = o.storage;
     this.#output = new LinkOutput(platform.clock, this.#stats);
     this.#peers = new PeerTable({
       clock: platform.clock,
@@ -531,6 +527,40 @@ export class AutoMpiNode {
       resendWindowBytes: o.resendWindowBytes,
       maxFrameBytes: o.maxFrameBytes,
     });
+    this.#workers = new WorkerHost({
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      storage: o.storage,
+      stats: this.#stats,
+      nodeGuid: o.guid,
+      closed: () => this.#state === "closed",
+      send: (message) => this.send(message),
+      attached: (guid) => {
+        this.#broadcastSystem(workerLocation(this.guid, guid).message);
+        // The original announces a new worker by datagram on three heartbeats.
+        this.#discovery.announce(guid, this.#protocol.workerAnnouncements);
+        this.#events.emit("worker-attached", { worker: guid });
+      },
+      detaching: (guid) => this.#discovery.forget(guid),
+      detached: (guid) => {
+        this.#broadcastSystem({
+          [SYSTEM_KEY]: SystemKind.WorkerRemoved,
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.WorkerGuid]: guid,
+        });
+        this.#events.emit("worker-detached", { worker: guid });
+      },
+      refused: (message, worker) =>
+        this.#undeliverable(message, "worker-queue-full", `worker "${worker.guid}" refused it`),
+      delivered: (worker, message) => {
+        if (
+          this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined
+        ) {
+          this.#events.emit("message-delivered", { worker: worker.guid, message });
+        }
+      },
+    }, o.workerTickMs);
     this.#locations = new WorkerLocations({
       log: platform.log,
       hostsLocally: (worker) => this.#workers.has(worker),
@@ -540,7 +570,7 @@ export class AutoMpiNode {
     this.#gossip = new Gossip<Link>({
       random: platform.random,
       links: () => this.#links,
-      workers: () => this.#workers.keys(),
+      workers: () => this.#workers.guids(),
       write: (link, message, transient) => link.write(this.#frame(message, transient)),
       learn: (guid, address, incarnation) => {
         this.#peers.learn(guid, address, incarnation, "gossip");
@@ -622,8 +652,8 @@ export class AutoMpiNode {
       log: platform.log,
       silenceMs: this.#o.silenceMs,
       send: (message) => this.send(message),
-      attachWorker: (worker) => this.#attach(worker),
-      detachWorker: (guid) => this.#detachWorker(guid),
+      attachWorker: (worker) => this.#workers.attach(worker),
+      detachWorker: (guid) => this.#workers.detach(guid),
       hasWorker: (guid) => this.#workers.has(guid),
       locate: (guid) => this.locate(guid),
       isLinked: (peer) => this.#links.has(peer),
@@ -767,68 +797,19 @@ export class AutoMpiNode {
 
   /** Attaches a worker: it starts getting messages, and every linked node learns where it is. */
   attachWorker(worker: Worker): void {
-    this.#attach(worker);
-  }
-
-  #attach(worker: Worker): void {
-    if (
-      worker === null || typeof worker !== "object" || typeof worker.guid !== "string" ||
-      !worker.guid
-    ) {
-      throw new TypeError("Cannot attach worker: it needs a non-empty string guid");
-    }
-    if (worker.guid === ALL_NODES || worker.guid === ALL_WORKERS || worker.guid === this.guid) {
-      throw new TypeError(`Cannot attach worker "${worker.guid}": the GUID is reserved`);
-    }
-    if (this.#workers.has(worker.guid)) {
-      throw new Error(`Cannot attach worker "${worker.guid}": one with that GUID is attached`);
-    }
-    if (this.#state === "closed") {
-      throw new Error(`Cannot attach worker: node ${this.guid} is closed`);
-    }
-    const context: WorkerContext = {
-      nodeGuid: this.guid,
-      send: (message) => this.send(message),
-      clock: this.#platform.clock,
-      random: this.#platform.random,
-      log: this.#platform.log,
-      storage: scopedStorage(this.#storage, `workers/${worker.guid}/`),
-    };
-    worker.attach(context);
-    this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
-    this.#broadcastSystem(workerLocation(this.guid, worker.guid).message);
-    // The original announces a new worker by datagram on three heartbeats.
-    this.#discovery.announce(worker.guid, this.#protocol.workerAnnouncements);
-    this.#events.emit("worker-attached", { worker: worker.guid });
-    this.#ensureWorkerTick();
+    this.#workers.attach(worker);
   }
 
   /** Detaches and closes a worker; linked nodes forget its location. Returns whether it was here. */
   detachWorker(guid: string): boolean {
     // A spawned worker is stopped cluster-wide; otherwise its entry would start it again.
     if (this.#placement.runs(guid)) return this.#placement.stop(guid);
-    return this.#detachWorker(guid);
-  }
-
-  #detachWorker(guid: string): boolean {
-    const entry = this.#workers.get(guid);
-    if (!entry) return false;
-    this.#workers.delete(guid);
-    this.#discovery.forget(guid);
-    this.#pendingWorkers.delete(entry.worker);
-    this.#safeWorker(entry.worker, () => entry.worker.close());
-    this.#broadcastSystem({
-      [SYSTEM_KEY]: SystemKind.WorkerRemoved,
-      [SystemField.NodeGuid]: this.guid,
-      [SystemField.WorkerGuid]: guid,
-    });
-    this.#events.emit("worker-detached", { worker: guid });
-    return true;
+    return this.#workers.detach(guid);
   }
 
   /** The worker attached with this GUID, if any. */
   worker(guid: string): Worker | undefined {
-    return this.#workers.get(guid)?.worker;
+    return this.#workers.get(guid);
   }
 
   /**
@@ -846,7 +827,7 @@ export class AutoMpiNode {
     this.#stats.messagesSent++;
     const destination = message.destination;
     const local = this.#workers.get(destination);
-    if (local !== undefined) return this.#queueToWorker(local.worker, message);
+    if (local !== undefined) return this.#workers.queue(local, message);
     if (destination === ALL_NODES || destination === ALL_WORKERS) {
       const frame = this.#frame(message);
       if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
@@ -863,7 +844,7 @@ export class AutoMpiNode {
         }
       }
       if (destination === ALL_WORKERS) {
-        for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
+        this.#workers.queueAll(message);
       } else {
         this.#toHandlers(message, { fromNode: undefined, via: "local" });
       }
@@ -942,7 +923,7 @@ export class AutoMpiNode {
       bytesOut += connection.bytesOut;
     }
     let queued = 0;
-    for (const { worker } of this.#workers.values()) {
+    for (const worker of this.#workers.workers()) {
       queued += (worker as { queuedMessages?: number }).queuedMessages ?? 0;
     }
     let unconfirmed = 0;
@@ -1086,7 +1067,7 @@ export class AutoMpiNode {
         lastHeardMs: now - peer.lastHeardMs,
         linked: this.#links.has(peer.guid),
       })),
-      workers: [...this.#workers.values()].map(({ worker }) => ({
+      workers: [...this.#workers.workers()].map((worker) => ({
         guid: worker.guid,
         ageMs: worker.age(),
       })),
@@ -1130,7 +1111,7 @@ export class AutoMpiNode {
 
   /** GUIDs of the workers this node hosts now, in attach order. */
   workerGuids(): string[] {
-    return [...this.#workers.keys()];
+    return [...this.#workers.guids()];
   }
 
   /** How many remote worker locations this node knows. */
@@ -1146,15 +1127,13 @@ export class AutoMpiNode {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#tickTimer?.cancel();
-    this.#workerTimer?.cancel();
+    this.#workers.stopWork();
     this.#table.closeAll();
     this.#sessions.endAll();
     this.#listener?.close();
     this.#discovery.close();
     this.#placement.close();
-    for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
-    this.#workers.clear();
-    this.#pendingWorkers.clear();
+    this.#workers.closeAll();
     this.#platform.log.log("info", "node.closed", { guid: this.guid });
     this.#events.emit("closed", {});
   }
@@ -1375,11 +1354,11 @@ export class AutoMpiNode {
     const destination = message.destination;
     const local = this.#workers.get(destination);
     if (local !== undefined) {
-      this.#queueToWorker(local.worker, message);
+      this.#workers.queue(local, message);
       return;
     }
     if (destination === ALL_WORKERS) {
-      for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
+      this.#workers.queueAll(message);
       return;
     }
     if (destination === ALL_NODES || destination === this.guid || destination === "") {
@@ -1445,75 +1424,6 @@ export class AutoMpiNode {
     }
     this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) });
     return false;
-  }
-
-  // ---- workers -----------------------------------------------------------------------------------
-
-  #queueToWorker(worker: Worker, message: MapMessage): boolean {
-    let accepted = false;
-    this.#safeWorker(worker, () => accepted = worker.queueMessage(message));
-    if (!accepted) {
-      return this.#undeliverable(
-        message,
-        "worker-queue-full",
-        `worker "${worker.guid}" refused it`,
-      );
-    }
-    if (this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined) {
-      this.#events.emit("message-delivered", { worker: worker.guid, message });
-    }
-    this.#pendingWorkers.add(worker);
-    if (!this.#workerPassScheduled) {
-      this.#workerPassScheduled = true;
-      // Workers handle what arrived as soon as the current callback returns (a reply costs no
-      // timer turn); messages workers send each other during a pass wait for a timer turn, so
-      // workers chatting among themselves cannot starve the node's I/O.
-      if (this.#inWorkerPass) this.#platform.clock.schedule(0, () => this.#workerPass());
-      else this.#platform.clock.defer(() => this.#workerPass());
-    }
-    return true;
-  }
-
-  #workerPass(): void {
-    this.#workerPassScheduled = false;
-    const pending = [...this.#pendingWorkers];
-    this.#pendingWorkers.clear();
-    this.#inWorkerPass = true;
-    try {
-      for (const worker of pending) {
-        if (this.#workers.get(worker.guid)?.worker !== worker) continue;
-        this.#safeWorker(worker, () => worker.processMessages());
-      }
-    } finally {
-      this.#inWorkerPass = false;
-    }
-  }
-
-  #ensureWorkerTick(): void {
-    if (this.#workerTimer !== undefined || this.#state === "closed") return;
-    this.#workerTimer = this.#platform.clock.schedule(this.#o.workerTickMs, () => {
-      this.#workerTimer = undefined;
-      if (this.#state === "closed" || this.#workers.size === 0) return;
-      const now = this.#now();
-      for (const entry of [...this.#workers.values()]) {
-        const elapsedMs = now - entry.lastWorkMs;
-        entry.lastWorkMs = now;
-        this.#safeWorker(entry.worker, () => entry.worker.doWork(elapsedMs));
-      }
-      this.#ensureWorkerTick();
-    });
-  }
-
-  #safeWorker(worker: Worker, fn: () => void): void {
-    try {
-      fn();
-    } catch (error) {
-      this.#stats.workerErrors++;
-      this.#platform.log.log("error", "worker.error", {
-        worker: worker.guid,
-        error: String(error),
-      });
-    }
   }
 }
 
