@@ -9,6 +9,7 @@
  * @module
  */
 import type { ClusterAuth } from "./_auth.ts";
+import { Delivery, SERVICE_FIELD } from "./_delivery.ts";
 import { Discovery } from "./_discovery.ts";
 import { Gossip, workerLocation } from "./_gossip.ts";
 import { type Frame, type Link, LinkOutput, messageFrame } from "./_link.ts";
@@ -23,7 +24,7 @@ import { WorkerHost } from "./_workers.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import type { Codec, CodecName } from "./codec.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
+import type { MapMessage } from "./message.ts";
 import {
   type Address,
   type CloseReason,
@@ -167,11 +168,7 @@ export interface NodeOptions {
   readonly placement?: PlacementOptions;
 }
 
-/**
- * The message field naming the node service a node-addressed message is for: such messages go
- * to the handler registered with {@link AutoMpiNode.handleService} and to no other handler.
- */
-export const SERVICE_FIELD = "automp.service";
+export { SERVICE_FIELD } from "./_delivery.ts";
 
 /** Where a received message came from. */
 export interface MessageInfo {
@@ -398,12 +395,8 @@ export class AutoMpiNode {
   /** Each peer's session: exactly-once delivery across links that come and go. */
   readonly #sessions: Sessions<Link>;
   readonly #events: Emitter<NodeEvents>;
-  readonly #handlers: MessageHandler[] = [];
-  readonly #services = new Map<string, MessageHandler>();
-  readonly #serviceMisses = new Map<
-    string,
-    (message: MapMessage, reason: UndeliverableReason) => void
-  >();
+  /** Where messages go: workers, links, handlers and services; what is said when they cannot. */
+  readonly #delivery: Delivery<Link>;
   readonly #peers: PeerTable;
   /** Every connection, from dial or accept to close, and the link to each peer. */
   readonly #table: LinkTable;
@@ -419,7 +412,6 @@ export class AutoMpiNode {
   /** System messages by kind, on links and by datagram. */
   readonly #router: SystemRouter<Link>;
   /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
-  readonly #undeliverableByReason = new Map<string, number>();
   readonly #linksDownByReason = new Map<string, number>();
   readonly #handshakeSeconds = new Histogram([
     0.0005,
@@ -516,9 +508,10 @@ export class AutoMpiNode {
       frame: (message, transient) => this.#frame(message, transient),
       isCurrent: (link) => this.#links.get(link.peerGuid) === link,
       isLinked: (guid) => this.#links.has(guid),
-      undeliverable: (message, reason, detail) => this.#undeliverable(message, reason, detail),
-      tooLarge: (message, frame) => this.#tooLarge(message, frame),
-      outcome: (message, outcome) => this.#outcome(message, outcome),
+      undeliverable: (message, reason, detail) =>
+        this.#delivery.undeliverable(message, reason, detail),
+      tooLarge: (message, frame) => this.#delivery.tooLarge(message, frame),
+      outcome: (message, outcome) => this.#delivery.outcome(message, outcome),
       malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
       closeGoodbye: (link) => this.#table.close(link, "goodbye", true),
     }, {
@@ -552,7 +545,11 @@ export class AutoMpiNode {
         this.#events.emit("worker-detached", { worker: guid });
       },
       refused: (message, worker) =>
-        this.#undeliverable(message, "worker-queue-full", `worker "${worker.guid}" refused it`),
+        this.#delivery.undeliverable(
+          message,
+          "worker-queue-full",
+          `worker "${worker.guid}" refused it`,
+        ),
       delivered: (worker, message) => {
         if (
           this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined
@@ -561,6 +558,23 @@ export class AutoMpiNode {
         }
       },
     }, o.workerTickMs);
+    this.#delivery = new Delivery<Link>({
+      log: platform.log,
+      stats: this.#stats,
+      workers: this.#workers,
+      links: () => this.#links,
+      locate: (worker) => this.#locations.get(worker),
+      knowsNode: (guid) => this.#peers.has(guid),
+      frame: (message, transient) => this.#frame(message, transient),
+      write: (link, message, frame) => this.#sessions.write(link, message, frame),
+      onUndeliverable: (message, reason, detail) =>
+        this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) }),
+      onOutcome: (message, outcome) => this.#events.emit("message-outcome", { message, outcome }),
+    }, {
+      guid: o.guid,
+      maxFrameBytes: o.maxFrameBytes,
+      maxLinkBufferBytes: o.maxLinkBufferBytes,
+    });
     this.#locations = new WorkerLocations({
       log: platform.log,
       hostsLocally: (worker) => this.#workers.has(worker),
@@ -631,7 +645,7 @@ export class AutoMpiNode {
       running: () => this.#state === "running",
       onHeartbeat: (guid, address, incarnation) => this.#onHeartbeat(guid, address, incarnation),
       onSystem: (message, from) => this.#router.onDatagram(message, from),
-      onMessage: (message) => this.#receive(message, undefined),
+      onMessage: (message) => this.#delivery.receive(message, undefined),
       onBadDatagram: (address, error) =>
         this.#events.emit("protocol-error", { address, stage: "datagram", error }),
     }, {
@@ -761,16 +775,7 @@ export class AutoMpiNode {
     if (typeof handler !== "function") {
       throw new TypeError(`Cannot register service "${name}": handler is not a function`);
     }
-    if (this.#services.has(name)) {
-      throw new Error(`Cannot register service "${name}": it is already registered`);
-    }
-    this.#services.set(name, handler);
-    if (onUndeliverable !== undefined) this.#serviceMisses.set(name, onUndeliverable);
-    return () => {
-      if (this.#services.get(name) !== handler) return;
-      this.#services.delete(name);
-      this.#serviceMisses.delete(name);
-    };
+    return this.#delivery.addService(name, handler, onUndeliverable);
   }
 
   /** Adds an external message handler; returns a function that removes it. */
@@ -778,11 +783,7 @@ export class AutoMpiNode {
     if (typeof handler !== "function") {
       throw new TypeError("Cannot add message handler: it is not a function");
     }
-    this.#handlers.push(handler);
-    return () => {
-      const index = this.#handlers.indexOf(handler);
-      if (index >= 0) this.#handlers.splice(index, 1);
-    };
+    return this.#delivery.addHandler(handler);
   }
 
   /** Starts listening, discovery and housekeeping. Emits `started` once listening. */
@@ -823,61 +824,8 @@ export class AutoMpiNode {
     if (this.#events.has("message-sent") && message.message[SERVICE_FIELD] === undefined) {
       this.#events.emit("message-sent", { message });
     }
-    if (this.#state === "closed") return this.#undeliverable(message, "node-closed");
-    this.#stats.messagesSent++;
-    const destination = message.destination;
-    const local = this.#workers.get(destination);
-    if (local !== undefined) return this.#workers.queue(local, message);
-    if (destination === ALL_NODES || destination === ALL_WORKERS) {
-      const frame = this.#frame(message);
-      if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
-      for (const link of this.#links.values()) {
-        if (link.conn.bufferedBytes + link.outLength > this.#o.maxLinkBufferBytes) {
-          // Every other node still gets it; this one's miss is reported, not hidden.
-          this.#undeliverable(
-            message,
-            "link-buffer-full",
-            `link to ${link.peerGuid} has a full buffer`,
-          );
-        } else {
-          this.#sessions.write(link, message, frame);
-        }
-      }
-      if (destination === ALL_WORKERS) {
-        this.#workers.queueAll(message);
-      } else {
-        this.#toHandlers(message, { fromNode: undefined, via: "local" });
-      }
-      return true;
-    }
-    if (destination === this.guid) {
-      this.#toHandlers(message, { fromNode: undefined, via: "local" });
-      return true;
-    }
-    const host = this.#locations.get(destination) ?? destination;
-    const link = this.#links.get(host);
-    if (link === undefined) {
-      const known = host !== destination || this.#peers.has(destination);
-      return this.#undeliverable(
-        message,
-        known ? "no-link" : "unknown-destination",
-        known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
-      );
-    }
-    if (link.conn.bufferedBytes + link.outLength > this.#o.maxLinkBufferBytes) {
-      return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
-    }
-    const frame = this.#frame(message, true);
-    if (frame.length > this.#o.maxFrameBytes) return this.#tooLarge(message, frame);
-    return this.#sessions.write(link, message, frame);
-  }
-
-  #tooLarge(message: MapMessage, frame: Frame): false {
-    return this.#undeliverable(
-      message,
-      "too-large",
-      `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#o.maxFrameBytes}`,
-    );
+    if (this.#state === "closed") return this.#delivery.undeliverable(message, "node-closed");
+    return this.#delivery.route(message);
   }
 
   /**
@@ -972,7 +920,7 @@ export class AutoMpiNode {
         name: "automp_messages_undeliverable",
         help: "Messages reported undeliverable, by reason.",
         type: "counter",
-        samples: byReason(this.#undeliverableByReason),
+        samples: byReason(this.#delivery.undeliverableByReason),
       },
       counter("automp_heartbeats_sent", "Heartbeats sent.", s.heartbeatsSent),
       counter("automp_heartbeats_received", "Heartbeats received.", s.heartbeatsReceived),
@@ -1267,16 +1215,6 @@ export class AutoMpiNode {
     if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
   }
 
-  /** The outcome of a message reported `uncertain` became known. */
-  #outcome(message: MapMessage, outcome: "delivered" | "not-delivered"): void {
-    if (message.message[SERVICE_FIELD] !== undefined) return;
-    this.#platform.log.log("debug", "message.outcome", {
-      destination: message.destination,
-      outcome,
-    });
-    this.#events.emit("message-outcome", { message, outcome });
-  }
-
   #linkDown(connection: Link, reason: LinkDownReason, detail?: string): void {
     const peerGuid = connection.peerGuid;
     this.#gossip.unlinked(peerGuid);
@@ -1345,85 +1283,8 @@ export class AutoMpiNode {
     if (message.message[SYSTEM_KEY] !== undefined) {
       this.#router.onLink(link, message, link.remote);
     } else if (this.#sessions.take(link)) {
-      this.#receive(message, link);
+      this.#delivery.receive(message, link);
     }
-  }
-
-  #receive(message: MapMessage, connection: Link | undefined): void {
-    this.#stats.messagesReceived++;
-    const destination = message.destination;
-    const local = this.#workers.get(destination);
-    if (local !== undefined) {
-      this.#workers.queue(local, message);
-      return;
-    }
-    if (destination === ALL_WORKERS) {
-      this.#workers.queueAll(message);
-      return;
-    }
-    if (destination === ALL_NODES || destination === this.guid || destination === "") {
-      this.#toHandlers(message, {
-        fromNode: connection?.peerGuid,
-        via: connection ? "link" : "datagram",
-      });
-      return;
-    }
-    this.#undeliverable(message, "not-here", `no worker "${destination}" on node ${this.guid}`);
-  }
-
-  #toHandlers(message: MapMessage, info: MessageInfo): void {
-    const service = message.message[SERVICE_FIELD];
-    if (service !== undefined) {
-      const handler = this.#services.get(service);
-      if (handler === undefined) {
-        this.#stats.unknownService++;
-        this.#platform.log.log("debug", "service.unknown", {
-          service,
-          from: info.fromNode ?? this.guid,
-        });
-        return;
-      }
-      try {
-        handler(message, info);
-      } catch (error) {
-        this.#stats.listenerErrors++;
-        this.#platform.log.log("error", "service.error", { service, error: String(error) });
-      }
-      return;
-    }
-    for (const handler of [...this.#handlers]) {
-      try {
-        handler(message, info);
-      } catch (error) {
-        this.#stats.listenerErrors++;
-        this.#platform.log.log("error", "handler.error", { error: String(error) });
-      }
-    }
-  }
-
-  #undeliverable(message: MapMessage, reason: UndeliverableReason, detail?: string): false {
-    this.#stats.undeliverable++;
-    this.#undeliverableByReason.set(reason, (this.#undeliverableByReason.get(reason) ?? 0) + 1);
-    this.#platform.log.log("debug", "message.undeliverable", {
-      destination: message.destination,
-      reason,
-    });
-    const service = message.message[SERVICE_FIELD];
-    if (service !== undefined) {
-      // A service's own traffic is its business: it hears of the miss, the user's listeners do not.
-      const onMiss = this.#serviceMisses.get(service);
-      if (onMiss !== undefined) {
-        try {
-          onMiss(message, reason);
-        } catch (error) {
-          this.#stats.listenerErrors++;
-          this.#platform.log.log("error", "service.error", { service, error: String(error) });
-        }
-      }
-      return false;
-    }
-    this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) });
-    return false;
   }
 }
 
