@@ -14,7 +14,7 @@
 import type { Frame } from "./_link.ts";
 import type { WorkerHost } from "./_workers.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
-import type { MessageHandler, MessageInfo, UndeliverableReason } from "./node.ts";
+import type { MessageHandler, MessageInfo, UndeliverableReason } from "./_types.ts";
 import type { Logger } from "./platform.ts";
 
 /**

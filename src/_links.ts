@@ -32,7 +32,7 @@ import type { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, jsonCodec } from "./codec.ts";
 import type { MapMessage } from "./message.ts";
-import type { LinkDownReason } from "./node.ts";
+import type { LinkDownReason } from "./_types.ts";
 import {
   type Address,
   type Clock,

@@ -15,7 +15,7 @@ import { type WireProtocol, wireProtocol } from "./_wire.ts";
 import { type Codec, codecByName } from "./codec.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "./framing.ts";
 import { ALL_NODES, ALL_WORKERS } from "./message.ts";
-import type { DiscoveryOptions, NodeOptions } from "./node.ts";
+import type { DiscoveryOptions, NodeOptions } from "./_types.ts";
 import { type Address, parseAddress, type Random } from "./platform.ts";
 import { MemoryStorage, type Storage } from "./storage.ts";
 
