@@ -16,6 +16,7 @@ import type { WorkerHost } from "./_workers.ts";
 import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
 import type { MessageHandler, MessageInfo, UndeliverableReason } from "./_types.ts";
 import type { Logger } from "./platform.ts";
+import { SYSTEM_KEY } from "./system.ts";
 
 /**
  * The message field naming the node service a node-addressed message is for: such messages go
@@ -293,5 +294,36 @@ export class Delivery<L extends DeliveryLink> {
       outcome,
     });
     this.#host.onOutcome(message, outcome);
+  }
+}
+
+/**
+ * Checks that a value is a well-formed MapMessage to send; throws a `TypeError` naming the
+ * first problem.
+ */
+export function checkMessage(message: MapMessage): void {
+  if (message === null || typeof message !== "object") {
+    throw new TypeError("Cannot send: the message is not an object");
+  }
+  if (typeof message.destination !== "string" || message.destination === "") {
+    throw new TypeError("Cannot send: destination must be a non-empty string");
+  }
+  if (typeof message.source !== "string") {
+    throw new TypeError("Cannot send: source must be a string");
+  }
+  const fields = message.message;
+  if (fields === null || typeof fields !== "object") {
+    throw new TypeError("Cannot send: message must be an object of strings");
+  }
+  for (const key in fields) {
+    if (typeof fields[key] !== "string") {
+      throw new TypeError(`Cannot send: message["${key}"] is not a string`);
+    }
+  }
+  if (fields[SYSTEM_KEY] !== undefined) {
+    throw new TypeError(`Cannot send: "${SYSTEM_KEY}" is reserved for the nodes' own messages`);
+  }
+  if (message.data !== undefined && !(message.data instanceof Uint8Array)) {
+    throw new TypeError("Cannot send: data must be a Uint8Array");
   }
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Delivery, type DeliveryLink, SERVICE_FIELD } from "./_delivery.ts";
+import { checkMessage, Delivery, type DeliveryLink, SERVICE_FIELD } from "./_delivery.ts";
 import { createMessage, type MapMessage } from "./message.ts";
 import type { Worker } from "./worker.ts";
 
@@ -148,4 +148,18 @@ test("a throwing handler is counted and the others still run", () => {
   remove();
   w.delivery.route(createMessage("N", {}));
   assert.deepEqual(heard, ["second"]);
+});
+
+test("a message to send is checked, and the first problem named", () => {
+  assert.throws(() => checkMessage(null as never), /the message is not an object/);
+  assert.throws(() => checkMessage(createMessage("", {})), /destination must be a non-empty/);
+  assert.throws(
+    () => checkMessage({ destination: "w", source: "", message: { k: 1 as never } }),
+    /message\["k"\] is not a string/,
+  );
+  assert.throws(
+    () => checkMessage(createMessage("w", { AutoMPI_System_Message: "x" })),
+    /is reserved for the nodes' own messages/,
+  );
+  checkMessage(createMessage("w", { k: "v" }));
 });

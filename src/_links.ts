@@ -32,7 +32,7 @@ import type { Twins } from "./_twins.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, codecByName, jsonCodec } from "./codec.ts";
 import type { MapMessage } from "./message.ts";
-import type { LinkDownReason } from "./_types.ts";
+import type { LinkDownReason, LinkState } from "./_types.ts";
 import {
   type Address,
   type Clock,
@@ -144,6 +144,28 @@ export class LinkTable {
   start(identity: HelloIdentity): void {
     this.#identity = identity;
     this.#helloFrame = this.#o.protocol.helloFrame(identity);
+  }
+
+  /** A snapshot of each link, as the node's state shows it. */
+  states(now: number): LinkState[] {
+    const states: LinkState[] = [];
+    for (const link of this.links.values()) {
+      states.push({
+        peer: link.peerGuid,
+        address: link.peerAddress,
+        incarnation: link.peerIncarnation,
+        direction: link.direction,
+        ageMs: now - link.activeAtMs,
+        lastHeardMs: now - link.lastReceivedMs,
+        bytesIn: link.bytesIn,
+        bytesOut: link.bytesOut,
+        framesIn: link.framesIn,
+        framesOut: link.framesOut,
+        bufferedBytes: link.conn.bufferedBytes,
+        unacked: link.session?.window.length ?? 0,
+      });
+    }
+    return states;
   }
 
   /** Dials `address` for a peer or a seed; returns the connection. */

@@ -319,3 +319,16 @@ test("on the original protocol an accepted connection is only read, and we dial 
   handlers.onClose!(conn, "eof");
   assert.deepEqual(w.events.slice(2), ["forget B", "closed B eof"]);
 });
+
+test("the state shows each link with its age, silence and traffic", () => {
+  const w = world();
+  const { conn, handlers } = w.accept();
+  handlers.onData!(conn, w.hello("B"));
+  w.at(500);
+  const [state] = w.table.states(500);
+  assert.equal(state.peer, "B");
+  assert.equal(state.direction, "in");
+  assert.equal(state.lastHeardMs, 500);
+  assert.ok(state.bytesIn > 0 && state.bytesOut > 0);
+  assert.equal(state.unacked, 0);
+});

@@ -15,7 +15,7 @@ import { type WireProtocol, wireProtocol } from "./_wire.ts";
 import { type Codec, codecByName } from "./codec.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "./framing.ts";
 import { ALL_NODES, ALL_WORKERS } from "./message.ts";
-import type { DiscoveryOptions, NodeOptions } from "./_types.ts";
+import type { DiscoveryOptions, NodeLimits, NodeOptions } from "./_types.ts";
 import { type Address, parseAddress, type Random } from "./platform.ts";
 import { MemoryStorage, type Storage } from "./storage.ts";
 
@@ -206,5 +206,30 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
     maxDatagramBytes,
     maxPendingHandshakes,
     gossipIntervals,
+  };
+}
+
+/**
+ * The limits a node with these options enforces, as its state snapshot shows them.
+ *
+ * @example
+ * ```ts
+ * import { limitsOf, resolveOptions } from "./_options.ts";
+ * const random = { next: () => 0.5, int: (min: number) => min, fill: (b: Uint8Array) => b };
+ * const limits = limitsOf(resolveOptions(random, { guid: "A", listen: { host: "h", port: 1 } }));
+ * if (limits.maxLinks !== 1024 || limits.silenceMs !== 3000) throw new Error("unexpected");
+ * ```
+ */
+export function limitsOf(o: ResolvedOptions): NodeLimits {
+  return {
+    maxFrameBytes: o.maxFrameBytes,
+    maxLinkBufferBytes: o.maxLinkBufferBytes,
+    resendWindowMs: o.resendWindowMs,
+    resendWindowBytes: o.resendWindowBytes,
+    maxLinks: o.maxLinks,
+    maxPendingHandshakes: o.maxPendingHandshakes,
+    maxDatagramBytes: o.maxDatagramBytes,
+    handshakeTimeoutMs: o.handshakeTimeoutMs,
+    silenceMs: o.peerSilenceMs,
   };
 }

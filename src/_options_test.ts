@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { randomHex, resolveOptions } from "./_options.ts";
+import { limitsOf, randomHex, resolveOptions } from "./_options.ts";
 import type { Random } from "./platform.ts";
 
 /** A Random that records what was drawn. */
@@ -100,4 +100,22 @@ test("seeds are parsed once, as addresses", () => {
 
 test("random hex has the digits asked for", () => {
   assert.equal(randomHex(recording(), 8), "01234567");
+});
+
+test("the limits shown in the state are the resolved ones, silence as peers get it", () => {
+  const o = resolveOptions(recording(), { guid: "A", listen: LISTEN, codec: "json", maxLinks: 7 });
+  const limits = limitsOf(o);
+  assert.equal(limits.maxLinks, 7);
+  assert.equal(limits.silenceMs, o.peerSilenceMs);
+  assert.deepEqual(Object.keys(limits), [
+    "maxFrameBytes",
+    "maxLinkBufferBytes",
+    "resendWindowMs",
+    "resendWindowBytes",
+    "maxLinks",
+    "maxPendingHandshakes",
+    "maxDatagramBytes",
+    "handshakeTimeoutMs",
+    "silenceMs",
+  ]);
 });

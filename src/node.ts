@@ -9,13 +9,13 @@
  * @module
  */
 import type { ClusterAuth } from "./_auth.ts";
-import { Delivery, SERVICE_FIELD } from "./_delivery.ts";
+import { checkMessage, Delivery, SERVICE_FIELD } from "./_delivery.ts";
 import { Discovery } from "./_discovery.ts";
 import { Gossip, workerLocation } from "./_gossip.ts";
 import { type Frame, type Link, LinkOutput, messageFrame } from "./_link.ts";
 import { LinkTable } from "./_links.ts";
 import { WorkerLocations } from "./_locations.ts";
-import { type ResolvedOptions, resolveOptions } from "./_options.ts";
+import { limitsOf, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable } from "./_peers.ts";
 import { SystemRouter } from "./_router.ts";
 import { Sessions } from "./_sessions.ts";
@@ -44,7 +44,6 @@ import type { Worker } from "./worker.ts";
 import type {
   ClusterView,
   LinkDownReason,
-  LinkState,
   MessageHandler,
   NodeEvents,
   NodeOptions,
@@ -68,7 +67,7 @@ export type {
   NodeStats,
   UndeliverableReason,
 } from "./_types.ts";
-export { SERVICE_FIELD } from "./_delivery.ts";
+export { checkMessage, SERVICE_FIELD } from "./_delivery.ts";
 
 /**
  * A node: hosts workers, finds and links to other nodes, routes messages.
@@ -692,23 +691,6 @@ export class AutoMpiNode {
   /** A snapshot of the node's state. */
   state(): NodeState {
     const now = this.#now();
-    const links: LinkState[] = [];
-    for (const link of this.#links.values()) {
-      links.push({
-        peer: link.peerGuid,
-        address: link.peerAddress,
-        incarnation: link.peerIncarnation,
-        direction: link.direction,
-        ageMs: now - link.activeAtMs,
-        lastHeardMs: now - link.lastReceivedMs,
-        bytesIn: link.bytesIn,
-        bytesOut: link.bytesOut,
-        framesIn: link.framesIn,
-        framesOut: link.framesOut,
-        bufferedBytes: link.conn.bufferedBytes,
-        unacked: link.session?.window.length ?? 0,
-      });
-    }
     const locations: Record<string, string> = {};
     for (const [worker, node] of this.#locations.entries()) locations[worker] = node;
     return {
@@ -719,7 +701,7 @@ export class AutoMpiNode {
       authenticated: this.#auth.authenticated,
       state: this.#state,
       uptimeMs: this.#state === "new" ? 0 : now - this.#startedAtMs,
-      links,
+      links: this.#table.states(now),
       peers: [...this.#peers.values()].map((peer) => ({
         guid: peer.guid,
         address: peer.address,
@@ -732,17 +714,7 @@ export class AutoMpiNode {
       })),
       locations,
       stats: { ...this.#stats },
-      limits: {
-        maxFrameBytes: this.#o.maxFrameBytes,
-        maxLinkBufferBytes: this.#o.maxLinkBufferBytes,
-        resendWindowMs: this.#o.resendWindowMs,
-        resendWindowBytes: this.#o.resendWindowBytes,
-        maxLinks: this.#o.maxLinks,
-        maxPendingHandshakes: this.#o.maxPendingHandshakes,
-        maxDatagramBytes: this.#o.maxDatagramBytes,
-        handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
-        silenceMs: this.#o.peerSilenceMs,
-      },
+      limits: limitsOf(this.#o),
       placement: this.#placement.state(),
       ...(this.#twins.last === undefined ? {} : { duplicateGuid: this.#twins.last }),
     };
@@ -996,37 +968,6 @@ export class AutoMpiNode {
     } else if (this.#sessions.take(link)) {
       this.#delivery.receive(message, link);
     }
-  }
-}
-
-/**
- * Checks that a value is a well-formed MapMessage to send; throws a `TypeError` naming the
- * first problem.
- */
-export function checkMessage(message: MapMessage): void {
-  if (message === null || typeof message !== "object") {
-    throw new TypeError("Cannot send: the message is not an object");
-  }
-  if (typeof message.destination !== "string" || message.destination === "") {
-    throw new TypeError("Cannot send: destination must be a non-empty string");
-  }
-  if (typeof message.source !== "string") {
-    throw new TypeError("Cannot send: source must be a string");
-  }
-  const fields = message.message;
-  if (fields === null || typeof fields !== "object") {
-    throw new TypeError("Cannot send: message must be an object of strings");
-  }
-  for (const key in fields) {
-    if (typeof fields[key] !== "string") {
-      throw new TypeError(`Cannot send: message["${key}"] is not a string`);
-    }
-  }
-  if (fields[SYSTEM_KEY] !== undefined) {
-    throw new TypeError(`Cannot send: "${SYSTEM_KEY}" is reserved for the nodes' own messages`);
-  }
-  if (message.data !== undefined && !(message.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot send: data must be a Uint8Array");
   }
 }
 
