@@ -15,6 +15,7 @@ import { Gossip, workerLocation } from "./_gossip.ts";
 import { type Frame, type Link, LinkOutput, messageFrame } from "./_link.ts";
 import { LinkTable } from "./_links.ts";
 import { WorkerLocations } from "./_locations.ts";
+import { nodeMetrics } from "./_node_metrics.ts";
 import { limitsOf, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable } from "./_peers.ts";
 import { SystemRouter } from "./_router.ts";
@@ -559,21 +560,6 @@ export class AutoMpiNode {
    * ```
    */
   metrics(): MetricFamily[] {
-    const s = this.#stats;
-    const counter = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "counter",
-      samples: [{ value }],
-    });
-    const gauge = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "gauge",
-      samples: [{ value }],
-    });
-    const byReason = (map: Map<string, number>) =>
-      [...map].map(([reason, value]) => ({ labels: { reason }, value }));
     let bytesIn = this.#table.closedBytesIn;
     let bytesOut = this.#table.closedBytesOut;
     for (const connection of this.#connections) {
@@ -590,102 +576,25 @@ export class AutoMpiNode {
       unconfirmed += session.window.length;
       uncertain += session.uncertain.size;
     }
-    return [
-      {
-        name: "automp_node_info",
-        help: "This node: its GUID, incarnation and codec (value 1).",
-        type: "gauge",
-        samples: [{
-          labels: { guid: this.guid, incarnation: this.incarnation, codec: this.#codec.name },
-          value: 1,
-        }],
-      },
-      gauge(
-        "automp_uptime_seconds",
-        "Seconds since the node started.",
-        this.#state === "new" ? 0 : (this.#now() - this.#startedAtMs) / 1000,
-      ),
-      gauge("automp_links", "Links up now.", this.#links.size),
-      gauge("automp_peers", "Nodes known now (linked or not).", this.#peers.size),
-      gauge("automp_workers", "Workers hosted here.", this.#workers.size),
-      gauge(
-        "automp_worker_locations",
-        "Workers on other nodes whose location is known.",
-        this.#locations.size,
-      ),
-      gauge("automp_worker_queue_messages", "Messages waiting in worker queues.", queued),
-      gauge(
-        "automp_unconfirmed_messages",
-        "Messages sent on links and not yet confirmed by the peer (kept for resending).",
-        unconfirmed,
-      ),
-      gauge(
-        "automp_uncertain_messages",
-        "Messages reported uncertain whose outcome may still become known.",
-        uncertain,
-      ),
-      counter("automp_messages_sent", "Messages handed to send().", s.messagesSent),
-      counter("automp_messages_received", "Messages received over links.", s.messagesReceived),
-      {
-        name: "automp_messages_undeliverable",
-        help: "Messages reported undeliverable, by reason.",
-        type: "counter",
-        samples: byReason(this.#delivery.undeliverableByReason),
-      },
-      counter("automp_heartbeats_sent", "Heartbeats sent.", s.heartbeatsSent),
-      counter("automp_heartbeats_received", "Heartbeats received.", s.heartbeatsReceived),
-      counter("automp_frames_sent", "Frames written to links.", s.framesOut),
-      counter("automp_frames_received", "Frames read from links.", s.framesIn),
-      counter("automp_sent_bytes", "Bytes written to links.", bytesOut),
-      counter("automp_received_bytes", "Bytes read from links.", bytesIn),
-      counter("automp_links_opened", "Links that came up.", s.linksUp),
-      {
-        name: "automp_links_closed",
-        help: "Links that went down, by reason.",
-        type: "counter",
-        samples: byReason(this.#linksDownByReason),
-      },
-      counter(
-        "automp_protocol_errors",
-        "Links or datagrams refused as malformed.",
-        s.protocolErrors,
-      ),
-      counter(
-        "automp_datagram_errors",
-        "Discovery datagrams that could not be used.",
-        s.datagramErrors,
-      ),
-      counter(
-        "automp_auth_failures",
-        "Heartbeats, hellos and proofs refused for the cluster key.",
-        s.authFailures,
-      ),
-      counter("automp_replays_dropped", "Signed heartbeats dropped as replayed.", s.replaysDropped),
-      counter(
-        "automp_connections_refused",
-        "Connections refused at a limit.",
-        s.connectionsRefused,
-      ),
-      counter("automp_duplicate_guids", "Nodes seen claiming a GUID in use.", s.duplicateGuids),
-      counter(
-        "automp_duplicates_dropped",
-        "Resent messages dropped as already taken.",
-        s.duplicatesDropped,
-      ),
-      counter(
-        "automp_listener_errors",
-        "Exceptions thrown by event listeners and handlers.",
-        s.listenerErrors,
-      ),
-      counter("automp_worker_errors", "Exceptions thrown by workers.", s.workerErrors),
-      {
-        name: "automp_handshake_duration_seconds",
-        help: "From connecting (or accepting) to the link being up.",
-        type: "histogram",
-        buckets: this.#handshakeSeconds.buckets,
-        samples: [this.#handshakeSeconds.sample()],
-      },
-    ];
+    return nodeMetrics({
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      uptimeSeconds: this.#state === "new" ? 0 : (this.#now() - this.#startedAtMs) / 1000,
+      links: this.#links.size,
+      peers: this.#peers.size,
+      workers: this.#workers.size,
+      locations: this.#locations.size,
+      queuedMessages: queued,
+      unconfirmed,
+      uncertain,
+      bytesIn,
+      bytesOut,
+      stats: this.#stats,
+      undeliverableByReason: this.#delivery.undeliverableByReason,
+      linksDownByReason: this.#linksDownByReason,
+      handshakeSeconds: this.#handshakeSeconds,
+    });
   }
 
   /** A snapshot of the node's state. */
