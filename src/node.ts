@@ -6,6 +6,15 @@
  * Everything here reacts synchronously to events from the platform (bytes arrived, a timer
  * fired) and never awaits: in the simulator a whole cluster runs as one ordered event loop.
  *
+ * The node is a facade over parts, each in its own file behind a narrow host interface, with
+ * its unit tests beside it: options (`_options.ts`), the wire protocol (`_wire.ts`) and cluster
+ * auth (`_auth.ts`) chosen once, discovery (`_discovery.ts`), the peer table and dial policy
+ * (`_peers.ts`), twins (`_twins.ts`), links (`_link.ts`) and the link table (`_links.ts`),
+ * sessions (`_sessions.ts`), gossip (`_gossip.ts`), worker locations (`_locations.ts`), system
+ * messages by kind (`_router.ts`), delivery (`_delivery.ts`), the worker host (`_workers.ts`),
+ * metric families (`_node_metrics.ts`). Here they are wired together, the node's life (start,
+ * tick, close) is run, and what crosses parts (a link coming up or going down) is decided.
+ *
  * @module
  */
 import type { ClusterAuth } from "./_auth.ts";
@@ -122,7 +131,7 @@ export class AutoMpiNode {
   readonly #twins: Twins;
   /** System messages by kind, on links and by datagram. */
   readonly #router: SystemRouter<Link>;
-  /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
+  /** For metrics: link-downs by reason. */
   readonly #linksDownByReason = new Map<string, number>();
   readonly #handshakeSeconds = new Histogram([
     0.0005,
@@ -660,6 +669,28 @@ export class AutoMpiNode {
   }
 
   /**
+   * The cluster as this node sees it: itself, the peers it knows, its own links, and the links
+   * its linked peers reported in their latest peer lists (so it may lag by a few intervals).
+   */
+  clusterView(): ClusterView {
+    const nodes: Array<ClusterView["nodes"][number]> = [{
+      guid: this.guid,
+      address: this.#address,
+      self: true,
+      linked: false,
+    }];
+    for (const peer of this.#peers.values()) {
+      nodes.push({
+        guid: peer.guid,
+        address: peer.address,
+        self: false,
+        linked: this.#links.has(peer.guid),
+      });
+    }
+    return { nodes, links: this.#gossip.clusterLinks(nodes) };
+  }
+
+  /**
    * Closes the node: says goodbye on every link (so peers drop it at once), closes sockets
    * and workers. Idempotent.
    */
@@ -759,7 +790,7 @@ export class AutoMpiNode {
     return this.#peers.learn(guid, address, incarnation, "heartbeat");
   }
 
-  // ---- connections -------------------------------------------------------------------------------
+  // ---- links (the link table's host): up, down, what arrives ------------------------------------
 
   #activate(connection: Link): void {
     if (this.#links.size >= this.#o.maxLinks) {
@@ -830,6 +861,15 @@ export class AutoMpiNode {
     if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
   }
 
+  /** A message arrived on a link: a system message, or data taken once by its session. */
+  #onLinkMessage(link: Link, message: MapMessage): void {
+    if (message.message[SYSTEM_KEY] !== undefined) {
+      this.#router.onLink(link, message, link.remote);
+    } else if (this.#sessions.take(link)) {
+      this.#delivery.receive(message, link);
+    }
+  }
+
   // ---- frames out --------------------------------------------------------------------------------
 
   /**
@@ -844,39 +884,6 @@ export class AutoMpiNode {
     if (this.#links.size === 0) return;
     const frame = this.#frame({ destination: "", source: this.guid, message: fields });
     for (const link of this.#links.values()) link.write(frame);
-  }
-
-  // ---- receipt -----------------------------------------------------------------------------------
-
-  /**
-   * The cluster as this node sees it: itself, the peers it knows, its own links, and the links
-   * its linked peers reported in their latest peer lists (so it may lag by a few intervals).
-   */
-  clusterView(): ClusterView {
-    const nodes: Array<ClusterView["nodes"][number]> = [{
-      guid: this.guid,
-      address: this.#address,
-      self: true,
-      linked: false,
-    }];
-    for (const peer of this.#peers.values()) {
-      nodes.push({
-        guid: peer.guid,
-        address: peer.address,
-        self: false,
-        linked: this.#links.has(peer.guid),
-      });
-    }
-    return { nodes, links: this.#gossip.clusterLinks(nodes) };
-  }
-
-  /** A message arrived on a link: a system message, or data taken once by its session. */
-  #onLinkMessage(link: Link, message: MapMessage): void {
-    if (message.message[SYSTEM_KEY] !== undefined) {
-      this.#router.onLink(link, message, link.remote);
-    } else if (this.#sessions.take(link)) {
-      this.#delivery.receive(message, link);
-    }
   }
 }
 
