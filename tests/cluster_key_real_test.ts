@@ -98,7 +98,12 @@ test("real sockets: keyed nodes link and deliver; wrong-key and keyless nodes ne
     const seeds = [a.address, b.address];
     const c = await w.start("C", { clusterKey: "not the key", seeds });
     const d = await w.start("D", { seeds });
-    await waitFor("A and B linked", () => a.linkCount === 1 && b.linkCount === 1);
+    // B tells A its workers right after its side of the link is up: linked both ways does not
+    // yet mean that A has read where WB is (under load, a poll can run before that read).
+    await waitFor(
+      "A and B linked, and A knows where WB is",
+      () => a.linkCount === 1 && b.linkCount === 1 && a.locate("WB") === "B",
+    );
     assert.ok(a.send(createMessage("WB", { n: "1" }, { source: "test" })));
     await waitFor("WB got the message", () => worker(b, "WB").received.length === 1);
     const refusals = (node: string, pattern: RegExp, from?: string) =>
