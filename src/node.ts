@@ -6,551 +6,79 @@
  * Everything here reacts synchronously to events from the platform (bytes arrived, a timer
  * fired) and never awaits: in the simulator a whole cluster runs as one ordered event loop.
  *
+ * The node is a facade over parts, each in its own file behind a narrow host interface, with
+ * its unit tests beside it: options (`_options.ts`), the wire protocol (`_wire.ts`) and cluster
+ * auth (`_auth.ts`) chosen once, discovery (`_discovery.ts`), the peer table and dial policy
+ * (`_peers.ts`), twins (`_twins.ts`), links (`_link.ts`) and the link table (`_links.ts`),
+ * sessions (`_sessions.ts`), gossip (`_gossip.ts`), worker locations (`_locations.ts`), system
+ * messages by kind (`_router.ts`), delivery (`_delivery.ts`), the worker host (`_workers.ts`),
+ * metric families (`_node_metrics.ts`). Here they are wired together, the node's life (start,
+ * tick, close) is run, and what crosses parts (a link coming up or going down) is decided.
+ *
  * @module
  */
-import { ClusterKey, HeartbeatSequences } from "./_cluster_key.ts";
-import { type Codec, codecByName, type CodecName, jsonCodec, msgpackCodec } from "./codec.ts";
-import { ProtocolError } from "./errors.ts";
+import type { ClusterAuth } from "./_auth.ts";
+import { checkMessage, Delivery, SERVICE_FIELD } from "./_delivery.ts";
+import { Discovery } from "./_discovery.ts";
+import { Gossip, workerLocation } from "./_gossip.ts";
+import { type Frame, type Link, LinkOutput, messageFrame } from "./_link.ts";
+import { LinkTable } from "./_links.ts";
+import { WorkerLocations } from "./_locations.ts";
+import { nodeMetrics } from "./_node_metrics.ts";
+import { limitsOf, type ResolvedOptions, resolveOptions } from "./_options.ts";
+import { type Peer, PeerTable } from "./_peers.ts";
+import { SystemRouter } from "./_router.ts";
+import { Sessions } from "./_sessions.ts";
+import { Twins } from "./_twins.ts";
+import { WorkerHost } from "./_workers.ts";
+import type { HelloIdentity, WireProtocol } from "./_wire.ts";
+import type { Codec } from "./codec.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  encodeFrame,
-  encodeFrameHeader,
-  FRAME_HEADER_BYTES,
-  FrameDecoder,
-} from "./framing.ts";
-import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
+import type { MapMessage } from "./message.ts";
 import {
   type Address,
-  type CloseReason,
-  type DatagramSocket,
   formatAddress,
-  parseAddress,
   type Platform,
-  type StreamConn,
-  type StreamHandlers,
   type StreamListener,
   type Timer,
 } from "./platform.ts";
-import {
-  decodeHello,
-  decodeProof,
-  encodeHello,
-  encodeProof,
-  HandshakeError,
-  type Hello,
-  MIN_NONCE_BYTES,
-  PROTOCOL_VERSION,
-  SYSTEM_KEY,
-  SystemField,
-  SystemKind,
-} from "./system.ts";
+import { SYSTEM_KEY, SystemField, SystemKind } from "./system.ts";
 import {
   Placement,
   PLACEMENT_SERVICE,
-  type PlacementEvents,
-  type PlacementOptions,
-  type PlacementState,
   type SpawnOptions,
   type WorkerFactory,
 } from "./placement.ts";
-import { MemoryStorage, scopedStorage, type Storage } from "./storage.ts";
-import { type InboundSession, OutboundSession } from "./_session.ts";
 import { Histogram, LATENCY_BUCKETS_SECONDS, type MetricFamily } from "./metrics.ts";
-import { NodeTracing, type TracerProvider } from "./_tracing.ts";
-import type { Worker, WorkerContext } from "./worker.ts";
+import { NodeTracing } from "./_tracing.ts";
+import type { Worker } from "./worker.ts";
+import type {
+  ClusterView,
+  LinkDownReason,
+  MessageHandler,
+  NodeEvents,
+  NodeOptions,
+  NodeState,
+  NodeStats,
+  UndeliverableReason,
+} from "./_types.ts";
 
-/** Discovery by broadcast heartbeats. */
-export interface DiscoveryOptions {
-  /** UDP port every node of the cluster shares. Default 9999. */
-  readonly port?: number;
-  /** Where heartbeats go: the subnet broadcast address (e.g. `127.255.255.255`). */
-  readonly broadcastAddress: string;
-  /** Address the discovery socket binds to. Default `0.0.0.0`. */
-  readonly bindHost?: string;
-  /**
-   * Also receive datagrams sent to the limited broadcast `255.255.255.255` on the same port,
-   * with a second socket bound there: original AutoMPI nodes send their heartbeats and worker
-   * announcements only to it, which a socket bound to a subnet broadcast never sees. Default:
-   * true with `codec: "json"` when `bindHost` is set and is neither `0.0.0.0` (which hears them
-   * anyway) nor a loopback address (a loopback cluster must not hear the LAN).
-   */
-  readonly limitedBroadcast?: boolean;
-}
-
-/** How often an original AutoMPI node heartbeats, whatever this node's interval is. */
-const ORIGINAL_HEARTBEAT_MS = 1000;
-
-/** The limited broadcast address, where the original AutoMPI sends its discovery datagrams. */
-const LIMITED_BROADCAST = "255.255.255.255";
-
-/** Options of a node. Every duration is in milliseconds. */
-export interface NodeOptions {
-  /** The node's GUID; default: 32 random hex digits. */
-  readonly guid?: string;
-  /** Where links are accepted. Default `{ host: "0.0.0.0", port: 8888 }`. */
-  readonly listen?: Address;
-  /** Host put in heartbeats and hellos; default the listen host (required if that is 0.0.0.0). */
-  readonly advertiseHost?: string;
-  /** If the listen port is taken, try up to this many following ports. Default 1 (no search). */
-  readonly portSearch?: number;
-  /** Broadcast discovery; `false` for none (seeds and peer lists only). */
-  readonly discovery?: DiscoveryOptions | false;
-  /** Link addresses (`host:port`) to dial whether heard or not. */
-  readonly seeds?: ReadonlyArray<string | Address>;
-  /** Heartbeat and housekeeping interval. Default 1000. */
-  readonly heartbeatIntervalMs?: number;
-  /** Each interval is drawn in `interval × (1 ± jitter)`. Default 0.1. */
-  readonly heartbeatJitter?: number;
-  /**
-   * A link with nothing heard for this many intervals is dropped. Default 3. With `codec:
-   * "json"` the bound is at least this many of the original's 1 s heartbeats, so a fast
-   * interval here does not drop original nodes between their heartbeats.
-   */
-  readonly silenceIntervals?: number;
-  /** A link whose handshake is not done in this time is dropped. Default 2000. */
-  readonly handshakeTimeoutMs?: number;
-  /** A dial not connected in this time is abandoned. Default 2000. */
-  readonly connectTimeoutMs?: number;
-  /** First delay before redialling a failed peer; doubles up to the max. Default 250. */
-  readonly reconnectMinMs?: number;
-  /** Longest redial delay. Default 8000. */
-  readonly reconnectMaxMs?: number;
-  /**
-   * Of two nodes that hear each other, the one with the lower GUID dials; the other dials too
-   * only if no link appeared within this time. Default 2 intervals.
-   */
-  readonly dialGraceMs?: number;
-  /** Codec of this node's MapMessage frames and heartbeats. Default `"msgpack"`. */
-  readonly codec?: CodecName;
-  /** Largest frame accepted on a link. Default 16 MiB. */
-  readonly maxFrameBytes?: number;
-  /** A link with more than this many bytes waiting to be sent refuses more. Default 8 MiB. */
-  readonly maxLinkBufferBytes?: number;
-  /**
-   * How long a message sent on a link that went down is kept to be resent when a link to the
-   * same peer incarnation comes back (a flap, a partition, a pause). Past it, the message is
-   * reported `uncertain`, and its outcome later if it becomes known (`message-outcome`).
-   * Default 30,000.
-   */
-  readonly resendWindowMs?: number;
-  /**
-   * Most bytes of unconfirmed messages kept per peer (they are held until confirmed anyway: this
-   * bounds how far a sender runs ahead of a slow or cut-off peer); past it, sends to that peer
-   * are refused with `link-buffer-full`. Default 8 × `maxLinkBufferBytes` (64 MiB).
-   */
-  readonly resendWindowBytes?: number;
-  /** How often workers' `doWork` runs. Default 100. */
-  readonly workerTickMs?: number;
-  /**
-   * Largest datagram accepted on the discovery port; larger ones are dropped and counted.
-   * Default 8192 (a heartbeat is about 200 bytes; the original's datagrams fit in 8 KiB).
-   */
-  readonly maxDatagramBytes?: number;
-  /** Most links at once: no dialling beyond it, and further peers are refused. Default 1024. */
-  readonly maxLinks?: number;
-  /**
-   * Most accepted connections still in their handshake at once; more are closed at once, so a
-   * flood of connections that never say hello cannot pile up. Connections this node dials do
-   * not count. Default 1024, like `maxLinks`: when a cluster starts, the node with the highest
-   * GUID is dialled by every other node at once, and refusing some only delays the mesh by a
-   * backoff; the handshake timeout bounds how long each may wait.
-   */
-  readonly maxPendingHandshakes?: number;
-  /**
-   * Every this many intervals, send a peer list to one random link that has not had our
-   * current set of links yet (so a quiet cluster sends none); 0 never. Default 5.
-   */
-  readonly gossipIntervals?: number;
-  /** An external message handler, as if added with `onMessage`. */
-  readonly onMessage?: MessageHandler;
-  /**
-   * A secret every node of the cluster shares (text, as its UTF-8 bytes, or bytes). With it,
-   * heartbeats are signed (HMAC-SHA256) and numbered, and a link comes up only after both
-   * sides proved the key over fresh nonces: a node without it can neither link nor get a
-   * message in, and datagrams other than signed heartbeats are refused. Nodes with and
-   * without a key (or with different keys) never link. Not with `codec: "json"`: the original
-   * protocol cannot carry it. Link traffic is not encrypted. Default: none.
-   */
-  readonly clusterKey?: string | Uint8Array;
-  /**
-   * Where hosted workers keep durable state (each under `workers/<guid>/`, see
-   * {@link WorkerContext.storage}). Default: a fresh {@link MemoryStorage}, gone with the node.
-   * The node never closes it: whoever made it does.
-   */
-  readonly storage?: Storage;
-  /**
-   * The placement layer: the worker kinds this node hosts and how it chooses hosts when it
-   * spawns (see {@link AutoMpiNode.spawn}). Every node takes part in placement; without
-   * kinds it hosts nothing placed but can still spawn elsewhere.
-   */
-  readonly placement?: PlacementOptions;
-  /**
-   * Where the node's trace spans go (`@opentelemetry/api`): default the provider the application
-   * registered with the API before creating the node; with none, the node traces nothing and
-   * adds nothing to messages. `false` turns tracing off whatever is registered. See the README's
-   * "Traces".
-   */
-  readonly tracerProvider?: TracerProvider | false;
-}
-
-/**
- * The message field naming the node service a node-addressed message is for: such messages go
- * to the handler registered with {@link AutoMpiNode.handleService} and to no other handler.
- */
-export const SERVICE_FIELD = "automp.service";
-
-/** Where a received message came from. */
-export interface MessageInfo {
-  /** GUID of the node it came from over a link, or `undefined` (datagram or local send). */
-  readonly fromNode: string | undefined;
-  readonly via: "link" | "datagram" | "local";
-}
-
-/** An external message handler: gets `ALLNodes` and messages addressed to the node. */
-export type MessageHandler = (message: MapMessage, info: MessageInfo) => void;
-
-/** Why a link went down. */
-export type LinkDownReason =
-  | CloseReason
-  | "silence"
-  | "goodbye"
-  | "peer-restarted"
-  | "protocol-error"
-  | "replaced"
-  | "closing"
-  | "buffer-full"
-  /** The peer refused us: it holds a live link to another node with our GUID. */
-  | "duplicate-guid";
-
-/** Why a message could not be delivered. */
-export type UndeliverableReason =
-  | "unknown-destination"
-  | "no-link"
-  | "not-here"
-  | "worker-queue-full"
-  | "link-buffer-full"
-  | "too-large"
-  | "link-lost"
-  | "node-closed"
-  /**
-   * Sent on a link, then not confirmed within the resend window (the peer paused, partitioned,
-   * restarted or gone): it may or may not have been handled. A `message-outcome` event follows
-   * if the outcome becomes known.
-   */
-  | "uncertain";
-
-/** Lifecycle events of a node and their payloads. */
-export interface NodeEvents {
-  started: { guid: string; incarnation: string; address: string };
-  "peer-discovered": {
-    peer: string;
-    address: string;
-    via: "heartbeat" | "seed" | "gossip" | "link";
-  };
-  "link-up": { peer: string; address: string; direction: "in" | "out" };
-  "link-down": { peer: string; address: string; reason: LinkDownReason; detail?: string };
-  "peer-lost": { peer: string; address: string };
-  undeliverable: { message: MapMessage; reason: UndeliverableReason; detail?: string };
-  /**
-   * A message entered this node through {@link AutoMpiNode.send} (by the application or one of
-   * its workers), before routing. Services' own traffic is not reported. For tests and tracing:
-   * the simulator's message history is built from it.
-   */
-  "message-sent": { message: MapMessage };
-  /** A worker on this node accepted a message into its queue. Services' traffic is not reported. */
-  "message-delivered": { worker: string; message: MapMessage };
-  /**
-   * The outcome of a message reported `undeliverable` with reason `uncertain` became known: the
-   * peer it was for took it after all (`delivered`), or certainly never will (`not-delivered`).
-   */
-  "message-outcome": { message: MapMessage; outcome: "delivered" | "not-delivered" };
-  "duplicate-guid": { guid: string; address: string; incarnation: string };
-  "protocol-error": { address: string; stage: "handshake" | "frame" | "datagram"; error: string };
-  "location-added": { worker: string; node: string };
-  "location-removed": { worker: string; node: string };
-  "worker-attached": { worker: string };
-  "worker-detached": { worker: string };
-  /** This node chose a host for a spawned worker (a spawn, or its host was lost). */
-  "worker-placed": PlacementEvents["worker-placed"];
-  /** A spawned worker placed on this node could not be started here. */
-  "spawn-failed": PlacementEvents["spawn-failed"];
-  closed: Record<string, never>;
-}
-
-/** The cluster as one node sees it. */
-export interface ClusterView {
-  readonly nodes: ReadonlyArray<{ guid: string; address: string; self: boolean; linked: boolean }>;
-  /** Pairs of linked nodes, each pair once, lower GUID first. */
-  readonly links: ReadonlyArray<readonly [string, string]>;
-}
-
-/** One link in a state snapshot. */
-export interface LinkState {
-  readonly peer: string;
-  readonly address: string;
-  readonly incarnation: string;
-  readonly direction: "in" | "out";
-  readonly ageMs: number;
-  readonly lastHeardMs: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly framesIn: number;
-  readonly framesOut: number;
-  readonly bufferedBytes: number;
-  /** Messages sent on the link that the peer has not acknowledged yet. */
-  readonly unacked: number;
-}
-
-/** Counters of a node. */
-export interface NodeStats {
-  heartbeatsSent: number;
-  heartbeatsReceived: number;
-  framesIn: number;
-  framesOut: number;
-  messagesSent: number;
-  messagesReceived: number;
-  undeliverable: number;
-  protocolErrors: number;
-  datagramErrors: number;
-  listenerErrors: number;
-  workerErrors: number;
-  linksUp: number;
-  linksDown: number;
-  duplicateGuids: number;
-  /** Messages a peer resent after a link came back that this node had already taken. */
-  duplicatesDropped: number;
-  /**
-   * Heartbeats, datagrams, hellos and proofs refused for the cluster key: unsigned, wrongly
-   * signed, or (on a node without a key) a peer asking for one.
-   */
-  authFailures: number;
-  /** Correctly signed heartbeats dropped as seen before: replayed, duplicated or reordered. */
-  replaysDropped: number;
-  /** Connections refused at the link or pending-handshake limit. */
-  connectionsRefused: number;
-  /** Node-addressed messages for a service no one registered here (see `handleService`). */
-  unknownService: number;
-}
-
-/** The limits a node enforces, as its state snapshot shows them. */
-export interface NodeLimits {
-  maxFrameBytes: number;
-  maxLinkBufferBytes: number;
-  /** See {@link NodeOptions.resendWindowMs}. */
-  resendWindowMs: number;
-  /** See {@link NodeOptions.resendWindowBytes}. */
-  resendWindowBytes: number;
-  maxLinks: number;
-  maxPendingHandshakes: number;
-  maxDatagramBytes: number;
-  handshakeTimeoutMs: number;
-  /** How long a link or peer may stay silent before it is dropped (see silenceIntervals). */
-  silenceMs: number;
-}
-
-/** A snapshot of a node's state. */
-/** A node seen claiming a GUID already in use (this node's, or that of a node it links). */
-export interface DuplicateGuidState {
-  /** The GUID claimed twice. */
-  readonly guid: string;
-  /** The other claimant's address (for our own GUID, the node holding links as it). */
-  readonly address: string;
-  readonly incarnation: string;
-  /** On this node's clock. */
-  readonly atMs: number;
-}
-
-export interface NodeState {
-  readonly guid: string;
-  readonly incarnation: string;
-  readonly address: string;
-  readonly codec: CodecName;
-  /** Whether the node has a cluster key: signed heartbeats, proven links. */
-  readonly authenticated: boolean;
-  readonly state: "new" | "starting" | "running" | "closed";
-  readonly uptimeMs: number;
-  readonly links: readonly LinkState[];
-  readonly peers: ReadonlyArray<
-    { guid: string; address: string; lastHeardMs: number; linked: boolean }
-  >;
-  readonly workers: ReadonlyArray<{ guid: string; ageMs: number }>;
-  /** Worker GUID → GUID of the node hosting it, for workers on other nodes. */
-  readonly locations: Readonly<Record<string, string>>;
-  readonly stats: Readonly<NodeStats>;
-  /** The limits this node enforces. */
-  readonly limits: Readonly<NodeLimits>;
-  /** The placement table as this node sees it, with each node's load. */
-  /**
-   * The last twin seen: a node that claimed this node's GUID, a second live claimant of a
-   * linked peer's GUID that was refused, or a peer that refused us for one. Absent if none.
-   */
-  readonly duplicateGuid?: DuplicateGuidState;
-  readonly placement: PlacementState;
-}
-
-interface Peer {
-  readonly guid: string;
-  address: string;
-  incarnation: string;
-  lastHeardMs: number;
-  /** Since when it has been known without a link (for the dial grace of the higher GUID). */
-  unlinkedSinceMs: number;
-  backoffMs: number;
-  nextDialAtMs: number;
-  pending: Connection | undefined;
-  via: "heartbeat" | "seed" | "gossip" | "link";
-  /** Speaks the original protocol (learned from its handshake). */
-  legacy: boolean;
-  /** Whether `#links` has a link to it: kept in step with `#links`. */
-  linked: boolean;
-  /** Removed from `#peers` (lost or gone): a cached reference to it is stale. */
-  forgotten: boolean;
-  /** Backoff after it refused us as a twin: grows with each refusal, not reset by a link. */
-  refusalBackoffMs: number;
-  lastRefusedAtMs: number;
-}
-
-interface CachedDatagram {
-  readonly bytes: Uint8Array;
-  readonly message: MapMessage;
-  /** Set when the datagram is a well-formed heartbeat. */
-  readonly heartbeat: { guid: string; address: string; incarnation: string } | undefined;
-  /** The peer this heartbeat last updated, for the fast path. */
-  peer: Peer | undefined;
-}
-
-interface Seed {
-  readonly address: Address;
-  readonly text: string;
-  guid: string | undefined;
-  self: boolean;
-  backoffMs: number;
-  nextDialAtMs: number;
-  pending: Connection | undefined;
-}
-
-class Connection {
-  state: "connecting" | "handshaking" | "active" | "closed" = "connecting";
-  peerGuid = "";
-  peerIncarnation = "";
-  peerAddress = "";
-  peerCodec: Codec = msgpackCodec;
-  readonly decoder: FrameDecoder;
-  readonly createdAtMs: number;
-  activeAtMs = 0;
-  lastReceivedMs: number;
-  lastSentMs: number;
-  /** When a keepalive last probed this link for a reset (see `#probe`). */
-  probedAtMs = -Infinity;
-  /**
-   * Refused as a twin: told why, and left open until the peer hangs up (or the handshake time
-   * runs out), so that what it sent meanwhile meets no reset that could overtake the reason.
-   */
-  refused = false;
-  bytesIn = 0;
-  bytesOut = 0;
-  framesIn = 0;
-  framesOut = 0;
-  conn!: StreamConn;
-  peer: Peer | undefined;
-  seed: Seed | undefined;
-  /** The session this link carries messages of (native links, once active). */
-  session: OutboundSession | undefined;
-  inbound: InboundSession | undefined;
-  /** Messages sent before the peer's `Resume` arrived: written once it has. */
-  held: MapMessage[] = [];
-  /** Whether the peer's `Align` arrived on this link (data before it is a protocol error). */
-  aligned = false;
-  /** The number of the last message the peer wrote on this link (see `Align`). */
-  expectSeq = 0;
-  ackScheduled = false;
-  /** This turn's batch of small frames, written together (see `#reserve`). */
-  outBuffer: Uint8Array | undefined;
-  outLength = 0;
-  lastBatchBytes = 0;
-  /** The version of our link set this peer last got in a peer list. */
-  gossipVersion = -1;
-  /** Speaks the original AutoMPI protocol: GUID-only handshake, no keepalives. */
-  legacy = false;
-  /** The address dialled, for outgoing connections. */
-  dialled = "";
-  /** With a cluster key: the hello payload we sent on this connection (it has our nonce). */
-  helloSent: Uint8Array | undefined;
-  /** With a cluster key: the peer's hello, held until its proof arrives. */
-  peerHello: Hello | undefined;
-  peerHelloBytes: Uint8Array | undefined;
-
-  constructor(readonly direction: "in" | "out", nowMs: number, maxFrameBytes: number) {
-    this.decoder = new FrameDecoder({ maxFrameBytes });
-    this.createdAtMs = nowMs;
-    this.lastReceivedMs = nowMs;
-    this.lastSentMs = nowMs;
-  }
-
-  get closed(): boolean {
-    return this.state === "closed";
-  }
-
-  get remote(): string {
-    return this.peerAddress || formatAddress(this.conn.remote);
-  }
-}
-
-const HEX = "0123456789abcdef";
-
-function randomHex(platform: Platform, digits: number): string {
-  let out = "";
-  for (let i = 0; i < digits; i++) out += HEX[platform.random.int(0, 15)];
-  return out;
-}
-
-function keepAlivePayload(codec: Codec): Uint8Array {
-  return codec.encode({
-    destination: "",
-    source: "",
-    message: { [SYSTEM_KEY]: SystemKind.KeepAlive },
-  });
-}
-
-const KEEPALIVE: Record<CodecName, Uint8Array> = {
-  msgpack: keepAlivePayload(msgpackCodec),
-  json: keepAlivePayload(jsonCodec),
-};
-
-/** A frame payload as pieces to write one after the other. */
-interface Frame {
-  readonly parts: readonly Uint8Array[];
-  readonly length: number;
-}
-
-/** Frames are coalesced into writes of up to this many bytes; larger frames go alone. */
-const BATCH_BYTES = 64 * 1024;
-
-/** Most messages a new link holds until the peer's `Resume` arrives (one round trip). */
-const HELD_MESSAGES_MAX = 10_000;
-
-/** Whole keepalive frames, shared by every node: a chunk that is exactly one skips the decoder. */
-const KEEPALIVE_FRAME: Record<CodecName, Uint8Array> = {
-  msgpack: encodeFrame(KEEPALIVE.msgpack),
-  json: encodeFrame(KEEPALIVE.json),
-};
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  // Identity first: received bytes are read-only, and a simulated broadcast shares its array.
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function positive(value: number | undefined, fallback: number, name: string): number {
-  const result = value ?? fallback;
-  if (!(typeof result === "number" && result > 0 && Number.isFinite(result))) {
-    throw new RangeError(`Cannot create node: ${name} ${result} is not a positive number`);
-  }
-  return result;
-}
+export type {
+  ClusterView,
+  DiscoveryOptions,
+  DuplicateGuidState,
+  LinkDownReason,
+  LinkState,
+  MessageHandler,
+  MessageInfo,
+  NodeEvents,
+  NodeLimits,
+  NodeOptions,
+  NodeState,
+  NodeStats,
+  UndeliverableReason,
+} from "./_types.ts";
+export { checkMessage, SERVICE_FIELD } from "./_delivery.ts";
 
 /**
  * A node: hosts workers, finds and links to other nodes, routes messages.
@@ -578,95 +106,41 @@ export class AutoMpiNode {
   readonly guid: string;
   readonly incarnation: string;
   readonly #platform: Platform;
+  /** The options, resolved: defaults applied, bounds derived. */
+  readonly #o: ResolvedOptions;
   readonly #codec: Codec;
-  readonly #options: NodeOptions;
-  readonly #intervalMs: number;
-  readonly #jitter: number;
-  readonly #silenceMs: number;
-  /** The silence bound for original-protocol peers: at least silenceIntervals of their 1 s. */
-  readonly #legacySilenceMs: number;
-  readonly #keepAliveMs: number;
-  /**
-   * A link heard from within this long is alive by its own rhythm (a keepalive at least every
-   * `#keepAliveMs`, ticks a jittered interval apart): a claimant of its GUID is a twin.
-   */
-  readonly #holderAliveMs: number;
-  readonly #handshakeTimeoutMs: number;
-  readonly #connectTimeoutMs: number;
-  readonly #reconnectMinMs: number;
-  readonly #reconnectMaxMs: number;
-  readonly #dialGraceMs: number;
-  readonly #maxFrameBytes: number;
-  readonly #maxLinkBufferBytes: number;
-  readonly #resendWindowMs: number;
-  readonly #resendWindowBytes: number;
-  /** Sending halves of sessions, by peer GUID (one peer incarnation each). */
-  readonly #outbound = new Map<string, OutboundSession>();
-  /** Receiving halves of sessions, by peer GUID. */
-  readonly #inbound = new Map<string, InboundSession>();
-  readonly #workerTickMs: number;
-  readonly #maxLinks: number;
-  readonly #maxDatagramBytes: number;
-  readonly #maxPendingHandshakes: number;
-  readonly #gossipIntervals: number;
-  /** `codec: "json"` speaks the original AutoMPI protocol, handshake included. */
-  readonly #legacy: boolean;
+  /** The wire protocol, native or the original's: what links carry (see `_wire.ts`). */
+  readonly #protocol: WireProtocol;
+  /** No cluster key, or one: heartbeats, hellos, handshakes (see `_auth.ts`). */
+  readonly #auth: ClusterAuth;
+  /** Each peer's session: exactly-once delivery across links that come and go. */
+  readonly #sessions: Sessions<Link>;
   readonly #events: Emitter<NodeEvents>;
-  readonly #handlers: MessageHandler[] = [];
-  readonly #services = new Map<string, MessageHandler>();
-  readonly #serviceMisses = new Map<
-    string,
-    (message: MapMessage, reason: UndeliverableReason) => void
-  >();
-  readonly #peers = new Map<string, Peer>();
-  readonly #links = new Map<string, Connection>();
-  readonly #connections = new Set<Connection>();
-  readonly #seeds: Seed[] = [];
-  readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
-  readonly #locations = new Map<string, string>();
-  readonly #hosted = new Map<string, Set<string>>();
-  /** Connections original-protocol peers dialled to us: they send on these, we only read. */
-  readonly #legacyInbound = new Map<string, Connection>();
-  /** Workers still to announce by datagram (original protocol): GUID → announcements left. */
-  readonly #announce = new Map<string, number>();
-  /** Each linked peer's links, from its latest peer list. */
-  readonly #peerLinks = new Map<string, Set<string>>();
-  readonly #pendingWorkers = new Set<Worker>();
-  /** Last system datagram per source host and port, so an unchanged heartbeat is not decoded again. */
-  readonly #datagramCache = new Map<string, Map<number, CachedDatagram>>();
-  #datagramCacheSize = 0;
-  readonly #datagramErrorLogged = new Map<string, number>();
-  readonly #duplicateReported = new Set<string>();
-  #duplicateReportedAtMs = -Infinity;
-  /** The last twin reported (see `duplicateGuid` in the state). */
-  #lastDuplicate: DuplicateGuidState | undefined;
-  /** "guid/incarnation" of claimants refused as twins → how often (bounded). */
-  readonly #refusedClaims = new Map<string, number>();
-  /** For metrics: undeliverable messages and link-downs by reason, bytes of closed links. */
-  readonly #undeliverableByReason = new Map<string, number>();
+  /** Where messages go: workers, links, handlers and services; what is said when they cannot. */
+  readonly #delivery: Delivery<Link>;
+  readonly #peers: PeerTable;
+  /** Every connection, from dial or accept to close, and the link to each peer. */
+  readonly #table: LinkTable;
+  /** The table's links by peer GUID (the same map). */
+  readonly #links: ReadonlyMap<string, Link>;
+  /** The table's connections (the same set). */
+  readonly #connections: ReadonlySet<Link>;
+  /** The workers attached here, their queues and their time. */
+  readonly #workers: WorkerHost;
+  readonly #locations: WorkerLocations;
+  readonly #gossip: Gossip<Link>;
+  readonly #twins: Twins;
+  /** System messages by kind, on links and by datagram. */
+  readonly #router: SystemRouter<Link>;
+  /** For metrics: link-downs by reason. */
   readonly #linksDownByReason = new Map<string, number>();
-  #closedBytesIn = 0;
-  #closedBytesOut = 0;
-  readonly #handshakeSeconds = new Histogram([
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-  ]);
-  /** From writing a message on a link to the peer's acknowledgement of it. */
-  readonly #roundTripSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
+  /** Handshakes: the latency buckets from 500 µs to 2.5 s (the buckets this metric shipped with). */
+  readonly #handshakeSeconds = new Histogram(LATENCY_BUCKETS_SECONDS.slice(2, -1));
   /** How late the heartbeat and worker timers fired: the event loop's lag. */
   readonly #loopLagSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
   #tickDueMs = 0;
-  #workerTickDueMs = 0;
+  /** `undefined` when the node does not trace: each call site then costs one check. */
+  readonly #tracing: NodeTracing | undefined;
   readonly #stats: NodeStats = {
     heartbeatsSent: 0,
     heartbeatsReceived: 0,
@@ -688,34 +162,17 @@ export class AutoMpiNode {
     connectionsRefused: 0,
     unknownService: 0,
   };
-  /** `undefined` when the node does not trace: each call site then costs one check. */
-  readonly #tracing: NodeTracing | undefined;
   #state: "new" | "starting" | "running" | "closed" = "new";
   #startedAtMs = 0;
   #listener: StreamListener | undefined;
-  #socket: DatagramSocket | undefined;
-  /** The socket bound to 255.255.255.255 (see {@link DiscoveryOptions.limitedBroadcast}). */
-  #limitedSocket: DatagramSocket | undefined;
+  readonly #discovery: Discovery;
   #address = "";
-  #heartbeatFrame: Uint8Array | undefined;
-  /** Signs and checks heartbeats and handshakes; `undefined` without a cluster key. */
-  readonly #key: ClusterKey | undefined;
-  readonly #storage: Storage;
+  /** Who this node is, as hellos and heartbeats say (set once listening). */
+  #identity: HelloIdentity | undefined;
   readonly #placement: Placement;
-  readonly #heartbeatSequences = new HeartbeatSequences();
-  /** The number of our last signed heartbeat. */
-  #heartbeatSequence = 0;
-  #helloFrame: Uint8Array | undefined;
   #tickTimer: Timer | undefined;
-  #workerTimer: Timer | undefined;
-  #inWorkerPass = false;
-  #workerPassScheduled = false;
-  readonly #dirty = new Set<Connection>();
-  /** Accepted connections that were handshaking when last looked at (see maxPendingHandshakes). */
-  readonly #inboundHandshakes = new Set<Connection>();
-  #flushScheduled = false;
-  /** Bumped whenever the set of links changes: peer lists are resent only after a change. */
-  #linksVersion = 0;
+  /** Output batching shared by this node's links. */
+  readonly #output: LinkOutput;
   #ticks = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
@@ -723,108 +180,207 @@ export class AutoMpiNode {
       throw new TypeError("Cannot create node: platform must be a Platform object");
     }
     this.#platform = platform;
-    this.#options = options;
-    const guid = options.guid ?? randomHex(platform, 32);
-    if (typeof guid !== "string" || guid === "" || guid.length > 256) {
-      throw new TypeError("Cannot create node: guid must be a string of 1..256 characters");
-    }
-    if (guid === ALL_NODES || guid === ALL_WORKERS) {
-      throw new TypeError(`Cannot create node: "${guid}" is a reserved destination`);
-    }
-    this.guid = guid;
-    this.incarnation = randomHex(platform, 16);
-    this.#codec = codecByName(options.codec ?? "msgpack");
-    this.#legacy = this.#codec.name === "json";
+    const o = resolveOptions(platform.random, options);
+    this.#o = o;
+    this.guid = o.guid;
+    this.incarnation = o.incarnation;
+    this.#codec = o.codec;
+    this.#protocol = o.protocol;
+    this.#auth = o.auth;
+    this.#output = new LinkOutput(platform.clock, this.#stats);
     this.#tracing = NodeTracing.create(options.tracerProvider, {
-      nodeGuid: guid,
+      nodeGuid: o.guid,
       clock: platform.clock,
       virtualTime: platform.name === "sim",
-      inject: !this.#legacy,
+      inject: o.protocol.traceContext,
       skipField: SERVICE_FIELD,
     });
-    if (options.clusterKey !== undefined) {
-      if (this.#legacy) {
-        throw new TypeError(
-          'Cannot create node: the original protocol (codec "json") cannot carry a cluster key',
-        );
-      }
-      try {
-        this.#key = new ClusterKey(options.clusterKey);
-      } catch (error) {
-        throw new TypeError(`Cannot create node: ${(error as Error).message}`);
-      }
-    }
-    if (
-      options.storage !== undefined &&
-      (options.storage === null || typeof options.storage !== "object" ||
-        typeof options.storage.batch !== "function")
-    ) {
-      throw new TypeError("Cannot create node: storage must be a Storage object");
-    }
-    this.#storage = options.storage ?? new MemoryStorage();
-    this.#intervalMs = positive(options.heartbeatIntervalMs, 1000, "heartbeatIntervalMs");
-    this.#jitter = options.heartbeatJitter ?? 0.1;
-    if (!(this.#jitter >= 0 && this.#jitter < 1)) {
-      throw new RangeError(`Cannot create node: heartbeatJitter ${this.#jitter} is not in [0, 1)`);
-    }
-    const silenceIntervals = positive(options.silenceIntervals, 3, "silenceIntervals");
-    this.#silenceMs = this.#intervalMs * silenceIntervals;
-    // Original nodes heartbeat every second whatever our interval is, and send nothing else that
-    // vouches for them: a bound shorter than their rhythm would drop them between heartbeats.
-    this.#legacySilenceMs = Math.max(this.#silenceMs, ORIGINAL_HEARTBEAT_MS * silenceIntervals);
-    // An idle link gets a keepalive once half the silence bound has passed, checked at each
-    // tick: with jittered ticks the longest gap stays under the bound by most of an interval.
-    this.#keepAliveMs = Math.max(
-      this.#intervalMs * 0.75,
-      this.#silenceMs / 2 - this.#intervalMs * 0.3,
-    );
-    this.#holderAliveMs = Math.min(
-      this.#silenceMs,
-      this.#keepAliveMs + this.#intervalMs * (1 + this.#jitter),
-    );
-    this.#handshakeTimeoutMs = positive(options.handshakeTimeoutMs, 2000, "handshakeTimeoutMs");
-    this.#connectTimeoutMs = positive(options.connectTimeoutMs, 2000, "connectTimeoutMs");
-    this.#reconnectMinMs = positive(options.reconnectMinMs, 250, "reconnectMinMs");
-    this.#reconnectMaxMs = positive(options.reconnectMaxMs, 8000, "reconnectMaxMs");
-    this.#dialGraceMs = positive(options.dialGraceMs, 2 * this.#intervalMs, "dialGraceMs");
-    this.#maxFrameBytes = positive(options.maxFrameBytes, DEFAULT_MAX_FRAME_BYTES, "maxFrameBytes");
-    this.#maxLinkBufferBytes = positive(options.maxLinkBufferBytes, 8 << 20, "maxLinkBufferBytes");
-    this.#resendWindowMs = positive(options.resendWindowMs, 30_000, "resendWindowMs");
-    this.#resendWindowBytes = positive(
-      options.resendWindowBytes,
-      8 * this.#maxLinkBufferBytes,
-      "resendWindowBytes",
-    );
-    this.#workerTickMs = positive(options.workerTickMs, 100, "workerTickMs");
-    this.#maxLinks = positive(options.maxLinks, 1024, "maxLinks");
-    this.#maxDatagramBytes = positive(options.maxDatagramBytes, 8192, "maxDatagramBytes");
-    this.#maxPendingHandshakes = positive(
-      options.maxPendingHandshakes,
-      1024,
-      "maxPendingHandshakes",
-    );
-    this.#gossipIntervals = options.gossipIntervals ?? 5;
-    if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
-      throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
-    }
-    const listen = options.listen ?? { host: "0.0.0.0", port: 8888 };
-    if ((options.advertiseHost ?? listen.host) === "0.0.0.0") {
-      throw new TypeError(
-        "Cannot create node: listening on 0.0.0.0 needs advertiseHost, the address peers dial",
-      );
-    }
-    for (const seed of options.seeds ?? []) {
-      const address = typeof seed === "string" ? parseAddress(seed) : seed;
-      this.#seeds.push({
-        address,
-        text: formatAddress(address),
-        guid: undefined,
-        self: false,
-        backoffMs: 0,
-        nextDialAtMs: 0,
-        pending: undefined,
-      });
-    }
+    this.#peers = new PeerTable({
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      running: () => this.#state === "running",
+      connectionCount: () => this.#connections.size,
+      isLinked: (guid) => this.#links.has(guid),
+      linkIncarnation: (guid) => this.#links.get(guid)?.peerIncarnation,
+      probe: (guid) => this.#table.probe(this.#links.get(guid)!),
+      dial: (address, peer, seed) => this.#table.dial(address, peer, seed),
+      onDiscovered: (peer) =>
+        this.#events.emit("peer-discovered", {
+          peer: peer.guid,
+          address: peer.address,
+          via: peer.via,
+        }),
+      onLost: (peer) => this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address }),
+    }, {
+      guid: o.guid,
+      maxLinks: o.maxLinks,
+      dialGraceMs: o.dialGraceMs,
+      reconnectMinMs: o.reconnectMinMs,
+      reconnectMaxMs: o.reconnectMaxMs,
+      silenceMs: o.peerSilenceMs,
+      sharedConnection: o.protocol.sharedConnection,
+      seeds: o.seeds,
+    });
+    this.#sessions = new Sessions<Link>({
+      clock: platform.clock,
+      random: platform.random,
+      stats: this.#stats,
+      frame: (message, transient) => this.#frame(message, transient),
+      isCurrent: (link) => this.#links.get(link.peerGuid) === link,
+      isLinked: (guid) => this.#links.has(guid),
+      undeliverable: (message, reason, detail) =>
+        this.#delivery.undeliverable(message, reason, detail),
+      tooLarge: (message, frame) => this.#delivery.tooLarge(message, frame),
+      outcome: (message, outcome) => this.#delivery.outcome(message, outcome),
+      malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
+      closeGoodbye: (link) => this.#table.close(link, "goodbye", true),
+    }, {
+      enabled: o.protocol.sessions,
+      resendWindowMs: o.resendWindowMs,
+      resendWindowBytes: o.resendWindowBytes,
+      maxFrameBytes: o.maxFrameBytes,
+    });
+    this.#workers = new WorkerHost({
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      storage: o.storage,
+      stats: this.#stats,
+      nodeGuid: o.guid,
+      closed: () => this.#state === "closed",
+      send: (message) => this.send(message),
+      attached: (guid) => {
+        this.#broadcastSystem(workerLocation(this.guid, guid).message);
+        // The original announces a new worker by datagram on three heartbeats.
+        this.#discovery.announce(guid, this.#protocol.workerAnnouncements);
+        this.#events.emit("worker-attached", { worker: guid });
+      },
+      detaching: (guid) => this.#discovery.forget(guid),
+      detached: (guid) => {
+        this.#broadcastSystem({
+          [SYSTEM_KEY]: SystemKind.WorkerRemoved,
+          [SystemField.NodeGuid]: this.guid,
+          [SystemField.WorkerGuid]: guid,
+        });
+        this.#events.emit("worker-detached", { worker: guid });
+      },
+      refused: (message, worker) =>
+        this.#delivery.undeliverable(
+          message,
+          "worker-queue-full",
+          `worker "${worker.guid}" refused it`,
+        ),
+      delivered: (worker, message) => {
+        if (
+          this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined
+        ) {
+          this.#events.emit("message-delivered", { worker: worker.guid, message });
+        }
+        this.#tracing?.queued(message);
+      },
+      ...(this.#tracing === undefined ? {} : {
+        traceHandling: (guid: string) => this.#tracing!.handling(guid),
+      }),
+      late: (ms) => this.#loopLagSeconds.observe(ms / 1000),
+    }, o.workerTickMs);
+    this.#delivery = new Delivery<Link>({
+      log: platform.log,
+      stats: this.#stats,
+      workers: this.#workers,
+      links: () => this.#links,
+      locate: (worker) => this.#locations.get(worker),
+      knowsNode: (guid) => this.#peers.has(guid),
+      frame: (message, transient) => this.#frame(message, transient),
+      write: (link, message, frame) => this.#sessions.write(link, message, frame),
+      onUndeliverable: (message, reason, detail) =>
+        this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) }),
+      onOutcome: (message, outcome) => this.#events.emit("message-outcome", { message, outcome }),
+    }, {
+      guid: o.guid,
+      maxFrameBytes: o.maxFrameBytes,
+      maxLinkBufferBytes: o.maxLinkBufferBytes,
+    });
+    this.#locations = new WorkerLocations({
+      log: platform.log,
+      hostsLocally: (worker) => this.#workers.has(worker),
+      onAdded: (worker, node) => this.#events.emit("location-added", { worker, node }),
+      onRemoved: (worker, node) => this.#events.emit("location-removed", { worker, node }),
+    });
+    this.#gossip = new Gossip<Link>({
+      random: platform.random,
+      links: () => this.#links,
+      workers: () => this.#workers.guids(),
+      write: (link, message, transient) => link.write(this.#frame(message, transient)),
+      learn: (guid, address, incarnation) => {
+        this.#peers.learn(guid, address, incarnation, "gossip");
+      },
+      malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
+      workerSet: (node, workers) => this.#locations.replace(node, workers),
+    }, {
+      guid: o.guid,
+      peerLists: o.protocol.peerLists,
+      workerSets: o.protocol.workerSets,
+      gossipIntervals: o.gossipIntervals,
+    });
+    this.#twins = new Twins({
+      clock: platform.clock,
+      log: platform.log,
+      stats: this.#stats,
+      onReport: (guid, address, incarnation) =>
+        this.#events.emit("duplicate-guid", { guid, address, incarnation }),
+    });
+    this.#table = new LinkTable({
+      net: platform.net,
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      stats: this.#stats,
+      output: this.#output,
+      peers: this.#peers,
+      twins: this.#twins,
+      sessions: this.#sessions,
+      running: () => this.#state === "running",
+      startedAtMs: () => this.#startedAtMs,
+      activate: (link) => this.#activate(link),
+      onLinkDown: (link, reason, detail) => this.#linkDown(link, reason, detail),
+      onMessage: (link, message) => this.#onLinkMessage(link, message),
+      onProtocolError: (address, stage, error) =>
+        this.#events.emit("protocol-error", { address, stage, error }),
+      resendWorkerSet: (link) => this.#gossip.sendWorkerSet(link),
+      forgetLocations: (guid) => this.#locations.forget(guid),
+    }, o);
+    this.#links = this.#table.links;
+    this.#connections = this.#table.connections;
+    this.#router = new SystemRouter<Link>({
+      log: platform.log,
+      sessions: this.#sessions,
+      gossip: this.#gossip,
+      locations: this.#locations,
+      heartbeat: (guid, address, incarnation) => {
+        this.#onHeartbeat(guid, address, incarnation);
+      },
+      isLinked: (guid) => this.#links.has(guid),
+      refused: (link, fields) => this.#table.onRefused(link, fields),
+    }, o.protocol);
+    this.#discovery = new Discovery({
+      net: platform.net,
+      clock: platform.clock,
+      log: platform.log,
+      stats: this.#stats,
+      running: () => this.#state === "running",
+      onHeartbeat: (guid, address, incarnation) => this.#onHeartbeat(guid, address, incarnation),
+      onSystem: (message, from) => this.#router.onDatagram(message, from),
+      onMessage: (message) => this.#receive(message, undefined),
+      onBadDatagram: (address, error) =>
+        this.#events.emit("protocol-error", { address, stage: "datagram", error }),
+    }, {
+      config: o.discovery,
+      protocol: o.protocol,
+      auth: o.auth,
+      codec: o.codec,
+      maxDatagramBytes: o.maxDatagramBytes,
+    });
     this.#events = new Emitter<NodeEvents>((error, type) => {
       this.#stats.listenerErrors++;
       this.#platform.log.log("error", "listener.error", { event: type, error: String(error) });
@@ -834,14 +390,14 @@ export class AutoMpiNode {
       guid: this.guid,
       clock: platform.clock,
       log: platform.log,
-      silenceMs: this.#silenceMs,
+      silenceMs: this.#o.silenceMs,
       send: (message) => this.send(message),
-      attachWorker: (worker) => this.#attach(worker),
-      detachWorker: (guid) => this.#detachWorker(guid),
+      attachWorker: (worker) => this.#workers.attach(worker),
+      detachWorker: (guid) => this.#workers.detach(guid),
       hasWorker: (guid) => this.#workers.has(guid),
       locate: (guid) => this.locate(guid),
       isLinked: (peer) => this.#links.has(peer),
-      linkedPeers: () => (this.#legacy ? [] : [...this.#links.keys()]),
+      linkedPeers: () => (this.#protocol.placement ? [...this.#links.keys()] : []),
       lastHeardMs: (peer) => {
         const heard = this.#peers.get(peer)?.lastHeardMs;
         const link = this.#links.get(peer)?.lastReceivedMs;
@@ -856,7 +412,9 @@ export class AutoMpiNode {
     );
     // The original's nodes would take placement traffic for user messages: in its protocol
     // placement stays local (spawns land on this node).
-    if (!this.#legacy) this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+    if (this.#protocol.placement) {
+      this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+    }
     this.#events.on("link-down", ({ peer }) => {
       if (!this.#links.has(peer)) this.#placement.linkDown(peer);
     });
@@ -943,16 +501,7 @@ export class AutoMpiNode {
     if (typeof handler !== "function") {
       throw new TypeError(`Cannot register service "${name}": handler is not a function`);
     }
-    if (this.#services.has(name)) {
-      throw new Error(`Cannot register service "${name}": it is already registered`);
-    }
-    this.#services.set(name, handler);
-    if (onUndeliverable !== undefined) this.#serviceMisses.set(name, onUndeliverable);
-    return () => {
-      if (this.#services.get(name) !== handler) return;
-      this.#services.delete(name);
-      this.#serviceMisses.delete(name);
-    };
+    return this.#delivery.addService(name, handler, onUndeliverable);
   }
 
   /** Adds an external message handler; returns a function that removes it. */
@@ -960,11 +509,7 @@ export class AutoMpiNode {
     if (typeof handler !== "function") {
       throw new TypeError("Cannot add message handler: it is not a function");
     }
-    this.#handlers.push(handler);
-    return () => {
-      const index = this.#handlers.indexOf(handler);
-      if (index >= 0) this.#handlers.splice(index, 1);
-    };
+    return this.#delivery.addHandler(handler);
   }
 
   /** Starts listening, discovery and housekeeping. Emits `started` once listening. */
@@ -974,78 +519,24 @@ export class AutoMpiNode {
     }
     this.#state = "starting";
     this.#startedAtMs = this.#now();
-    const listen = this.#options.listen ?? { host: "0.0.0.0", port: 8888 };
-    const search = Math.max(1, Math.floor(this.#options.portSearch ?? 1));
-    this.#listen(listen, 0, search);
+    this.#listen(this.#o.listen, 0, this.#o.portSearch);
   }
 
   /** Attaches a worker: it starts getting messages, and every linked node learns where it is. */
   attachWorker(worker: Worker): void {
-    this.#attach(worker);
-  }
-
-  #attach(worker: Worker): void {
-    if (
-      worker === null || typeof worker !== "object" || typeof worker.guid !== "string" ||
-      !worker.guid
-    ) {
-      throw new TypeError("Cannot attach worker: it needs a non-empty string guid");
-    }
-    if (worker.guid === ALL_NODES || worker.guid === ALL_WORKERS || worker.guid === this.guid) {
-      throw new TypeError(`Cannot attach worker "${worker.guid}": the GUID is reserved`);
-    }
-    if (this.#workers.has(worker.guid)) {
-      throw new Error(`Cannot attach worker "${worker.guid}": one with that GUID is attached`);
-    }
-    if (this.#state === "closed") {
-      throw new Error(`Cannot attach worker: node ${this.guid} is closed`);
-    }
-    const context: WorkerContext = {
-      nodeGuid: this.guid,
-      send: (message) => this.send(message),
-      clock: this.#platform.clock,
-      random: this.#platform.random,
-      log: this.#platform.log,
-      storage: scopedStorage(this.#storage, `workers/${worker.guid}/`),
-      ...(this.#tracing === undefined
-        ? {}
-        : { traceHandling: this.#tracing.handling(worker.guid) }),
-    };
-    worker.attach(context);
-    this.#workers.set(worker.guid, { worker, lastWorkMs: this.#now() });
-    this.#broadcastSystem(this.#workerLocation(worker.guid).message);
-    // The original announces a new worker by datagram on three heartbeats.
-    if (this.#legacy) this.#announce.set(worker.guid, 3);
-    this.#events.emit("worker-attached", { worker: worker.guid });
-    this.#ensureWorkerTick();
+    this.#workers.attach(worker);
   }
 
   /** Detaches and closes a worker; linked nodes forget its location. Returns whether it was here. */
   detachWorker(guid: string): boolean {
     // A spawned worker is stopped cluster-wide; otherwise its entry would start it again.
     if (this.#placement.runs(guid)) return this.#placement.stop(guid);
-    return this.#detachWorker(guid);
-  }
-
-  #detachWorker(guid: string): boolean {
-    const entry = this.#workers.get(guid);
-    if (!entry) return false;
-    this.#workers.delete(guid);
-    this.#announce.delete(guid);
-    this.#pendingWorkers.delete(entry.worker);
-    this.#safeWorker(entry.worker, () => entry.worker.close());
-    this.#broadcastSystem({
-      [SYSTEM_KEY]: SystemKind.WorkerRemoved,
-      [SystemField.NodeGuid]: this.guid,
-      [SystemField.WorkerGuid]: guid,
-    });
-    this.#events.emit("worker-detached", { worker: guid });
-    return true;
+    return this.#workers.detach(guid);
   }
 
   /** The worker attached with this GUID, if any. */
   worker(guid: string): Worker | undefined {
-    return this.#workers.get(guid)?.worker;
+    return this.#workers.get(guid);
   }
 
   /**
@@ -1068,61 +559,8 @@ export class AutoMpiNode {
     if (this.#events.has("message-sent") && message.message[SERVICE_FIELD] === undefined) {
       this.#events.emit("message-sent", { message });
     }
-    if (this.#state === "closed") return this.#undeliverable(message, "node-closed");
-    this.#stats.messagesSent++;
-    const destination = message.destination;
-    const local = this.#workers.get(destination);
-    if (local !== undefined) return this.#queueToWorker(local.worker, message);
-    if (destination === ALL_NODES || destination === ALL_WORKERS) {
-      const frame = this.#frame(message);
-      if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
-      for (const link of this.#links.values()) {
-        if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
-          // Every other node still gets it; this one's miss is reported, not hidden.
-          this.#undeliverable(
-            message,
-            "link-buffer-full",
-            `link to ${link.peerGuid} has a full buffer`,
-          );
-        } else {
-          this.#writeTracked(link, message, frame);
-        }
-      }
-      if (destination === ALL_WORKERS) {
-        for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
-      } else {
-        this.#toHandlers(message, { fromNode: undefined, via: "local" });
-      }
-      return true;
-    }
-    if (destination === this.guid) {
-      this.#toHandlers(message, { fromNode: undefined, via: "local" });
-      return true;
-    }
-    const host = this.#locations.get(destination) ?? destination;
-    const link = this.#links.get(host);
-    if (link === undefined) {
-      const known = host !== destination || this.#peers.has(destination);
-      return this.#undeliverable(
-        message,
-        known ? "no-link" : "unknown-destination",
-        known ? `no link to node ${host}` : `no worker or node "${destination}" is known`,
-      );
-    }
-    if (link.conn.bufferedBytes + link.outLength > this.#maxLinkBufferBytes) {
-      return this.#undeliverable(message, "link-buffer-full", `link to ${host} has a full buffer`);
-    }
-    const frame = this.#frame(message, true);
-    if (frame.length > this.#maxFrameBytes) return this.#tooLarge(message, frame);
-    return this.#writeTracked(link, message, frame);
-  }
-
-  #tooLarge(message: MapMessage, frame: Frame): false {
-    return this.#undeliverable(
-      message,
-      "too-large",
-      `its frame of ${frame.length} bytes exceeds maxFrameBytes ${this.#maxFrameBytes}`,
-    );
+    if (this.#state === "closed") return this.#delivery.undeliverable(message, "node-closed");
+    return this.#delivery.route(message);
   }
 
   /**
@@ -1146,207 +584,75 @@ export class AutoMpiNode {
    * ```
    */
   metrics(): MetricFamily[] {
-    const s = this.#stats;
-    const counter = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "counter",
-      samples: [{ value }],
-    });
-    const gauge = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "gauge",
-      samples: [{ value }],
-    });
-    const byReason = (map: Map<string, number>) =>
-      [...map].map(([reason, value]) => ({ labels: { reason }, value }));
-    let bytesIn = this.#closedBytesIn;
-    let bytesOut = this.#closedBytesOut;
+    let bytesIn = this.#table.closedBytesIn;
+    let bytesOut = this.#table.closedBytesOut;
     for (const connection of this.#connections) {
       bytesIn += connection.bytesIn;
       bytesOut += connection.bytesOut;
     }
     let queued = 0;
-    for (const { worker } of this.#workers.values()) {
+    for (const worker of this.#workers.workers()) {
       queued += (worker as { queuedMessages?: number }).queuedMessages ?? 0;
     }
     let unconfirmed = 0;
     let uncertain = 0;
-    for (const session of this.#outbound.values()) {
+    for (const session of this.#sessions.outbound()) {
       unconfirmed += session.window.length;
       uncertain += session.uncertain.size;
     }
-    return [
-      {
-        name: "automp_node_info",
-        help: "This node: its GUID, incarnation and codec (value 1).",
-        type: "gauge",
-        samples: [{
-          labels: { guid: this.guid, incarnation: this.incarnation, codec: this.#codec.name },
-          value: 1,
-        }],
-      },
-      gauge(
-        "automp_uptime_seconds",
-        "Seconds since the node started.",
-        this.#state === "new" ? 0 : (this.#now() - this.#startedAtMs) / 1000,
-      ),
-      gauge("automp_links", "Links up now.", this.#links.size),
-      gauge("automp_peers", "Nodes known now (linked or not).", this.#peers.size),
-      gauge("automp_workers", "Workers hosted here.", this.#workers.size),
-      gauge(
-        "automp_worker_locations",
-        "Workers on other nodes whose location is known.",
-        this.#locations.size,
-      ),
-      gauge("automp_worker_queue_messages", "Messages waiting in worker queues.", queued),
-      gauge(
-        "automp_unconfirmed_messages",
-        "Messages sent on links and not yet confirmed by the peer (kept for resending).",
-        unconfirmed,
-      ),
-      gauge(
-        "automp_uncertain_messages",
-        "Messages reported uncertain whose outcome may still become known.",
-        uncertain,
-      ),
-      counter("automp_messages_sent", "Messages handed to send().", s.messagesSent),
-      counter("automp_messages_received", "Messages received over links.", s.messagesReceived),
-      {
-        name: "automp_messages_undeliverable",
-        help: "Messages reported undeliverable, by reason.",
-        type: "counter",
-        samples: byReason(this.#undeliverableByReason),
-      },
-      counter("automp_heartbeats_sent", "Heartbeats sent.", s.heartbeatsSent),
-      counter("automp_heartbeats_received", "Heartbeats received.", s.heartbeatsReceived),
-      counter("automp_frames_sent", "Frames written to links.", s.framesOut),
-      counter("automp_frames_received", "Frames read from links.", s.framesIn),
-      counter("automp_sent_bytes", "Bytes written to links.", bytesOut),
-      counter("automp_received_bytes", "Bytes read from links.", bytesIn),
-      counter("automp_links_opened", "Links that came up.", s.linksUp),
-      {
-        name: "automp_links_closed",
-        help: "Links that went down, by reason.",
-        type: "counter",
-        samples: byReason(this.#linksDownByReason),
-      },
-      counter(
-        "automp_protocol_errors",
-        "Links or datagrams refused as malformed.",
-        s.protocolErrors,
-      ),
-      counter(
-        "automp_datagram_errors",
-        "Discovery datagrams that could not be used.",
-        s.datagramErrors,
-      ),
-      counter(
-        "automp_auth_failures",
-        "Heartbeats, hellos and proofs refused for the cluster key.",
-        s.authFailures,
-      ),
-      counter("automp_replays_dropped", "Signed heartbeats dropped as replayed.", s.replaysDropped),
-      counter(
-        "automp_connections_refused",
-        "Connections refused at a limit.",
-        s.connectionsRefused,
-      ),
-      counter("automp_duplicate_guids", "Nodes seen claiming a GUID in use.", s.duplicateGuids),
-      counter(
-        "automp_duplicates_dropped",
-        "Resent messages dropped as already taken.",
-        s.duplicatesDropped,
-      ),
-      counter(
-        "automp_listener_errors",
-        "Exceptions thrown by event listeners and handlers.",
-        s.listenerErrors,
-      ),
-      counter("automp_worker_errors", "Exceptions thrown by workers.", s.workerErrors),
-      {
-        name: "automp_handshake_duration_seconds",
-        help: "From connecting (or accepting) to the link being up.",
-        type: "histogram",
-        buckets: this.#handshakeSeconds.buckets,
-        samples: [this.#handshakeSeconds.sample()],
-      },
-      {
-        name: "automp_message_round_trip_seconds",
-        help: "From writing a message on a link to the peer node acknowledging it: the " +
-          "request/reply round trip of the node protocol (the core has no reply of its own).",
-        type: "histogram",
-        buckets: this.#roundTripSeconds.buckets,
-        samples: [this.#roundTripSeconds.sample()],
-      },
-      {
-        name: "automp_event_loop_lag_seconds",
-        help: "How late the node's heartbeat and worker timers fired: the event loop's lag.",
-        type: "histogram",
-        buckets: this.#loopLagSeconds.buckets,
-        samples: [this.#loopLagSeconds.sample()],
-      },
-      ...(this.#storage.metrics?.() ?? []),
-    ];
+    return nodeMetrics({
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      uptimeSeconds: this.#state === "new" ? 0 : (this.#now() - this.#startedAtMs) / 1000,
+      links: this.#links.size,
+      peers: this.#peers.size,
+      workers: this.#workers.size,
+      locations: this.#locations.size,
+      queuedMessages: queued,
+      unconfirmed,
+      uncertain,
+      bytesIn,
+      bytesOut,
+      stats: this.#stats,
+      undeliverableByReason: this.#delivery.undeliverableByReason,
+      linksDownByReason: this.#linksDownByReason,
+      handshakeSeconds: this.#handshakeSeconds,
+      roundTripSeconds: this.#sessions.roundTripSeconds,
+      loopLagSeconds: this.#loopLagSeconds,
+      storage: this.#o.storage.metrics?.(),
+    });
   }
 
   /** A snapshot of the node's state. */
   state(): NodeState {
     const now = this.#now();
-    const links: LinkState[] = [];
-    for (const link of this.#links.values()) {
-      links.push({
-        peer: link.peerGuid,
-        address: link.peerAddress,
-        incarnation: link.peerIncarnation,
-        direction: link.direction,
-        ageMs: now - link.activeAtMs,
-        lastHeardMs: now - link.lastReceivedMs,
-        bytesIn: link.bytesIn,
-        bytesOut: link.bytesOut,
-        framesIn: link.framesIn,
-        framesOut: link.framesOut,
-        bufferedBytes: link.conn.bufferedBytes,
-        unacked: link.session?.window.length ?? 0,
-      });
-    }
     const locations: Record<string, string> = {};
-    for (const [worker, node] of this.#locations) locations[worker] = node;
+    for (const [worker, node] of this.#locations.entries()) locations[worker] = node;
     return {
       guid: this.guid,
       incarnation: this.incarnation,
       address: this.#address,
       codec: this.#codec.name,
-      authenticated: this.#key !== undefined,
+      authenticated: this.#auth.authenticated,
       state: this.#state,
       uptimeMs: this.#state === "new" ? 0 : now - this.#startedAtMs,
-      links,
+      links: this.#table.states(now),
       peers: [...this.#peers.values()].map((peer) => ({
         guid: peer.guid,
         address: peer.address,
         lastHeardMs: now - peer.lastHeardMs,
         linked: this.#links.has(peer.guid),
       })),
-      workers: [...this.#workers.values()].map(({ worker }) => ({
+      workers: [...this.#workers.workers()].map((worker) => ({
         guid: worker.guid,
         ageMs: worker.age(),
       })),
       locations,
       stats: { ...this.#stats },
-      limits: {
-        maxFrameBytes: this.#maxFrameBytes,
-        maxLinkBufferBytes: this.#maxLinkBufferBytes,
-        resendWindowMs: this.#resendWindowMs,
-        resendWindowBytes: this.#resendWindowBytes,
-        maxLinks: this.#maxLinks,
-        maxPendingHandshakes: this.#maxPendingHandshakes,
-        maxDatagramBytes: this.#maxDatagramBytes,
-        handshakeTimeoutMs: this.#handshakeTimeoutMs,
-        silenceMs: this.#legacy ? this.#legacySilenceMs : this.#silenceMs,
-      },
+      limits: limitsOf(this.#o),
       placement: this.#placement.state(),
-      ...(this.#lastDuplicate === undefined ? {} : { duplicateGuid: this.#lastDuplicate }),
+      ...(this.#twins.last === undefined ? {} : { duplicateGuid: this.#twins.last }),
     };
   }
 
@@ -1372,1869 +678,12 @@ export class AutoMpiNode {
 
   /** GUIDs of the workers this node hosts now, in attach order. */
   workerGuids(): string[] {
-    return [...this.#workers.keys()];
+    return [...this.#workers.guids()];
   }
 
   /** How many remote worker locations this node knows. */
   get knownLocations(): number {
     return this.#locations.size;
-  }
-
-  /**
-   * Closes the node: says goodbye on every link (so peers drop it at once), closes sockets
-   * and workers. Idempotent.
-   */
-  close(): void {
-    if (this.#state === "closed") return;
-    this.#state = "closed";
-    this.#tickTimer?.cancel();
-    this.#workerTimer?.cancel();
-    for (const connection of [...this.#connections]) {
-      if (connection.state === "active" && !connection.legacy) {
-        // Says how many of the peer's messages we took: it then knows the fate of each.
-        this.#writeSystem(connection, {
-          [SYSTEM_KEY]: SystemKind.Goodbye,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.Reason]: "closing",
-          ...(connection.inbound === undefined ? {} : {
-            [SystemField.Session]: connection.inbound.id,
-            [SystemField.Count]: String(connection.inbound.received),
-          }),
-        });
-      }
-      this.#closeConnection(connection, "closing", true);
-    }
-    for (const guid of [...this.#outbound.keys()]) {
-      this.#endSession(guid, "uncertain", "this node closed before the peer confirmed it");
-    }
-    this.#listener?.close();
-    this.#socket?.close();
-    this.#limitedSocket?.close();
-    this.#placement.close();
-    for (const { worker } of this.#workers.values()) this.#safeWorker(worker, () => worker.close());
-    this.#workers.clear();
-    this.#pendingWorkers.clear();
-    this.#platform.log.log("info", "node.closed", { guid: this.guid });
-    this.#events.emit("closed", {});
-  }
-
-  // ---- start-up ----------------------------------------------------------------------------------
-
-  #listen(listen: Address, attempt: number, search: number): void {
-    const port = listen.port === 0 ? 0 : listen.port + attempt;
-    this.#listener = this.#platform.net.listen({ host: listen.host, port }, {
-      onListening: (listener) => {
-        if (this.#state !== "starting") return listener.close();
-        const host = this.#options.advertiseHost ?? listen.host;
-        this.#address = formatAddress({ host, port: listener.local.port });
-        this.#onListening();
-      },
-      onError: (error) => {
-        const code = (error as { code?: string }).code;
-        if (code === "EADDRINUSE" && attempt + 1 < search && listen.port !== 0) {
-          this.#listen(listen, attempt + 1, search);
-          return;
-        }
-        this.#platform.log.log("error", "node.listen-failed", { port, error: error.message });
-        this.#state = "closed";
-        this.#events.emit("closed", {});
-      },
-      onConnection: (conn) => this.#accept(conn),
-    });
-  }
-
-  #onListening(): void {
-    this.#state = "running";
-    // The original protocol's handshake is the GUID alone; ours carries more (see system.ts).
-    this.#helloFrame = this.#legacy
-      ? encodeFrame(new TextEncoder().encode(this.guid))
-      : encodeFrame(encodeHello({
-        version: PROTOCOL_VERSION,
-        guid: this.guid,
-        incarnation: this.incarnation,
-        codec: this.#codec.name,
-        address: this.#address,
-      }));
-    const discovery = this.#options.discovery;
-    if (discovery) {
-      this.#heartbeatFrame = this.#codec.encode({
-        destination: "",
-        source: "",
-        message: {
-          [SYSTEM_KEY]: SystemKind.NodeLocation,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.HostEndpoint]: this.#address,
-          [SystemField.Version]: String(PROTOCOL_VERSION),
-          [SystemField.Incarnation]: this.incarnation,
-        },
-      });
-      this.#socket = this.#platform.net.bindDatagram(
-        {
-          host: discovery.bindHost ?? "0.0.0.0",
-          port: discovery.port ?? 9999,
-          reuseAddress: true,
-          broadcast: true,
-        },
-        {
-          onMessage: (data, from) => this.#onDatagram(data, from),
-          onReady: () => this.#sendHeartbeat(),
-          onError: (error) =>
-            this.#platform.log.log("error", "discovery.error", { error: error.message }),
-        },
-      );
-      const bindHost = discovery.bindHost;
-      const limited = discovery.limitedBroadcast ??
-        (this.#legacy && bindHost !== undefined && bindHost !== "0.0.0.0" &&
-          !bindHost.startsWith("127."));
-      if (limited && bindHost !== LIMITED_BROADCAST) {
-        // Receive only: heartbeats still go to broadcastAddress, which originals hear too.
-        this.#limitedSocket = this.#platform.net.bindDatagram(
-          { host: LIMITED_BROADCAST, port: discovery.port ?? 9999, reuseAddress: true },
-          {
-            onMessage: (data, from) => this.#onDatagram(data, from),
-            onError: (error) =>
-              this.#platform.log.log("error", "discovery.error", {
-                error: error.message,
-                socket: LIMITED_BROADCAST,
-              }),
-          },
-        );
-      }
-    }
-    this.#platform.log.log("info", "node.started", {
-      guid: this.guid,
-      incarnation: this.incarnation,
-      address: this.#address,
-    });
-    this.#events.emit("started", {
-      guid: this.guid,
-      incarnation: this.incarnation,
-      address: this.#address,
-    });
-    for (const seed of this.#seeds) this.#dialSeed(seed);
-    this.#scheduleTick(this.#platform.random.next() * this.#intervalMs);
-  }
-
-  // ---- housekeeping ------------------------------------------------------------------------------
-
-  #now(): number {
-    return this.#platform.clock.now();
-  }
-
-  #scheduleTick(delayMs: number): void {
-    this.#tickDueMs = this.#now() + delayMs;
-    this.#tickTimer = this.#platform.clock.schedule(delayMs, () => this.#tick());
-  }
-
-  #tick(): void {
-    if (this.#state !== "running") return;
-    this.#ticks++;
-    const now = this.#now();
-    this.#loopLagSeconds.observe(Math.max(0, now - this.#tickDueMs) / 1000);
-    this.#sendHeartbeat();
-    for (const connection of [...this.#connections]) {
-      if (connection.state === "active") {
-        // Original-protocol peers send no keepalives: their heartbeats vouch for their links.
-        const heardMs = connection.legacy
-          ? Math.max(connection.lastReceivedMs, connection.peer?.lastHeardMs ?? 0)
-          : connection.lastReceivedMs;
-        if (now - heardMs > (connection.legacy ? this.#legacySilenceMs : this.#silenceMs)) {
-          this.#closeConnection(
-            connection,
-            "silence",
-            false,
-            `nothing heard for ${Math.round(now - heardMs)} ms`,
-          );
-        } else if (!connection.legacy && now - connection.lastSentMs >= this.#keepAliveMs) {
-          this.#writeRaw(connection, KEEPALIVE_FRAME[this.#codec.name]);
-        }
-      } else if (connection.state === "handshaking") {
-        if (connection.refused) {
-          if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
-            this.#closeConnection(connection, "local", true);
-          }
-        } else if (now - connection.createdAtMs > this.#handshakeTimeoutMs) {
-          this.#protocolFailure(
-            connection,
-            "handshake",
-            new HandshakeError("Cannot link: handshake timed out"),
-          );
-        }
-      } else if (connection.state === "connecting") {
-        if (now - connection.createdAtMs > this.#connectTimeoutMs) {
-          this.#closeConnection(connection, "timeout", false, "connect timed out");
-        }
-      }
-    }
-    for (const peer of [...this.#peers.values()]) {
-      if (this.#links.has(peer.guid) || peer.pending !== undefined) continue;
-      if (
-        now - peer.lastHeardMs >
-          (this.#legacy || peer.legacy ? this.#legacySilenceMs : this.#silenceMs)
-      ) {
-        this.#peers.delete(peer.guid);
-        peer.forgotten = true;
-        this.#platform.log.log("info", "peer.lost", { peer: peer.guid, address: peer.address });
-        this.#events.emit("peer-lost", { peer: peer.guid, address: peer.address });
-      } else {
-        this.#maybeDial(peer);
-      }
-    }
-    for (const seed of this.#seeds) this.#dialSeed(seed);
-    this.#expireSessions(now);
-    if (!this.#legacy) this.#placement.tick();
-    if (
-      this.#gossipIntervals > 0 && this.#ticks % this.#gossipIntervals === 0 && this.#links.size > 0
-    ) {
-      // Only links that have not heard our current set of links yet: a quiet cluster gossips
-      // nothing, and a change reaches every peer one random link per gossip tick.
-      const stale = [...this.#links.values()].filter((link) =>
-        link.gossipVersion !== this.#linksVersion && !link.legacy
-      );
-      if (stale.length > 0) {
-        this.#sendPeerList(stale[this.#platform.random.int(0, stale.length - 1)]);
-      }
-    }
-    const spread = this.#intervalMs * this.#jitter;
-    this.#scheduleTick(this.#intervalMs - spread + 2 * spread * this.#platform.random.next());
-  }
-
-  #sendHeartbeat(): void {
-    const discovery = this.#options.discovery;
-    if (!discovery || this.#socket === undefined || this.#heartbeatFrame === undefined) return;
-    if (this.#state !== "running") return;
-    const to = { host: discovery.broadcastAddress, port: discovery.port ?? 9999 };
-    try {
-      this.#socket.send(
-        this.#key === undefined ? this.#heartbeatFrame : this.#signedHeartbeat(this.#key),
-        to,
-      );
-      this.#stats.heartbeatsSent++;
-      for (const [worker, left] of this.#announce) {
-        // The original's announcements carry an empty source, as its heartbeats do.
-        this.#socket.send(this.#codec.encode({ ...this.#workerLocation(worker), source: "" }), to);
-        if (left <= 1) this.#announce.delete(worker);
-        else this.#announce.set(worker, left - 1);
-      }
-    } catch (error) {
-      this.#platform.log.log("warn", "discovery.send-failed", { error: String(error) });
-    }
-  }
-
-  /** A heartbeat with the next sequence number and its tag under the cluster key. */
-  #signedHeartbeat(key: ClusterKey): Uint8Array {
-    const sequence = String(++this.#heartbeatSequence);
-    const version = String(PROTOCOL_VERSION);
-    return this.#codec.encode({
-      destination: "",
-      source: "",
-      message: {
-        [SYSTEM_KEY]: SystemKind.NodeLocation,
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.HostEndpoint]: this.#address,
-        [SystemField.Version]: version,
-        [SystemField.Incarnation]: this.incarnation,
-        [SystemField.Sequence]: sequence,
-        [SystemField.Tag]: key.heartbeatTag([
-          SystemKind.NodeLocation,
-          this.guid,
-          this.#address,
-          version,
-          this.incarnation,
-          sequence,
-        ]),
-      },
-    });
-  }
-
-  // ---- discovery ---------------------------------------------------------------------------------
-
-  #onDatagram(data: Uint8Array, from: Address): void {
-    if (this.#state !== "running") return;
-    if (data.length > this.#maxDatagramBytes) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(
-        formatAddress(from),
-        new ProtocolError(
-          `Cannot use datagram: ${data.length} bytes, over maxDatagramBytes ${this.#maxDatagramBytes}`,
-        ),
-      );
-      return;
-    }
-    if (this.#key !== undefined) {
-      // Every genuine signed heartbeat differs from the last (its number grows): no cache.
-      this.#onSignedDatagram(this.#key, data, from);
-      return;
-    }
-    let byPort = this.#datagramCache.get(from.host);
-    const cached = byPort?.get(from.port);
-    if (cached !== undefined && sameBytes(cached.bytes, data)) {
-      // The same heartbeat as last time from this source: no decoding, no field lookups.
-      const heartbeat = cached.heartbeat;
-      if (heartbeat !== undefined) {
-        const peer = cached.peer;
-        if (
-          peer !== undefined && peer.linked && !peer.forgotten &&
-          peer.address === heartbeat.address && peer.incarnation === heartbeat.incarnation
-        ) {
-          // The common case: a linked peer's unchanged heartbeat. Note it and go.
-          this.#stats.heartbeatsReceived++;
-          peer.lastHeardMs = this.#now();
-          return;
-        }
-        cached.peer = this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-      } else {
-        this.#onSystem(cached.message, undefined, from);
-      }
-      return;
-    }
-    const message = this.#decodeDatagram(data, from);
-    if (message === undefined) return;
-    const fields = message.message;
-    const kind = fields[SYSTEM_KEY];
-    if (kind === undefined) {
-      this.#receive(message, undefined);
-      return;
-    }
-    // Only system messages are cached: they never reach user code, so nobody can modify them.
-    let heartbeat: CachedDatagram["heartbeat"];
-    if (kind === SystemKind.NodeLocation || kind === SystemKind.ConnectToMe) {
-      const guid = fields[SystemField.NodeGuid];
-      const address = fields[SystemField.HostEndpoint];
-      if (typeof guid !== "string" || guid === "" || typeof address !== "string") {
-        this.#stats.datagramErrors++;
-        this.#logDatagramError(
-          formatAddress(from),
-          new ProtocolError("Cannot use heartbeat: no node GUID or address"),
-        );
-        return;
-      }
-      heartbeat = { guid, address, incarnation: fields[SystemField.Incarnation] ?? "" };
-    }
-    // Only small system datagrams are remembered, from at most 1024 sources: junk from many
-    // sources must not pin memory.
-    if (data.length > 512) {
-      this.#onSystemDatagram(message, heartbeat, from);
-      return;
-    }
-    if (this.#datagramCacheSize >= 1024) {
-      this.#datagramCache.clear();
-      this.#datagramCacheSize = 0;
-      byPort = undefined;
-    }
-    if (byPort === undefined) this.#datagramCache.set(from.host, byPort = new Map());
-    if (!byPort.has(from.port)) this.#datagramCacheSize++;
-    const entry: CachedDatagram = { bytes: data, message, heartbeat, peer: undefined };
-    byPort.set(from.port, entry);
-    entry.peer = this.#onSystemDatagram(message, heartbeat, from);
-  }
-
-  /** Decodes a datagram in whichever codec it is in; bad bytes are counted and logged. */
-  #decodeDatagram(data: Uint8Array, from: Address): MapMessage | undefined {
-    try {
-      return (data[0] === 0x7b ? jsonCodec : msgpackCodec).decode(data);
-    } catch (error) {
-      this.#stats.datagramErrors++;
-      this.#logDatagramError(formatAddress(from), error);
-      return undefined;
-    }
-  }
-
-  /** Acts on a decoded system datagram; returns the peer a heartbeat updated, if any. */
-  #onSystemDatagram(
-    message: MapMessage,
-    heartbeat: CachedDatagram["heartbeat"],
-    from: Address,
-  ): Peer | undefined {
-    if (heartbeat !== undefined) {
-      return this.#onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
-    }
-    this.#onSystem(message, undefined, from);
-    return undefined;
-  }
-
-  /**
-   * With a cluster key, a datagram counts only as a correctly signed heartbeat that is newer
-   * than the last one taken from its node and incarnation; anything else is dropped and counted.
-   */
-  #onSignedDatagram(key: ClusterKey, data: Uint8Array, from: Address): void {
-    const message = this.#decodeDatagram(data, from);
-    if (message === undefined) return;
-    const fields = message.message;
-    const kind = fields[SYSTEM_KEY];
-    const guid = fields[SystemField.NodeGuid];
-    const address = fields[SystemField.HostEndpoint];
-    const sequenceText = fields[SystemField.Sequence] ?? "";
-    const incarnation = fields[SystemField.Incarnation] ?? "";
-    const refuse = (reason: string) => {
-      this.#stats.authFailures++;
-      this.#logDatagramError(formatAddress(from), new ProtocolError(reason));
-    };
-    if (kind !== SystemKind.NodeLocation && kind !== SystemKind.ConnectToMe) {
-      refuse(
-        "Cannot use datagram: with a cluster key only signed heartbeats are taken by datagram",
-      );
-      return;
-    }
-    if (
-      typeof guid !== "string" || guid === "" || typeof address !== "string" ||
-      !/^[1-9][0-9]{0,14}$/.test(sequenceText) ||
-      !key.checkHeartbeatTag([
-        kind,
-        guid,
-        address,
-        fields[SystemField.Version] ?? "",
-        incarnation,
-        sequenceText,
-      ], fields[SystemField.Tag])
-    ) {
-      refuse("Cannot use heartbeat: it is not signed with the cluster key");
-      return;
-    }
-    if (!this.#heartbeatSequences.take(guid, incarnation, Number(sequenceText))) {
-      this.#stats.replaysDropped++;
-      const source = formatAddress(from);
-      if (this.#firstInWindow(`replay ${source}`)) {
-        this.#platform.log.log("debug", "discovery.replay-dropped", {
-          from: source,
-          node: guid,
-          sequence: sequenceText,
-        });
-      }
-      return;
-    }
-    this.#onHeartbeat(guid, address, incarnation);
-  }
-
-  /** Whether nothing was logged under `key` in the last 10 s (and if so, notes that now). */
-  #firstInWindow(key: string): boolean {
-    const now = this.#now();
-    const last = this.#datagramErrorLogged.get(key);
-    if (last !== undefined && now - last < 10_000) return false;
-    if (this.#datagramErrorLogged.size > 1024) this.#datagramErrorLogged.clear();
-    this.#datagramErrorLogged.set(key, now);
-    return true;
-  }
-
-  #logDatagramError(source: string, error: unknown): void {
-    // One line per source per 10 s: junk on the discovery port must not flood the log.
-    if (!this.#firstInWindow(source)) return;
-    const text = error instanceof Error ? error.message : String(error);
-    this.#platform.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
-    this.#events.emit("protocol-error", { address: source, stage: "datagram", error: text });
-  }
-
-  #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
-    this.#stats.heartbeatsReceived++;
-    if (guid === this.guid) {
-      if (incarnation !== this.incarnation) this.#reportDuplicate(guid, address, incarnation);
-      return undefined;
-    }
-    return this.#learnPeer(guid, address, incarnation, "heartbeat");
-  }
-
-  #reportDuplicate(guid: string, address: string, incarnation: string): void {
-    // Counted every time; reported once per claimant and at most once per 10 s, so a flood of
-    // forged incarnations can neither flood the log nor grow memory.
-    this.#stats.duplicateGuids++;
-    const now = this.#now();
-    this.#lastDuplicate = { guid, address, incarnation, atMs: now };
-    const key = `${address}/${incarnation}`;
-    if (this.#duplicateReported.has(key) || now - this.#duplicateReportedAtMs < 10_000) return;
-    if (this.#duplicateReported.size >= 256) this.#duplicateReported.clear();
-    this.#duplicateReported.add(key);
-    this.#duplicateReportedAtMs = now;
-    this.#platform.log.log("error", "node.duplicate-guid", { guid, address, incarnation });
-    this.#events.emit("duplicate-guid", { guid, address, incarnation });
-  }
-
-  /** A keepalive on `link`, at most once an interval: a dead link's host answers with a reset. */
-  #probe(link: Connection): void {
-    const now = this.#now();
-    if (now - link.probedAtMs < this.#intervalMs) return;
-    link.probedAtMs = now;
-    this.#writeRaw(link, KEEPALIVE_FRAME[this.#codec.name]);
-  }
-
-  /**
-   * Refuses a hello from `hello.guid` while we hold a live link to another incarnation of it:
-   * a twin (a cloned machine, a copied config) must not make us drop the node we link. The
-   * claimant is told why (a `Refused` frame) and backs off; the holder is probed, so if it
-   * died in fact (a restart whose old connection lingers) the next try gets through. A first
-   * refusal is logged quietly (a restart can race its own old link); from the second on it is
-   * a `duplicate-guid` report.
-   */
-  #refuseClaim(connection: Connection, hello: Hello, holder: Connection): void {
-    this.#probe(holder);
-    const key = `${hello.guid}/${hello.incarnation}`;
-    if (this.#refusedClaims.size >= 256 && !this.#refusedClaims.has(key)) {
-      this.#refusedClaims.clear();
-    }
-    const count = (this.#refusedClaims.get(key) ?? 0) + 1;
-    this.#refusedClaims.set(key, count);
-    if (count >= 2) {
-      this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
-    } else {
-      this.#stats.duplicateGuids++;
-      this.#platform.log.log("info", "link.refused-claim", {
-        peer: hello.guid,
-        address: hello.address,
-        incarnation: hello.incarnation,
-        holder: holder.peerAddress,
-      });
-    }
-    this.#write(
-      connection,
-      this.#frame({
-        destination: hello.guid,
-        source: "",
-        message: {
-          [SYSTEM_KEY]: SystemKind.Refused,
-          [SystemField.Reason]: "duplicate-guid",
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.HostEndpoint]: holder.peerAddress,
-          [SystemField.Incarnation]: holder.peerIncarnation,
-          [SystemField.Count]: String(count),
-        },
-      }),
-    );
-    this.#flush(connection);
-    connection.refused = true;
-  }
-
-  /** A peer refused our link: it holds a live link to another node with our GUID. */
-  #onRefused(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const now = this.#now();
-    const holder = fields[SystemField.HostEndpoint] ?? "";
-    const incarnation = fields[SystemField.Incarnation] ?? "";
-    const count = Number(fields[SystemField.Count] ?? "1");
-    const detail =
-      `${connection.peerGuid} holds a live link to ${holder} (incarnation ${incarnation}) under this node's GUID ${this.guid}`;
-    const peer = connection.peer;
-    this.#closeConnection(connection, "duplicate-guid", true, detail);
-    if (count >= 2 || now - this.#startedAtMs > 2 * this.#silenceMs) {
-      this.#reportDuplicate(this.guid, holder, incarnation);
-    } else {
-      // Soon after our start: most likely our own previous incarnation, whose old link the peer
-      // is about to find dead. Said once, not reported as a twin yet.
-      this.#stats.duplicateGuids++;
-      this.#platform.log.log("warn", "link.refused", { peer: connection.peerGuid, detail });
-    }
-    if (peer !== undefined && !peer.forgotten) {
-      if (now - peer.lastRefusedAtMs > 2 * this.#reconnectMaxMs) peer.refusalBackoffMs = 0;
-      peer.lastRefusedAtMs = now;
-      peer.refusalBackoffMs = Math.min(
-        this.#reconnectMaxMs,
-        peer.refusalBackoffMs === 0 ? this.#reconnectMinMs : peer.refusalBackoffMs * 2,
-      );
-      peer.backoffMs = peer.refusalBackoffMs;
-      peer.nextDialAtMs = now + peer.refusalBackoffMs * (0.5 + this.#platform.random.next());
-    }
-  }
-
-  #learnPeer(
-    guid: string,
-    address: string,
-    incarnation: string,
-    via: "heartbeat" | "seed" | "gossip" | "link",
-  ): Peer {
-    const now = this.#now();
-    let peer = this.#peers.get(guid);
-    if (
-      peer !== undefined && via === "heartbeat" && peer.incarnation === incarnation &&
-      peer.address === address
-    ) {
-      // The common case, a linked peer's heartbeat: note it and go.
-      peer.lastHeardMs = now;
-      if (!this.#links.has(guid)) this.#maybeDial(peer);
-      return peer;
-    }
-    if (peer === undefined) {
-      peer = {
-        guid,
-        address,
-        incarnation,
-        lastHeardMs: now,
-        unlinkedSinceMs: now,
-        backoffMs: 0,
-        nextDialAtMs: 0,
-        pending: undefined,
-        via,
-        legacy: false,
-        linked: false,
-        forgotten: false,
-        refusalBackoffMs: 0,
-        lastRefusedAtMs: -Infinity,
-      };
-      this.#peers.set(guid, peer);
-      this.#platform.log.log("info", "peer.discovered", { peer: guid, address, via });
-      this.#events.emit("peer-discovered", { peer: guid, address, via });
-    } else {
-      if (via !== "gossip" && incarnation !== "" && peer.incarnation !== incarnation) {
-        const link = this.#links.get(guid);
-        if (link !== undefined && link.peerIncarnation !== incarnation) {
-          // Another incarnation while linked: the peer restarted, or a twin claims its GUID.
-          // Only the link's end may say which: a keepalive probes it (a restarted host resets
-          // the old connection at once), and until the link ends its incarnation stands, so a
-          // twin's heartbeats cannot make us switch (nor can spoofed or replayed ones).
-          this.#probe(link);
-        } else {
-          peer.incarnation = incarnation;
-          peer.backoffMs = 0;
-          peer.nextDialAtMs = 0;
-        }
-      }
-      // While linked, the address the peer gave in its handshake stands: a heartbeat or a peer
-      // list (unauthenticated without a cluster key) must not redirect our next dial.
-      if (!this.#links.has(guid) && address !== "" && peer.address !== address) {
-        peer.address = address;
-        peer.nextDialAtMs = 0;
-      }
-      peer.lastHeardMs = now;
-    }
-    if (via !== "link") this.#maybeDial(peer);
-    return peer;
-  }
-
-  #maybeDial(peer: Peer): void {
-    // Dials in flight count too: they may all succeed.
-    if (this.#connections.size >= this.#maxLinks) return;
-    if (this.#state !== "running" || this.#links.has(peer.guid) || peer.pending !== undefined) {
-      return;
-    }
-    const now = this.#now();
-    if (now < peer.nextDialAtMs) return;
-    // The lower GUID dials; the higher one waits a grace period so a pair makes one connection.
-    // (Original-protocol peers send only on links they dialled, so both sides always dial.)
-    if (
-      !this.#legacy && this.guid > peer.guid && now - peer.unlinkedSinceMs < this.#dialGraceMs
-    ) return;
-    let address: Address;
-    try {
-      address = parseAddress(peer.address);
-    } catch {
-      // Not dialable (yet): an original-protocol peer that dialled us is known by GUID only
-      // until its heartbeat brings its address.
-      if (peer.address !== "") {
-        this.#platform.log.log("warn", "peer.bad-address", {
-          peer: peer.guid,
-          address: peer.address,
-        });
-        this.#backoff(peer);
-      }
-      return;
-    }
-    peer.pending = this.#dial(address, peer, undefined);
-  }
-
-  #dialSeed(seed: Seed): void {
-    if (this.#connections.size >= this.#maxLinks) return;
-    if (this.#state !== "running" || seed.self || seed.pending !== undefined) return;
-    if (
-      seed.guid !== undefined && (this.#links.has(seed.guid) || this.#peers.get(seed.guid)?.pending)
-    ) return;
-    if (this.#now() < seed.nextDialAtMs) return;
-    seed.pending = this.#dial(seed.address, undefined, seed);
-  }
-
-  #backoff(target: { backoffMs: number; nextDialAtMs: number }): void {
-    target.backoffMs = Math.min(
-      this.#reconnectMaxMs,
-      target.backoffMs === 0 ? this.#reconnectMinMs : target.backoffMs * 2,
-    );
-    // Jitter in [0.5, 1.5) so that nodes that failed together do not retry together.
-    target.nextDialAtMs = this.#now() + target.backoffMs * (0.5 + this.#platform.random.next());
-  }
-
-  // ---- connections -------------------------------------------------------------------------------
-
-  #dial(address: Address, peer: Peer | undefined, seed: Seed | undefined): Connection {
-    const connection = new Connection("out", this.#now(), this.#maxFrameBytes);
-    connection.peer = peer;
-    connection.seed = seed;
-    connection.dialled = formatAddress(address);
-    this.#connections.add(connection);
-    connection.conn = this.#platform.net.connect(address, this.#streamHandlers(connection));
-    return connection;
-  }
-
-  #accept(conn: StreamConn): StreamHandlers {
-    const connection = new Connection("in", this.#now(), this.#maxFrameBytes);
-    connection.conn = conn;
-    if (this.#state !== "running") {
-      conn.destroy();
-      connection.state = "closed";
-      return this.#streamHandlers(connection);
-    }
-    // Pruned here rather than at each state change: it never holds more than the limit + 1.
-    for (const waiting of this.#inboundHandshakes) {
-      if (waiting.state !== "handshaking") this.#inboundHandshakes.delete(waiting);
-    }
-    const pending = this.#inboundHandshakes.size;
-    if (pending >= this.#maxPendingHandshakes || this.#links.size >= this.#maxLinks) {
-      this.#stats.connectionsRefused++;
-      this.#platform.log.log("warn", "link.refused", {
-        address: formatAddress(conn.remote),
-        reason: this.#links.size >= this.#maxLinks
-          ? `${this.#links.size} links, the limit`
-          : `${pending} handshakes pending, the limit`,
-      });
-      conn.destroy();
-      connection.state = "closed";
-      return this.#streamHandlers(connection);
-    }
-    this.#connections.add(connection);
-    this.#inboundHandshakes.add(connection);
-    connection.state = "handshaking";
-    this.#sendHello(connection);
-    return this.#streamHandlers(connection);
-  }
-
-  #streamHandlers(connection: Connection): StreamHandlers {
-    return {
-      onOpen: () => {
-        if (connection.state !== "connecting") return;
-        connection.state = "handshaking";
-        connection.lastReceivedMs = this.#now();
-        this.#sendHello(connection);
-      },
-      onData: (_conn, data) => this.#onBytes(connection, data),
-      onClose: (_conn, reason, error) => this.#onClosed(connection, reason, error),
-    };
-  }
-
-  /** Our hello; with a cluster key, one of its own with a fresh nonce for the peer to sign. */
-  #sendHello(connection: Connection): void {
-    if (this.#key === undefined) {
-      this.#writeRaw(connection, this.#helloFrame!);
-      return;
-    }
-    connection.helloSent = encodeHello({
-      version: PROTOCOL_VERSION,
-      guid: this.guid,
-      incarnation: this.incarnation,
-      codec: this.#codec.name,
-      address: this.#address,
-      nonce: this.#platform.random.fill(new Uint8Array(MIN_NONCE_BYTES)),
-    });
-    this.#writeRaw(connection, encodeFrame(connection.helloSent));
-  }
-
-  #onBytes(connection: Connection, data: Uint8Array): void {
-    if (connection.state === "closed" || connection.refused) return;
-    connection.bytesIn += data.length;
-    connection.lastReceivedMs = this.#now();
-    if (connection.state === "active" && connection.decoder.bufferedBytes === 0) {
-      const keepAlive = KEEPALIVE_FRAME[connection.peerCodec.name];
-      if (data.length === keepAlive.length && sameBytes(data, keepAlive)) {
-        connection.framesIn++;
-        this.#stats.framesIn++;
-        if (connection.peer !== undefined) connection.peer.lastHeardMs = connection.lastReceivedMs;
-        return;
-      }
-    }
-    let frames: Uint8Array[];
-    try {
-      frames = connection.decoder.push(data);
-    } catch (error) {
-      const preceding = (error as { precedingFrames?: Uint8Array[] }).precedingFrames ?? [];
-      for (const frame of preceding) {
-        this.#onFrame(connection, frame);
-        if (connection.closed) return;
-      }
-      this.#protocolFailure(
-        connection,
-        connection.state === "active" ? "frame" : "handshake",
-        error,
-      );
-      return;
-    }
-    for (const frame of frames) {
-      this.#onFrame(connection, frame);
-      if (connection.closed) return;
-    }
-  }
-
-  #onFrame(connection: Connection, frame: Uint8Array): void {
-    if (connection.state === "handshaking") {
-      if (this.#key !== undefined) {
-        this.#onKeyedHandshake(this.#key, connection, frame);
-        return;
-      }
-      let hello: Hello;
-      try {
-        hello = this.#legacy ? this.#legacyHello(connection, frame) : decodeHello(frame);
-      } catch (error) {
-        this.#protocolFailure(connection, "handshake", error);
-        return;
-      }
-      if (hello.nonce !== undefined) {
-        this.#authFailure(
-          connection,
-          "Cannot link: peer requires a cluster key, and this node has none",
-        );
-        return;
-      }
-      this.#onHello(connection, hello);
-      return;
-    }
-    connection.framesIn++;
-    this.#stats.framesIn++;
-    const peer = connection.peer;
-    if (peer !== undefined) peer.lastHeardMs = connection.lastReceivedMs;
-    const keepAlive = KEEPALIVE[connection.peerCodec.name];
-    if (frame.length === keepAlive.length && sameBytes(frame, keepAlive)) return;
-    let message: MapMessage;
-    try {
-      message = connection.peerCodec.decode(frame);
-    } catch (error) {
-      this.#protocolFailure(connection, "frame", error);
-      return;
-    }
-    if (message.message[SYSTEM_KEY] !== undefined) {
-      this.#onSystem(message, connection, connection.remote);
-    } else if (this.#take(connection)) {
-      this.#receive(message, connection);
-    }
-  }
-
-  /**
-   * A keyed handshake: the peer's hello (which must carry a nonce), answered with our proof
-   * over both hellos; then the peer's proof. Only a valid proof lets the hello take effect, so
-   * a node without the key never gets a link, nor any frame past its hello read.
-   */
-  #onKeyedHandshake(key: ClusterKey, connection: Connection, frame: Uint8Array): void {
-    const hello = connection.peerHello;
-    if (hello === undefined) {
-      let received: Hello;
-      try {
-        received = decodeHello(frame);
-      } catch (error) {
-        this.#protocolFailure(connection, "handshake", error);
-        return;
-      }
-      if (received.nonce === undefined) {
-        this.#authFailure(
-          connection,
-          "Cannot link: peer did not prove the cluster key (its hello has no key challenge: it has no key)",
-        );
-        return;
-      }
-      connection.peerHello = received;
-      connection.peerHelloBytes = frame.slice();
-      const proof = key.linkProof(connection.helloSent!, connection.peerHelloBytes);
-      this.#writeRaw(connection, encodeFrame(encodeProof(proof)));
-      return;
-    }
-    let tag: Uint8Array;
-    try {
-      tag = decodeProof(frame);
-    } catch (error) {
-      this.#authFailure(connection, (error as Error).message);
-      return;
-    }
-    if (!key.checkLinkProof(connection.helloSent!, connection.peerHelloBytes!, tag)) {
-      this.#authFailure(
-        connection,
-        "Cannot link: peer did not prove the cluster key (wrong key, or a replayed proof)",
-      );
-      return;
-    }
-    connection.peerHello = undefined;
-    connection.peerHelloBytes = undefined;
-    this.#onHello(connection, hello);
-  }
-
-  #authFailure(connection: Connection, reason: string): void {
-    this.#stats.authFailures++;
-    this.#protocolFailure(connection, "handshake", new HandshakeError(reason));
-  }
-
-  /** Reads the original protocol's handshake: the peer's GUID as UTF-8, nothing else. */
-  #legacyHello(connection: Connection, frame: Uint8Array): Hello {
-    let guid: string;
-    try {
-      guid = new TextDecoder("utf-8", { fatal: true }).decode(frame);
-    } catch {
-      throw new HandshakeError("Cannot link: the handshake is not a UTF-8 GUID");
-    }
-    // deno-lint-ignore no-control-regex
-    if (guid === "" || guid.length > 256 || /[\u0000-\u001f]/.test(guid)) {
-      throw new HandshakeError("Cannot link: the handshake is not a GUID of 1..256 characters");
-    }
-    connection.legacy = true;
-    const known = this.#peers.get(guid);
-    return {
-      version: 0,
-      guid,
-      incarnation: known?.incarnation ?? "",
-      codec: "json",
-      address: connection.direction === "out" ? connection.dialled : known?.address ?? "",
-    };
-  }
-
-  #onHello(connection: Connection, hello: Hello): void {
-    if (connection.legacy) {
-      this.#onLegacyHello(connection, hello);
-      return;
-    }
-    if (hello.guid === this.guid) {
-      if (hello.incarnation === this.incarnation) {
-        // We dialled ourselves (a seed or a heard address that is our own): never again.
-        if (connection.seed) connection.seed.self = true;
-        this.#closeConnection(connection, "local", true);
-      } else {
-        this.#reportDuplicate(hello.guid, hello.address, hello.incarnation);
-        this.#protocolFailure(
-          connection,
-          "handshake",
-          new HandshakeError(
-            `Cannot link: node ${hello.address} claims this node's GUID ${hello.guid}`,
-          ),
-        );
-      }
-      return;
-    }
-    connection.peerGuid = hello.guid;
-    connection.peerIncarnation = hello.incarnation;
-    connection.peerAddress = hello.address;
-    connection.peerCodec = codecByName(hello.codec);
-    if (connection.seed) connection.seed.guid = hello.guid;
-    const existing = this.#links.get(hello.guid);
-    if (existing !== undefined) {
-      if (existing.peerIncarnation !== hello.incarnation) {
-        if (this.#now() - existing.lastReceivedMs <= this.#holderAliveMs) {
-          // The link we hold is alive by its own rhythm: the first incarnation keeps it.
-          this.#refuseClaim(connection, hello, existing);
-          return;
-        }
-        this.#closeConnection(
-          existing,
-          "peer-restarted",
-          false,
-          `now incarnation ${hello.incarnation}`,
-        );
-      } else if (existing.direction === connection.direction) {
-        // The same side dialled again: it no longer believes in the old link.
-        this.#closeConnection(existing, "replaced", false);
-      } else {
-        // Both dialled at once: keep the connection the lower GUID dialled, on both sides.
-        const keepNew = (connection.direction === "out") === (this.guid < hello.guid);
-        if (!keepNew) {
-          this.#detach(connection);
-          this.#closeConnection(connection, "local", true);
-          return;
-        }
-        this.#swapLink(existing, connection);
-        return;
-      }
-    }
-    this.#activate(connection);
-  }
-
-  /**
-   * An original-protocol link: like the Go original, each side sends on the connection it
-   * dialled and reads the one it accepted, so a pair holds two connections.
-   */
-  #onLegacyHello(connection: Connection, hello: Hello): void {
-    if (hello.guid === this.guid) {
-      // Our own GUID: we dialled ourselves, or a twin does (heartbeats report twins).
-      if (connection.seed) connection.seed.self = true;
-      this.#closeConnection(connection, "local", true);
-      return;
-    }
-    connection.peerGuid = hello.guid;
-    connection.peerIncarnation = hello.incarnation;
-    connection.peerAddress = hello.address;
-    connection.peerCodec = jsonCodec;
-    if (connection.seed) connection.seed.guid = hello.guid;
-    if (connection.direction === "in") {
-      const previous = this.#legacyInbound.get(hello.guid);
-      this.#legacyInbound.set(hello.guid, connection);
-      if (previous !== undefined) this.#closeConnection(previous, "replaced", true);
-      connection.state = "active";
-      connection.activeAtMs = this.#now();
-      const peer = this.#peers.get(hello.guid) ??
-        this.#learnPeer(hello.guid, hello.address, hello.incarnation, "link");
-      peer.legacy = true;
-      connection.peer = peer;
-      // We send on a connection of our own: dial back if there is none yet.
-      if (!this.#links.has(hello.guid)) {
-        peer.nextDialAtMs = 0;
-        this.#maybeDial(peer);
-      }
-      return;
-    }
-    const existing = this.#links.get(hello.guid);
-    if (existing !== undefined) this.#closeConnection(existing, "replaced", false);
-    this.#activate(connection);
-    if (connection.peer) connection.peer.legacy = true;
-  }
-
-  /** Replaces the active link with a duplicate without a link-down: the peer stays linked. */
-  #swapLink(old: Connection, next: Connection): void {
-    this.#detach(old);
-    next.state = "active";
-    next.activeAtMs = this.#now();
-    next.peer = old.peer ?? this.#peers.get(next.peerGuid);
-    if (next.peer) {
-      next.peer.pending = undefined;
-      next.peer.linked = true;
-    }
-    this.#links.set(next.peerGuid, next);
-    // The session moves to the connection both sides keep: held messages go along, and what
-    // the old one carried unconfirmed is resent there (the peer drops what it already took).
-    next.held = old.held;
-    old.held = [];
-    if (!next.legacy) this.#startSession(next);
-    this.#closeConnection(old, "local", true);
-    // What we said on the old connection may never have been read (the peer may be dropping
-    // that very connection as the duplicate): say it again on the one both sides keep, as the
-    // whole set, so that a removal lost with the old connection is not missed either.
-    this.#sendWorkerSet(next);
-  }
-
-  /**
-   * Tells a new link every worker this node hosts. Native links get the whole set in one
-   * message, which replaces what the peer knew of this node's workers (so nothing stale
-   * survives a link that was swapped or replaced); original-protocol links get one
-   * WorkerLocation each, as the original sends them.
-   */
-  #sendWorkerSet(connection: Connection): void {
-    if (connection.legacy) {
-      for (const { worker } of this.#workers.values()) {
-        this.#write(connection, this.#frame(this.#workerLocation(worker.guid)));
-      }
-      return;
-    }
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.WorkerSet,
-      [SystemField.NodeGuid]: this.guid,
-      [SystemField.Workers]: JSON.stringify([...this.#workers.keys()]),
-    });
-  }
-
-  /** `node` says it hosts `worker`. */
-  #learnLocation(node: string, worker: string): void {
-    if (this.#workers.has(worker)) {
-      this.#platform.log.log("warn", "worker.guid-conflict", { worker, node });
-    }
-    // The previous host keeps its claim: two nodes can run the same worker for a while (a
-    // placement settling after a partition), and when one stops, the other is still there.
-    let hosted = this.#hosted.get(node);
-    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
-    hosted.add(worker);
-    if (this.#locations.get(worker) === node) return;
-    this.#locations.set(worker, node);
-    this.#events.emit("location-added", { worker, node });
-  }
-
-  /** A peer's whole worker set: what it no longer names is gone from it. */
-  #onWorkerSet(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const node = fields[SystemField.NodeGuid];
-    if (node !== connection.peerGuid) return;
-    let list: unknown;
-    try {
-      list = JSON.parse(fields[SystemField.Workers] ?? "");
-    } catch {
-      list = undefined;
-    }
-    if (!Array.isArray(list) || !list.every((w) => typeof w === "string" && w !== "")) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot use worker set: not a JSON array of GUIDs"),
-      );
-      return;
-    }
-    const named = new Set(list as string[]);
-    let hosted = this.#hosted.get(node);
-    if (hosted === undefined) this.#hosted.set(node, hosted = new Set());
-    for (const worker of [...hosted]) {
-      if (named.has(worker)) continue;
-      hosted.delete(worker);
-      if (this.#locations.get(worker) === node) this.#relocate(worker, node);
-    }
-    for (const worker of named) this.#learnLocation(node, worker);
-  }
-
-  /** Forgets an original-protocol peer's inbound connection; without a link, its workers too. */
-  #dropInbound(connection: Connection): void {
-    if (!connection.legacy || this.#legacyInbound.get(connection.peerGuid) !== connection) return;
-    this.#legacyInbound.delete(connection.peerGuid);
-    if (!this.#links.has(connection.peerGuid)) this.#forgetLocations(connection.peerGuid);
-  }
-
-  #forgetLocations(peerGuid: string): void {
-    const hosted = this.#hosted.get(peerGuid);
-    if (hosted === undefined) return;
-    this.#hosted.delete(peerGuid);
-    for (const worker of hosted) {
-      if (this.#locations.get(worker) === peerGuid) this.#relocate(worker, peerGuid);
-    }
-  }
-
-  /** `gone` no longer hosts `worker`: route to another node that said it does, if any. */
-  #relocate(worker: string, gone: string): void {
-    for (const [node, hosted] of this.#hosted) {
-      if (node !== gone && hosted.has(worker)) {
-        this.#locations.set(worker, node);
-        this.#events.emit("location-removed", { worker, node: gone });
-        this.#events.emit("location-added", { worker, node });
-        return;
-      }
-    }
-    this.#locations.delete(worker);
-    this.#events.emit("location-removed", { worker, node: gone });
-  }
-
-  /** Unhooks a connection from its peer's or seed's pending dial. */
-  #detach(connection: Connection): void {
-    if (connection.peer?.pending === connection) connection.peer.pending = undefined;
-    if (connection.seed?.pending === connection) connection.seed.pending = undefined;
-  }
-
-  #activate(connection: Connection): void {
-    if (this.#links.size >= this.#maxLinks) {
-      // Both sides may have dialled while under the limit: the first to finish wins.
-      this.#stats.connectionsRefused++;
-      this.#platform.log.log("warn", "link.refused", {
-        peer: connection.peerGuid,
-        reason: `${this.#links.size} links, the limit`,
-      });
-      this.#closeConnection(connection, "local", false);
-      return;
-    }
-    const now = this.#now();
-    this.#detach(connection);
-    connection.state = "active";
-    connection.activeAtMs = now;
-    this.#handshakeSeconds.observe((now - connection.createdAtMs) / 1000);
-    const known = this.#peers.get(connection.peerGuid);
-    const peer = this.#learnPeer(
-      connection.peerGuid,
-      connection.peerAddress,
-      connection.peerIncarnation,
-      "link",
-    );
-    connection.peer = peer;
-    peer.backoffMs = 0;
-    peer.nextDialAtMs = 0;
-    if (connection.seed) connection.seed.backoffMs = 0;
-    this.#links.set(connection.peerGuid, connection);
-    peer.linked = true;
-    if (!connection.legacy) this.#startSession(connection);
-    this.#linksVersion++;
-    this.#stats.linksUp++;
-    this.#platform.log.log("info", "link.up", {
-      peer: connection.peerGuid,
-      address: connection.peerAddress,
-      direction: connection.direction,
-    });
-    this.#events.emit("link-up", {
-      peer: connection.peerGuid,
-      address: connection.peerAddress,
-      direction: connection.direction,
-    });
-    if (connection.state !== "active") return;
-    this.#sendWorkerSet(connection);
-    // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
-    if (known === undefined || known.via !== "heartbeat") this.#sendPeerList(connection);
-  }
-
-  #onClosed(connection: Connection, reason: CloseReason, error?: Error): void {
-    if (connection.state === "closed") return;
-    if (reason === "eof" && connection.decoder.bufferedBytes > 0) {
-      // The stream ended inside a frame: that peer sent a truncated frame.
-      try {
-        connection.decoder.end();
-      } catch (truncated) {
-        const stage = connection.state === "active" ? "frame" : "handshake";
-        const text = truncated instanceof Error ? truncated.message : String(truncated);
-        const address = connection.peerAddress || formatAddress(connection.conn.remote);
-        this.#stats.protocolErrors++;
-        this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
-        this.#events.emit("protocol-error", { address, stage, error: text });
-      }
-    }
-    const wasActive = this.#links.get(connection.peerGuid) === connection;
-    const handshaken = connection.state === "active";
-    connection.state = "closed";
-    this.#closedBytesIn += connection.bytesIn;
-    this.#closedBytesOut += connection.bytesOut;
-    this.#connections.delete(connection);
-    this.#detach(connection);
-    this.#dropInbound(connection);
-    if (wasActive) {
-      this.#linkDown(connection, reason, error?.message);
-    } else if (!handshaken) {
-      this.#dialFailed(connection);
-    }
-    this.#reportUnacked(connection, reason);
-  }
-
-  #dialFailed(connection: Connection): void {
-    if (connection.direction !== "out") return;
-    if (connection.peer) this.#backoff(connection.peer);
-    if (connection.seed) this.#backoff(connection.seed);
-  }
-
-  /** Closes a connection from this side; emits `link-down` at once if it was the active link. */
-  #closeConnection(
-    connection: Connection,
-    reason: LinkDownReason,
-    graceful: boolean,
-    detail?: string,
-  ): void {
-    if (connection.state === "closed") return;
-    const wasActive = this.#links.get(connection.peerGuid) === connection;
-    const handshaken = connection.state === "active";
-    connection.state = "closed";
-    this.#closedBytesIn += connection.bytesIn;
-    this.#closedBytesOut += connection.bytesOut;
-    this.#connections.delete(connection);
-    this.#detach(connection);
-    this.#dropInbound(connection);
-    if (graceful) {
-      this.#flush(connection);
-      connection.conn.end();
-    } else {
-      connection.outBuffer = undefined;
-      connection.outLength = 0;
-      connection.conn.destroy();
-    }
-    if (wasActive) this.#linkDown(connection, reason, detail);
-    else if (!handshaken && reason !== "local" && reason !== "closing") {
-      this.#dialFailed(connection);
-    }
-    this.#reportUnacked(connection, reason);
-  }
-
-  // ---- sessions (see src/_session.ts) -------------------------------------------------------------
-
-  /**
-   * Writes a message on a link as part of its session: numbered and kept until confirmed, or
-   * held until the peer's `Resume` if the link is new. Returns false (reported) if the
-   * session's resend window is full.
-   */
-  #writeTracked(connection: Connection, message: MapMessage, frame: Frame): boolean {
-    if (connection.legacy) {
-      this.#write(connection, frame);
-      return true;
-    }
-    const session = connection.session!;
-    if (session.windowBytes + frame.length > this.#resendWindowBytes) {
-      return this.#undeliverable(
-        message,
-        "link-buffer-full",
-        `${session.window.length} unconfirmed messages to ${connection.peerGuid} fill the resend window of ${this.#resendWindowBytes} bytes`,
-      );
-    }
-    if (!session.resumed) {
-      // Numbers go on from where the peer says it is: nothing new before its Resume.
-      if (connection.held.length >= HELD_MESSAGES_MAX) {
-        return this.#undeliverable(
-          message,
-          "link-buffer-full",
-          `${connection.held.length} messages wait for the link to ${connection.peerGuid} to resume`,
-        );
-      }
-      connection.held.push(message);
-      return true;
-    }
-    this.#write(connection, frame);
-    // #write noted the time: no second clock read per message.
-    session.write(message, connection.lastSentMs, frame.length);
-    return true;
-  }
-
-  /** The sending half of the session with a peer incarnation, a new one if it changed. */
-  #outboundFor(connection: Connection): OutboundSession {
-    const guid = connection.peerGuid;
-    let session = this.#outbound.get(guid);
-    if (session !== undefined && session.peerIncarnation !== connection.peerIncarnation) {
-      this.#endSession(
-        guid,
-        "uncertain",
-        `node ${guid} restarted (incarnation ${session.peerIncarnation} ended) before confirming it; the old incarnation may have handled it`,
-      );
-      session = undefined;
-    }
-    if (session === undefined) {
-      session = new OutboundSession(
-        connection.peerIncarnation,
-        randomHex(this.#platform, 8),
-      );
-      this.#outbound.set(guid, session);
-    }
-    return session;
-  }
-
-  /** The receiving half of the session with a peer incarnation, reset if it changed. */
-  #inboundFor(connection: Connection): InboundSession {
-    const guid = connection.peerGuid;
-    let inbound = this.#inbound.get(guid);
-    if (inbound === undefined || inbound.peerIncarnation !== connection.peerIncarnation) {
-      inbound = {
-        peerIncarnation: connection.peerIncarnation,
-        id: "",
-        received: 0,
-        lastLinkedMs: 0,
-      };
-      this.#inbound.set(guid, inbound);
-    }
-    return inbound;
-  }
-
-  /** Ends the session with `guid`: every unconfirmed message is reported with `reason`. */
-  #endSession(guid: string, reason: "uncertain" | "link-lost", detail: string): void {
-    const session = this.#outbound.get(guid);
-    if (session === undefined) return;
-    this.#outbound.delete(guid);
-    for (const { message } of session.end().window) this.#undeliverable(message, reason, detail);
-  }
-
-  /** A new link carries the session: tell the peer what we took from it, hold new messages. */
-  #startSession(connection: Connection): void {
-    const now = this.#now();
-    const session = this.#outboundFor(connection);
-    session.resumed = false;
-    session.lastLinkedMs = now;
-    connection.session = session;
-    const inbound = this.#inboundFor(connection);
-    inbound.lastLinkedMs = now;
-    connection.inbound = inbound;
-    connection.aligned = false;
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.Resume,
-      [SystemField.Session]: inbound.id,
-      [SystemField.Count]: String(inbound.received),
-    });
-  }
-
-  #writeSystem(connection: Connection, fields: Record<string, string>): void {
-    this.#write(connection, this.#frame({ destination: "", source: "", message: fields }, true));
-  }
-
-  /** The peer's `Resume`: settle what it took, align, resend the rest, then what was held. */
-  #onResume(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const session = connection.session;
-    if (session === undefined || this.#links.get(connection.peerGuid) !== connection) return;
-    const result = session.resume(
-      fields[SystemField.Session] ?? "",
-      Number(fields[SystemField.Count]),
-    );
-    for (const message of result.delivered) this.#outcome(message, "delivered");
-    for (const message of result.notDelivered) this.#outcome(message, "not-delivered");
-    this.#writeSystem(connection, {
-      [SYSTEM_KEY]: SystemKind.Align,
-      [SystemField.Session]: session.id,
-      [SystemField.Count]: String(result.alignTo),
-    });
-    for (const entry of result.resend) this.#write(connection, this.#frame(entry.message));
-    session.resumed = true;
-    const held = connection.held;
-    connection.held = [];
-    for (const message of held) {
-      const frame = this.#frame(message);
-      if (frame.length > this.#maxFrameBytes) this.#tooLarge(message, frame);
-      else this.#writeTracked(connection, message, frame);
-    }
-  }
-
-  /** The peer's `Align`: its messages on this link are numbered from the count given. */
-  #onAlign(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const inbound = connection.inbound;
-    const count = Number(fields[SystemField.Count]);
-    const id = fields[SystemField.Session] ?? "";
-    if (inbound === undefined || !Number.isSafeInteger(count) || count < 0 || id === "") {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError(
-          `Cannot align the session: id "${id}", count ${fields[SystemField.Count]}`,
-        ),
-      );
-      return;
-    }
-    if (inbound.id !== id) {
-      // A session of the peer's we have not seen: its numbering starts anew.
-      inbound.id = id;
-      inbound.received = 0;
-    }
-    connection.expectSeq = count;
-    connection.aligned = true;
-  }
-
-  /**
-   * A data message arrived: numbered, taken once (a resend of what was taken is dropped), and
-   * acknowledged once this turn is over. Returns whether to deliver it.
-   */
-  #take(connection: Connection): boolean {
-    if (connection.legacy) return true;
-    const inbound = connection.inbound;
-    if (inbound === undefined || !connection.aligned) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot take a message before the session is aligned"),
-      );
-      return false;
-    }
-    const seq = ++connection.expectSeq;
-    if (seq <= inbound.received) {
-      this.#stats.duplicatesDropped++;
-      return false;
-    }
-    inbound.received = seq;
-    this.#acknowledgeLater(connection);
-    return true;
-  }
-
-  /** Acknowledges what arrived on a link once this turn is over: one ack per burst. */
-  #acknowledgeLater(connection: Connection): void {
-    if (connection.ackScheduled) return;
-    connection.ackScheduled = true;
-    this.#platform.clock.defer(() => {
-      connection.ackScheduled = false;
-      if (connection.state !== "active" || connection.inbound === undefined) return;
-      this.#writeSystem(connection, {
-        [SYSTEM_KEY]: SystemKind.Ack,
-        [SystemField.Count]: String(connection.inbound.received),
-      });
-    });
-  }
-
-  #onAck(connection: Connection, text: string | undefined): void {
-    const session = connection.session;
-    if (session === undefined) return;
-    // The round trip of each message this acknowledges, timed by when its bytes arrived.
-    const upTo = Number(text);
-    for (const entry of session.window) {
-      if (!(entry.seq <= upTo)) break;
-      this.#roundTripSeconds.observe((connection.lastReceivedMs - entry.sentAtMs) / 1000);
-    }
-    let delivered: MapMessage[];
-    try {
-      delivered = session.confirm(upTo);
-    } catch (error) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError(`Cannot use acknowledgement ${text}: ${(error as Error).message}`),
-      );
-      return;
-    }
-    for (const message of delivered) this.#outcome(message, "delivered");
-  }
-
-  /**
-   * The peer leaves on purpose, saying how many of our messages it took: those are delivered,
-   * the rest certainly not (it reads no more).
-   */
-  #onGoodbye(connection: Connection, fields: Readonly<Record<string, string>>): void {
-    const session = connection.session;
-    const guid = connection.peerGuid;
-    this.#closeConnection(connection, "goodbye", true);
-    if (session === undefined || this.#outbound.get(guid) !== session) return;
-    const count = Number(fields[SystemField.Count]);
-    if (
-      fields[SystemField.Session] === session.id && Number.isSafeInteger(count) && count >= 0 &&
-      count <= session.sentSeq
-    ) {
-      for (const message of session.confirm(count)) this.#outcome(message, "delivered");
-      const { window, uncertain } = session.end();
-      this.#outbound.delete(guid);
-      for (const message of uncertain) this.#outcome(message, "not-delivered");
-      for (const { message } of window) {
-        this.#undeliverable(
-          message,
-          "link-lost",
-          `node ${guid} left (goodbye) without taking it; it was not delivered`,
-        );
-      }
-      return;
-    }
-    this.#endSession(guid, "uncertain", `node ${guid} left before confirming it`);
-  }
-
-  /** The outcome of a message reported `uncertain` became known. */
-  #outcome(message: MapMessage, outcome: "delivered" | "not-delivered"): void {
-    if (message.message[SERVICE_FIELD] !== undefined) return;
-    this.#platform.log.log("debug", "message.outcome", {
-      destination: message.destination,
-      outcome,
-    });
-    this.#events.emit("message-outcome", { message, outcome });
-  }
-
-  /**
-   * A link went down: what it held back was never written (reported now, for certain); what
-   * it wrote unconfirmed stays in the session, to be resent on the next link to that peer
-   * incarnation or reported `uncertain` when the resend window passes.
-   */
-  #reportUnacked(connection: Connection, reason: LinkDownReason): void {
-    if (
-      connection.session?.resumed && this.#outbound.get(connection.peerGuid) === connection.session
-    ) {
-      connection.session.resumed = false;
-      connection.session.lastLinkedMs = this.#now();
-    }
-    const held = connection.held;
-    connection.held = [];
-    for (const message of held) {
-      this.#undeliverable(
-        message,
-        "link-lost",
-        `the link to ${connection.peerGuid} went down (${reason}) before it could be written; it was not delivered`,
-      );
-    }
-  }
-
-  /**
-   * Sessions without a live link: messages past the resend window become `uncertain`; sessions
-   * long idle are dropped (their uncertain messages keep no outcome).
-   */
-  #expireSessions(now: number): void {
-    for (const [guid, session] of this.#outbound) {
-      if (session.resumed) continue;
-      for (const { message } of session.expire(now - this.#resendWindowMs)) {
-        this.#undeliverable(
-          message,
-          "uncertain",
-          `no link to ${guid} confirmed it within the resend window of ${this.#resendWindowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
-        );
-      }
-      const idleMs = now - session.lastLinkedMs;
-      if (
-        !this.#links.has(guid) && session.window.length === 0 &&
-        idleMs > (session.uncertain.size === 0 ? 1 : 10) * this.#resendWindowMs
-      ) {
-        this.#outbound.delete(guid);
-      }
-    }
-    for (const [guid, inbound] of this.#inbound) {
-      // Kept well past any resend of the peer's, so a late resend is still recognised.
-      if (!this.#links.has(guid) && now - inbound.lastLinkedMs > 3 * this.#resendWindowMs) {
-        this.#inbound.delete(guid);
-      }
-    }
-  }
-
-  #linkDown(connection: Connection, reason: LinkDownReason, detail?: string): void {
-    const peerGuid = connection.peerGuid;
-    this.#links.delete(peerGuid);
-    this.#linksVersion++;
-    if (connection.peer !== undefined) connection.peer.linked = false;
-    this.#peerLinks.delete(peerGuid);
-    this.#stats.linksDown++;
-    this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
-    this.#forgetLocations(peerGuid);
-    const peer = this.#peers.get(peerGuid);
-    if (peer !== undefined) {
-      peer.linked = false;
-      peer.unlinkedSinceMs = this.#now();
-      if (reason === "goodbye" || reason === "closing") {
-        // It left on purpose: forget it now rather than redial a node that is gone.
-        if (reason === "goodbye") {
-          this.#peers.delete(peerGuid);
-          peer.forgotten = true;
-        }
-      } else {
-        this.#backoff(peer);
-      }
-    }
-    this.#platform.log.log("info", "link.down", {
-      peer: peerGuid,
-      address: connection.peerAddress,
-      reason,
-      ...(detail ? { detail } : {}),
-    });
-    this.#events.emit("link-down", {
-      peer: peerGuid,
-      address: connection.peerAddress,
-      reason,
-      ...(detail ? { detail } : {}),
-    });
-    if (reason === "goodbye" && peer !== undefined) {
-      this.#platform.log.log("info", "peer.lost", { peer: peerGuid, address: peer.address });
-      this.#events.emit("peer-lost", { peer: peerGuid, address: peer.address });
-    }
-  }
-
-  #protocolFailure(connection: Connection, stage: "handshake" | "frame", error: unknown): void {
-    this.#stats.protocolErrors++;
-    const text = error instanceof Error ? error.message : String(error);
-    const address = connection.state === "active"
-      ? connection.peerAddress
-      : formatAddress(connection.conn.remote);
-    this.#platform.log.log("warn", "link.protocol-error", { address, stage, error: text });
-    this.#events.emit("protocol-error", { address, stage, error: text });
-    this.#closeConnection(connection, "protocol-error", false, text);
-  }
-
-  // ---- frames out --------------------------------------------------------------------------------
-
-  /**
-   * A message's frame payload in this node's codec, in pieces (large data stays where it is);
-   * the length header is added per write.
-   */
-  #frame(message: MapMessage, transient = false): Frame {
-    // A transient encoding lives in the codec's scratch memory: fine when the frame is copied
-    // into a batch at once, before anything else is encoded.
-    const large = message.data !== undefined && message.data.length >= BATCH_BYTES;
-    const parts = large ? this.#codec.encodeParts?.(message) ?? [this.#codec.encode(message)] : [
-      transient && this.#codec.encodeTransient
-        ? this.#codec.encodeTransient(message)
-        : this.#codec.encode(message),
-    ];
-    let length = 0;
-    for (const part of parts) length += part.length;
-    return { parts, length };
-  }
-
-  /** Writes one frame: its header, then the payload pieces, none of them copied when large. */
-  #write(connection: Connection, frame: Frame): void {
-    if (connection.state === "closed") return;
-    connection.framesOut++;
-    this.#stats.framesOut++;
-    if (frame.length + FRAME_HEADER_BYTES <= BATCH_BYTES) {
-      // Small: header and payload are copied into the turn's batch buffer.
-      const at = this.#reserve(connection, FRAME_HEADER_BYTES + frame.length);
-      const out = connection.outBuffer!;
-      out[at] = frame.length;
-      out[at + 1] = frame.length >>> 8;
-      out[at + 2] = frame.length >>> 16;
-      out[at + 3] = frame.length >>> 24;
-      let offset = at + FRAME_HEADER_BYTES;
-      for (const part of frame.parts) {
-        out.set(part, offset);
-        offset += part.length;
-      }
-      return;
-    }
-    this.#flush(connection);
-    connection.bytesOut += FRAME_HEADER_BYTES + frame.length;
-    connection.lastSentMs = this.#now();
-    // Large: the header and the small leading pieces in one write, then the data as it is.
-    const parts = frame.parts;
-    const last = parts[parts.length - 1];
-    const prefix = new Uint8Array(FRAME_HEADER_BYTES + frame.length - last.length);
-    prefix.set(encodeFrameHeader(frame.length), 0);
-    let offset = FRAME_HEADER_BYTES;
-    for (let i = 0; i < parts.length - 1; i++) {
-      prefix.set(parts[i], offset);
-      offset += parts[i].length;
-    }
-    connection.conn.write(prefix);
-    connection.conn.write(last);
-  }
-
-  /** Writes bytes that are already a whole frame (hello, keepalive). */
-  #writeRaw(connection: Connection, bytes: Uint8Array): void {
-    if (connection.state === "closed") return;
-    if (connection.outLength === 0 && !this.#dirty.has(connection)) {
-      // Alone in its turn so far: written as it is (a keepalive stays one recognisable chunk).
-      connection.bytesOut += bytes.length;
-      connection.lastSentMs = this.#now();
-      connection.conn.write(bytes);
-      return;
-    }
-    const at = this.#reserve(connection, bytes.length);
-    connection.outBuffer!.set(bytes, at);
-  }
-
-  /**
-   * Room for `bytes` in the connection's batch buffer, flushing first if it is full. The batch
-   * goes out as one write after the turn (via `clock.defer`), so a burst of small messages costs
-   * one system call, not one each.
-   */
-  #reserve(connection: Connection, bytes: number): number {
-    if (connection.outLength + bytes > BATCH_BYTES) this.#flush(connection);
-    const need = connection.outLength + bytes;
-    const buffer = connection.outBuffer;
-    if (buffer === undefined || buffer.length < need) {
-      // Sized to the last batch (zeroing 64 KiB for a lone frame is not free): grows by doubling.
-      let size = buffer?.length ?? Math.min(BATCH_BYTES, Math.max(512, connection.lastBatchBytes));
-      while (size < need) size *= 2;
-      const grown = new Uint8Array(Math.min(BATCH_BYTES, size));
-      if (buffer !== undefined) grown.set(buffer.subarray(0, connection.outLength));
-      connection.outBuffer = grown;
-    }
-    const at = connection.outLength;
-    connection.outLength += bytes;
-    connection.bytesOut += bytes;
-    connection.lastSentMs = this.#now();
-    if (!this.#dirty.has(connection)) {
-      this.#dirty.add(connection);
-      if (!this.#flushScheduled) {
-        this.#flushScheduled = true;
-        this.#platform.clock.defer(() => this.#flushAll());
-      }
-    }
-    return at;
-  }
-
-  #flush(connection: Connection): void {
-    const length = connection.outLength;
-    if (length === 0 || connection.outBuffer === undefined) return;
-    // The write takes the buffer: the next batch gets a fresh one.
-    const out = connection.outBuffer.subarray(0, length);
-    connection.outBuffer = undefined;
-    connection.outLength = 0;
-    connection.lastBatchBytes = length;
-    connection.conn.write(out);
-  }
-
-  #flushAll(): void {
-    this.#flushScheduled = false;
-    for (const connection of this.#dirty) {
-      if (connection.state !== "closed") this.#flush(connection);
-    }
-    this.#dirty.clear();
-  }
-
-  /** The system message saying that a worker lives on this node. */
-  #workerLocation(worker: string): MapMessage {
-    return {
-      destination: "",
-      source: this.guid,
-      message: {
-        [SYSTEM_KEY]: SystemKind.WorkerLocation,
-        [SystemField.NodeGuid]: this.guid,
-        [SystemField.WorkerGuid]: worker,
-      },
-    };
-  }
-
-  #broadcastSystem(fields: Record<string, string>): void {
-    if (this.#links.size === 0) return;
-    const frame = this.#frame({ destination: "", source: this.guid, message: fields });
-    for (const link of this.#links.values()) this.#write(link, frame);
-  }
-
-  #sendPeerList(connection: Connection): void {
-    if (connection.legacy) return; // The original has no peer lists.
-    connection.gossipVersion = this.#linksVersion;
-    const peers: Array<[string, string, string]> = [];
-    for (const link of this.#links.values()) {
-      if (link !== connection) peers.push([link.peerGuid, link.peerAddress, link.peerIncarnation]);
-    }
-    if (peers.length === 0) return;
-    this.#write(
-      connection,
-      this.#frame({
-        destination: "",
-        source: this.guid,
-        message: {
-          [SYSTEM_KEY]: SystemKind.PeerList,
-          [SystemField.NodeGuid]: this.guid,
-          [SystemField.Peers]: JSON.stringify(peers),
-        },
-      }),
-    );
-  }
-
-  // ---- receipt -----------------------------------------------------------------------------------
-
-  #onSystem(
-    message: MapMessage,
-    connection: Connection | undefined,
-    source: Address | string,
-  ): void {
-    const fields = message.message;
-    switch (fields[SYSTEM_KEY]) {
-      case SystemKind.NodeLocation:
-      case SystemKind.ConnectToMe: {
-        const guid = fields[SystemField.NodeGuid];
-        const address = fields[SystemField.HostEndpoint];
-        if (typeof guid === "string" && guid !== "" && typeof address === "string") {
-          this.#onHeartbeat(guid, address, fields[SystemField.Incarnation] ?? "");
-        }
-        return;
-      }
-      case SystemKind.Ack:
-        if (connection !== undefined) this.#onAck(connection, fields[SystemField.Count]);
-        return;
-      case SystemKind.KeepAlive:
-        return;
-      case SystemKind.WorkerLocation: {
-        const node = fields[SystemField.NodeGuid];
-        const worker = fields[SystemField.WorkerGuid];
-        // Only a node may say where its own workers are: over its link, or (original protocol)
-        // by datagram while linked to it.
-        const fromItself = connection !== undefined
-          ? node === connection.peerGuid
-          : this.#legacy && this.#links.has(node);
-        if (!fromItself || !worker) return;
-        this.#learnLocation(node, worker);
-        return;
-      }
-      case SystemKind.WorkerSet:
-        if (connection !== undefined && !connection.legacy) this.#onWorkerSet(connection, fields);
-        return;
-      case SystemKind.WorkerRemoved: {
-        const node = fields[SystemField.NodeGuid];
-        const worker = fields[SystemField.WorkerGuid];
-        if (connection === undefined || node !== connection.peerGuid || !worker) return;
-        this.#hosted.get(node)?.delete(worker);
-        if (this.#locations.get(worker) === node) this.#relocate(worker, node);
-        return;
-      }
-      case SystemKind.PeerList: {
-        if (connection === undefined) return;
-        this.#onPeerList(fields[SystemField.Peers], connection);
-        return;
-      }
-      case SystemKind.Goodbye:
-        if (connection !== undefined) this.#onGoodbye(connection, fields);
-        return;
-      case SystemKind.Resume:
-        if (connection !== undefined && !connection.legacy) this.#onResume(connection, fields);
-        return;
-      case SystemKind.Align:
-        if (connection !== undefined && !connection.legacy) this.#onAlign(connection, fields);
-        return;
-      case SystemKind.Refused:
-        if (connection !== undefined && !connection.legacy) this.#onRefused(connection, fields);
-        return;
-      default:
-        this.#platform.log.log("debug", "system.unknown", {
-          kind: fields[SYSTEM_KEY],
-          from: source,
-        });
-    }
-  }
-
-  #onPeerList(text: string | undefined, connection: Connection): void {
-    let entries: unknown;
-    try {
-      entries = JSON.parse(text ?? "");
-    } catch {
-      entries = undefined;
-    }
-    if (!Array.isArray(entries)) {
-      this.#protocolFailure(
-        connection,
-        "frame",
-        new ProtocolError("Cannot use peer list: not a JSON array"),
-      );
-      return;
-    }
-    const linked = new Set<string>([this.guid]);
-    for (const entry of entries.slice(0, 10_000)) {
-      if (!Array.isArray(entry) || entry.length < 3) continue;
-      const [guid, address, incarnation] = entry;
-      if (
-        typeof guid !== "string" || typeof address !== "string" || typeof incarnation !== "string"
-      ) continue;
-      if (guid === "") continue;
-      linked.add(guid);
-      if (guid === this.guid || this.#links.has(guid)) continue;
-      this.#learnPeer(guid, address, incarnation, "gossip");
-    }
-    // The sender links everyone it listed, and us: remembered for the cluster picture.
-    this.#peerLinks.set(connection.peerGuid, linked);
   }
 
   /**
@@ -3256,214 +705,214 @@ export class AutoMpiNode {
         linked: this.#links.has(peer.guid),
       });
     }
-    const known = new Set(nodes.map((node) => node.guid));
-    const edges = new Set<string>();
-    const links: Array<[string, string]> = [];
-    const add = (a: string, b: string) => {
-      if (a === b || !known.has(a) || !known.has(b)) return;
-      const [x, y] = a < b ? [a, b] : [b, a];
-      const key = `${x}\u0000${y}`;
-      if (edges.has(key)) return;
-      edges.add(key);
-      links.push([x, y]);
-    };
-    for (const peer of this.#links.keys()) add(this.guid, peer);
-    for (const [sender, linked] of this.#peerLinks) {
-      if (!this.#links.has(sender)) continue;
-      for (const other of linked) add(sender, other);
-    }
-    return { nodes, links };
+    return { nodes, links: this.#gossip.clusterLinks(nodes) };
   }
 
-  #receive(message: MapMessage, connection: Connection | undefined): void {
-    if (this.#tracing === undefined) {
-      this.#deliver(message, connection);
-      return;
-    }
-    this.#tracing.receive(message, connection?.conn.remote, this.#deliverTraced, connection);
+  /**
+   * Closes the node: says goodbye on every link (so peers drop it at once), closes sockets
+   * and workers. Idempotent.
+   */
+  close(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#tickTimer?.cancel();
+    this.#workers.stopWork();
+    this.#table.closeAll();
+    this.#sessions.endAll();
+    this.#listener?.close();
+    this.#discovery.close();
+    this.#placement.close();
+    this.#workers.closeAll();
+    this.#platform.log.log("info", "node.closed", { guid: this.guid });
+    this.#events.emit("closed", {});
   }
 
-  readonly #deliverTraced = (message: MapMessage, connection: Connection | undefined): void =>
-    this.#deliver(message, connection);
+  // ---- start-up ----------------------------------------------------------------------------------
 
-  #deliver(message: MapMessage, connection: Connection | undefined): void {
-    this.#stats.messagesReceived++;
-    const destination = message.destination;
-    const local = this.#workers.get(destination);
-    if (local !== undefined) {
-      this.#queueToWorker(local.worker, message);
-      return;
-    }
-    if (destination === ALL_WORKERS) {
-      for (const { worker } of this.#workers.values()) this.#queueToWorker(worker, message);
-      return;
-    }
-    if (destination === ALL_NODES || destination === this.guid || destination === "") {
-      this.#toHandlers(message, {
-        fromNode: connection?.peerGuid,
-        via: connection ? "link" : "datagram",
-      });
-      return;
-    }
-    this.#undeliverable(message, "not-here", `no worker "${destination}" on node ${this.guid}`);
-  }
-
-  #toHandlers(message: MapMessage, info: MessageInfo): void {
-    const service = message.message[SERVICE_FIELD];
-    if (service !== undefined) {
-      const handler = this.#services.get(service);
-      if (handler === undefined) {
-        this.#stats.unknownService++;
-        this.#platform.log.log("debug", "service.unknown", {
-          service,
-          from: info.fromNode ?? this.guid,
-        });
-        return;
-      }
-      try {
-        handler(message, info);
-      } catch (error) {
-        this.#stats.listenerErrors++;
-        this.#platform.log.log("error", "service.error", { service, error: String(error) });
-      }
-      return;
-    }
-    for (const handler of [...this.#handlers]) {
-      try {
-        handler(message, info);
-      } catch (error) {
-        this.#stats.listenerErrors++;
-        this.#platform.log.log("error", "handler.error", { error: String(error) });
-      }
-    }
-  }
-
-  #undeliverable(message: MapMessage, reason: UndeliverableReason, detail?: string): false {
-    this.#stats.undeliverable++;
-    this.#undeliverableByReason.set(reason, (this.#undeliverableByReason.get(reason) ?? 0) + 1);
-    this.#platform.log.log("debug", "message.undeliverable", {
-      destination: message.destination,
-      reason,
-    });
-    const service = message.message[SERVICE_FIELD];
-    if (service !== undefined) {
-      // A service's own traffic is its business: it hears of the miss, the user's listeners do not.
-      const onMiss = this.#serviceMisses.get(service);
-      if (onMiss !== undefined) {
-        try {
-          onMiss(message, reason);
-        } catch (error) {
-          this.#stats.listenerErrors++;
-          this.#platform.log.log("error", "service.error", { service, error: String(error) });
+  #listen(listen: Address, attempt: number, search: number): void {
+    const port = listen.port === 0 ? 0 : listen.port + attempt;
+    this.#listener = this.#platform.net.listen({ host: listen.host, port }, {
+      onListening: (listener) => {
+        if (this.#state !== "starting") return listener.close();
+        this.#address = formatAddress({ host: this.#o.advertiseHost, port: listener.local.port });
+        this.#onListening();
+      },
+      onError: (error) => {
+        const code = (error as { code?: string }).code;
+        if (code === "EADDRINUSE" && attempt + 1 < search && listen.port !== 0) {
+          this.#listen(listen, attempt + 1, search);
+          return;
         }
-      }
-      return false;
-    }
-    this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) });
-    return false;
-  }
-
-  // ---- workers -----------------------------------------------------------------------------------
-
-  #queueToWorker(worker: Worker, message: MapMessage): boolean {
-    let accepted = false;
-    this.#safeWorker(worker, () => accepted = worker.queueMessage(message));
-    if (!accepted) {
-      return this.#undeliverable(
-        message,
-        "worker-queue-full",
-        `worker "${worker.guid}" refused it`,
-      );
-    }
-    if (this.#events.has("message-delivered") && message.message[SERVICE_FIELD] === undefined) {
-      this.#events.emit("message-delivered", { worker: worker.guid, message });
-    }
-    this.#tracing?.queued(message);
-    this.#pendingWorkers.add(worker);
-    if (!this.#workerPassScheduled) {
-      this.#workerPassScheduled = true;
-      // Workers handle what arrived as soon as the current callback returns (a reply costs no
-      // timer turn); messages workers send each other during a pass wait for a timer turn, so
-      // workers chatting among themselves cannot starve the node's I/O.
-      if (this.#inWorkerPass) this.#platform.clock.schedule(0, () => this.#workerPass());
-      else this.#platform.clock.defer(() => this.#workerPass());
-    }
-    return true;
-  }
-
-  #workerPass(): void {
-    this.#workerPassScheduled = false;
-    const pending = [...this.#pendingWorkers];
-    this.#pendingWorkers.clear();
-    this.#inWorkerPass = true;
-    try {
-      for (const worker of pending) {
-        if (this.#workers.get(worker.guid)?.worker !== worker) continue;
-        this.#safeWorker(worker, () => worker.processMessages());
-      }
-    } finally {
-      this.#inWorkerPass = false;
-    }
-  }
-
-  #ensureWorkerTick(): void {
-    if (this.#workerTimer !== undefined || this.#state === "closed") return;
-    this.#workerTickDueMs = this.#now() + this.#workerTickMs;
-    this.#workerTimer = this.#platform.clock.schedule(this.#workerTickMs, () => {
-      this.#workerTimer = undefined;
-      if (this.#state === "closed" || this.#workers.size === 0) return;
-      const now = this.#now();
-      this.#loopLagSeconds.observe(Math.max(0, now - this.#workerTickDueMs) / 1000);
-      for (const entry of [...this.#workers.values()]) {
-        const elapsedMs = now - entry.lastWorkMs;
-        entry.lastWorkMs = now;
-        this.#safeWorker(entry.worker, () => entry.worker.doWork(elapsedMs));
-      }
-      this.#ensureWorkerTick();
+        this.#platform.log.log("error", "node.listen-failed", { port, error: error.message });
+        this.#state = "closed";
+        this.#events.emit("closed", {});
+      },
+      onConnection: (conn) => this.#table.accept(conn),
     });
   }
 
-  #safeWorker(worker: Worker, fn: () => void): void {
-    try {
-      fn();
-    } catch (error) {
-      this.#stats.workerErrors++;
-      this.#platform.log.log("error", "worker.error", {
-        worker: worker.guid,
-        error: String(error),
-      });
-    }
+  #onListening(): void {
+    this.#state = "running";
+    this.#identity = {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      codec: this.#codec.name,
+      address: this.#address,
+    };
+    this.#table.start(this.#identity);
+    this.#discovery.start(this.#identity);
+    this.#platform.log.log("info", "node.started", {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      address: this.#address,
+    });
+    this.#events.emit("started", {
+      guid: this.guid,
+      incarnation: this.incarnation,
+      address: this.#address,
+    });
+    this.#peers.dialSeeds();
+    this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
   }
-}
 
-/**
- * Checks that a value is a well-formed MapMessage to send; throws a `TypeError` naming the
- * first problem.
- */
-export function checkMessage(message: MapMessage): void {
-  if (message === null || typeof message !== "object") {
-    throw new TypeError("Cannot send: the message is not an object");
+  // ---- housekeeping ------------------------------------------------------------------------------
+
+  #now(): number {
+    return this.#platform.clock.now();
   }
-  if (typeof message.destination !== "string" || message.destination === "") {
-    throw new TypeError("Cannot send: destination must be a non-empty string");
+
+  #scheduleTick(delayMs: number): void {
+    this.#tickDueMs = this.#now() + delayMs;
+    this.#tickTimer = this.#platform.clock.schedule(delayMs, () => this.#tick());
   }
-  if (typeof message.source !== "string") {
-    throw new TypeError("Cannot send: source must be a string");
+
+  #tick(): void {
+    if (this.#state !== "running") return;
+    this.#ticks++;
+    const now = this.#now();
+    this.#loopLagSeconds.observe(Math.max(0, now - this.#tickDueMs) / 1000);
+    this.#discovery.sendHeartbeat();
+    this.#table.tick(now);
+    this.#peers.tick(now);
+    this.#sessions.expire(now);
+    if (this.#protocol.placement) this.#placement.tick();
+    this.#gossip.tick(this.#ticks);
+    const spread = this.#o.intervalMs * this.#o.jitter;
+    this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
   }
-  const fields = message.message;
-  if (fields === null || typeof fields !== "object") {
-    throw new TypeError("Cannot send: message must be an object of strings");
+
+  #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
+    this.#stats.heartbeatsReceived++;
+    if (guid === this.guid) {
+      if (incarnation !== this.incarnation) this.#twins.report(guid, address, incarnation);
+      return undefined;
+    }
+    return this.#peers.learn(guid, address, incarnation, "heartbeat");
   }
-  for (const key in fields) {
-    if (typeof fields[key] !== "string") {
-      throw new TypeError(`Cannot send: message["${key}"] is not a string`);
+
+  // ---- links (the link table's host): up, down, what arrives ------------------------------------
+
+  #activate(connection: Link): void {
+    if (this.#links.size >= this.#o.maxLinks) {
+      // Both sides may have dialled while under the limit: the first to finish wins.
+      this.#stats.connectionsRefused++;
+      this.#platform.log.log("warn", "link.refused", {
+        peer: connection.peerGuid,
+        reason: `${this.#links.size} links, the limit`,
+      });
+      this.#table.close(connection, "local", false);
+      return;
+    }
+    const now = this.#now();
+    this.#table.detach(connection);
+    connection.state = "active";
+    connection.activeAtMs = now;
+    this.#handshakeSeconds.observe((now - connection.createdAtMs) / 1000);
+    const known = this.#peers.get(connection.peerGuid);
+    const peer = this.#peers.learn(
+      connection.peerGuid,
+      connection.peerAddress,
+      connection.peerIncarnation,
+      "link",
+    );
+    connection.peer = peer;
+    this.#peers.linked(peer, connection.seed);
+    this.#table.links.set(connection.peerGuid, connection);
+    peer.linked = true;
+    if (this.#protocol.sessions) this.#sessions.start(connection);
+    this.#gossip.linked();
+    this.#stats.linksUp++;
+    this.#platform.log.log("info", "link.up", {
+      peer: connection.peerGuid,
+      address: connection.peerAddress,
+      direction: connection.direction,
+    });
+    this.#events.emit("link-up", {
+      peer: connection.peerGuid,
+      address: connection.peerAddress,
+      direction: connection.direction,
+    });
+    if (connection.state !== "active") return;
+    this.#gossip.sendWorkerSet(connection);
+    // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
+    if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
+  }
+
+  #linkDown(connection: Link, reason: LinkDownReason, detail?: string): void {
+    const peerGuid = connection.peerGuid;
+    this.#gossip.unlinked(peerGuid);
+    this.#stats.linksDown++;
+    this.#linksDownByReason.set(reason, (this.#linksDownByReason.get(reason) ?? 0) + 1);
+    this.#locations.forget(peerGuid);
+    // One that left on purpose is forgotten now rather than redialled.
+    const peer = this.#peers.unlinked(peerGuid, reason);
+    this.#platform.log.log("info", "link.down", {
+      peer: peerGuid,
+      address: connection.peerAddress,
+      reason,
+      ...(detail ? { detail } : {}),
+    });
+    this.#events.emit("link-down", {
+      peer: peerGuid,
+      address: connection.peerAddress,
+      reason,
+      ...(detail ? { detail } : {}),
+    });
+    if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
+  }
+
+  /** A message arrived on a link: a system message, or data taken once by its session. */
+  #onLinkMessage(link: Link, message: MapMessage): void {
+    if (message.message[SYSTEM_KEY] !== undefined) {
+      this.#router.onLink(link, message, link.remote);
+    } else if (this.#sessions.take(link)) {
+      this.#receive(message, link);
     }
   }
-  if (fields[SYSTEM_KEY] !== undefined) {
-    throw new TypeError(`Cannot send: "${SYSTEM_KEY}" is reserved for the nodes' own messages`);
+
+  /** A message arrived (over `link`, or by datagram): delivered, within a span when tracing. */
+  #receive(message: MapMessage, link: Link | undefined): void {
+    if (this.#tracing === undefined) this.#delivery.receive(message, link);
+    else this.#tracing.receive(message, link?.conn.remote, this.#deliverTraced, link);
   }
-  if (message.data !== undefined && !(message.data instanceof Uint8Array)) {
-    throw new TypeError("Cannot send: data must be a Uint8Array");
+
+  readonly #deliverTraced = (message: MapMessage, link: Link | undefined): void =>
+    this.#delivery.receive(message, link);
+
+  // ---- frames out --------------------------------------------------------------------------------
+
+  /**
+   * A message's frame payload in this node's codec, in pieces (large data stays where it is);
+   * the length header is added per write.
+   */
+  #frame(message: MapMessage, transient = false): Frame {
+    return messageFrame(this.#codec, message, transient);
+  }
+
+  #broadcastSystem(fields: Record<string, string>): void {
+    if (this.#links.size === 0) return;
+    const frame = this.#frame({ destination: "", source: this.guid, message: fields });
+    for (const link of this.#links.values()) link.write(frame);
   }
 }
 
