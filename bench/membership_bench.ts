@@ -3,7 +3,7 @@
  * beside the all-to-all heartbeats of today's mesh, at the same cluster sizes, in the same run.
  *
  * This measures the membership layer alone (failure detection and dissemination over simulated
- * UDP, with msgpack on the wire), not yet the full node: the node still runs the mesh (issue 13
+ * UDP, in its compact binary form: `src/_membership_codec.ts`), not the full node: the node still runs the mesh (issue 13
  * goes on). Each cluster starts cold on one subnet: every host broadcasts one hello at a random
  * moment of the first second (the discovery a node does to join), then runs.
  *
@@ -18,13 +18,14 @@
  * - `membership_N_crash_known_ms`: simulated ms from the crash of one host until every other
  *   host holds it dead, beside 3 intervals (the mesh's silence bound).
  *
- * Run: `deno run -A bench/membership_bench.ts [--json] [--membership-sizes 100,1000]`, or
+ * Run: `deno run -A bench/membership_bench.ts [--json] [--membership-sizes 100,1000] [--monitors K]`, or
  * `bun run bench/membership_bench.ts` (also `deno task bench --only membership`).
  *
  * @module
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import { Membership, type MembershipMessage, type MemberUpdate } from "../src/_membership.ts";
+import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "../src/_membership_codec.ts";
 import { Simulation } from "../sim/simulation.ts";
 import {
   benchArgs,
@@ -42,8 +43,8 @@ const STEADY_MS = 20_000;
 /** The mesh runs below 1x real time at 1,000 hosts: a shorter window gives the same rate. */
 const MESH_MS = 4_000;
 const KIB = 1024;
-// One encoder and decoder for the run (as a node keeps its codec): `encode()` would build an
-// Encoder per call.
+// The bench's own join hello is msgpack (one per host); membership datagrams are compact. One
+// encoder and decoder for the run (as a node keeps its codec): `encode()` would build one per call.
 const encoder = new Encoder();
 const decoder = new Decoder();
 const encode = (value: unknown) => encoder.encode(value);
@@ -59,7 +60,7 @@ interface Built {
 }
 
 /** N hosts on one /16 subnet, each running a membership; nothing runs until the caller runs. */
-export function buildMembership(n: number, seed: number): Built {
+export function buildMembership(n: number, seed: number, monitors = 2): Built {
   const sim = new Simulation({ seed, latencyMsMin: 1, latencyMsMax: 5, traceLimit: 0 });
   const built: Built = { sim, members: [], sent: 0, received: 0 };
   for (let i = 0; i < n; i++) {
@@ -68,7 +69,8 @@ export function buildMembership(n: number, seed: number): Built {
       const socket = platform.net.bindDatagram({ host: "0.0.0.0", port: PORT, broadcast: true }, {
         onMessage(data, from) {
           built.received++;
-          const message = decode(data) as Wire;
+          const message =
+            (data[0] === MEMBERSHIP_MARKER ? decodeMembership(data) : decode(data)) as Wire;
           if (message.kind === "hello") member.heard(message.self);
           else member.receive(message, `${from.host}:${from.port}`);
         },
@@ -76,7 +78,7 @@ export function buildMembership(n: number, seed: number): Built {
       const send = (to: string, message: Wire) => {
         const colon = to.lastIndexOf(":");
         built.sent++;
-        socket.send(encode(message), {
+        socket.send(message.kind === "hello" ? encode(message) : encodeMembership(message), {
           host: to.slice(0, colon),
           port: Number(to.slice(colon + 1)),
         });
@@ -91,6 +93,7 @@ export function buildMembership(n: number, seed: number): Built {
         address,
         version: platform.clock.wallNow(),
         intervalMs: INTERVAL_MS,
+        monitors,
       });
       built.members[i] = member;
       platform.clock.schedule(platform.random.int(0, INTERVAL_MS - 1), () => {
@@ -145,11 +148,11 @@ function timed(fn: () => void): number {
 }
 
 /** The rows for one cluster size. */
-export function membershipRowsFor(n: number, seed = 1): BenchRow[] {
+export function membershipRowsFor(n: number, seed = 1, monitors = 2): BenchRow[] {
   const runtime = runtimeName();
   const rows: BenchRow[] = [];
   const before = heapUsedAfterGc();
-  const built = buildMembership(n, seed);
+  const built = buildMembership(n, seed, monitors);
   const { sim } = built;
   // Cold start: until every member knows every member.
   const convergeWallMs = timed(() => {
@@ -225,13 +228,27 @@ export function membershipRowsFor(n: number, seed = 1): BenchRow[] {
 }
 
 /** Every size's rows. */
-export function membershipRows(sizes: readonly number[] = [100, 1000]): BenchRow[] {
+export function membershipRows(
+  sizes: readonly number[] = [100, 1000],
+  monitors = 2,
+): BenchRow[] {
   const rows: BenchRow[] = [];
   for (const n of sizes) {
     progress(`membership: ${n} members`);
-    rows.push(...membershipRowsFor(n));
+    rows.push(...membershipRowsFor(n, 1, monitors));
   }
   return rows;
+}
+
+/** K from `--monitors K` (default 2, the membership's own default). */
+export function monitorsFromArgs(args: readonly string[]): number {
+  const text = flagValue(args, "monitors");
+  if (text === undefined) return 2;
+  const k = Number(text);
+  if (!(Number.isInteger(k) && k >= 1)) {
+    throw new RangeError("Cannot read --monitors: give a whole number >= 1, e.g. 2");
+  }
+  return k;
 }
 
 /** Sizes from `--membership-sizes a,b,c`. */
@@ -247,5 +264,5 @@ export function membershipSizesFromArgs(args: readonly string[]): number[] {
 
 if (import.meta.main) {
   const args = benchArgs();
-  report(membershipRows(membershipSizesFromArgs(args)), args);
+  report(membershipRows(membershipSizesFromArgs(args), monitorsFromArgs(args)), args);
 }

@@ -32,7 +32,7 @@ import { realRows } from "./real_bench.ts";
 import { peerComparisonRows, peerRows } from "./peer_bench.ts";
 import { discoveryRows } from "./discovery_bench.ts";
 import { scenarioRows } from "./scenario_bench.ts";
-import { membershipRows, membershipSizesFromArgs } from "./membership_bench.ts";
+import { membershipRows, membershipSizesFromArgs, monitorsFromArgs } from "./membership_bench.ts";
 
 /** The groups of benchmarks, in the order they run. */
 export const GROUPS = [
@@ -89,7 +89,9 @@ export async function allRows(args: readonly string[] = benchArgs()): Promise<Be
   forceGc(); // What the group before left on the heap is not this group's cost.
   if (groups.has("scenario")) rows.push(...scenarioRows());
   forceGc(); // What the group before left on the heap is not this group's cost.
-  if (groups.has("membership")) rows.push(...membershipRows(membershipSizesFromArgs(args)));
+  if (groups.has("membership")) {
+    rows.push(...membershipRows(membershipSizesFromArgs(args), monitorsFromArgs(args)));
+  }
   // The `sim` group last: its 1,000-node cluster leaves a heap of gigabytes whose collection
   // would slow down whatever ran after it (the real-socket figures above all).
   forceGc(); // What the group before left on the heap is not this group's cost.

@@ -5,13 +5,14 @@
  * alive grows with N². This part replaces that, for large clusters, with:
  *
  * - **Monitors on a ring.** Members are placed on a hash ring by GUID. Each member is watched by
- *   the `monitors` (K) members that follow it on the ring: they ping it once per interval and
- *   expect an ack. So each node sends K pings and K acks per interval, whatever N is.
- * - **Indirect probes.** A monitor whose ping has no ack after `pingTimeoutMs` asks
- *   `indirectProbes` other members to ping the subject for it (`ping-req`), so one broken path
- *   alone does not raise a suspicion.
- * - **Suspicion and refutation with versions.** When a whole interval passed with no ack, direct
- *   or indirect, to its ping, the monitor suspects the subject. A member that hears itself
+ *   the `monitors` (K, default 2) members that follow it on the ring, and sends each of them a
+ *   `beat` once per interval. So each node sends K datagrams and receives K per interval,
+ *   whatever N is: half what ping and ack would cost, since a healthy member needs no answer.
+ * - **Probes when a beat is late.** A monitor that heard nothing from its subject for `lateMs`
+ *   (1.25 intervals) pings it and, at once, asks `indirectProbes` other members to ping it too
+ *   (`ping-req`), so one broken path alone does not raise a suspicion.
+ * - **Suspicion and refutation with versions.** When `pingTimeoutMs` (half an interval) passes
+ *   with no ack, direct or relayed, the monitor suspects the subject. A member that hears itself
  *   suspected or declared dead raises its version above the claim and announces itself alive: a
  *   higher version always wins, and for equal versions dead beats suspect beats alive. A
  *   suspicion not refuted within `suspicionMs` (one interval) becomes dead. So a crash is known
@@ -81,6 +82,12 @@ export type MembershipMessage =
     readonly updates: readonly MemberUpdate[];
   }
   | {
+    /** "I am alive", to each of the sender's monitors once per interval; no answer. */
+    readonly kind: "beat";
+    readonly from: string;
+    readonly updates: readonly MemberUpdate[];
+  }
+  | {
     /** New updates being flooded. */
     readonly kind: "gossip";
     readonly from: string;
@@ -129,11 +136,13 @@ export interface MembershipOptions {
   readonly version: number;
   /** The protocol period: pings go out once per interval. */
   readonly intervalMs: number;
-  /** K: how many members watch each member. Default 3. */
+  /** K: how many members watch each member (each gets its beats). Default 2. */
   readonly monitors?: number;
   /** How many members are asked to probe a silent subject. Default 2. */
   readonly indirectProbes?: number;
-  /** A ping with no ack after this long gets indirect probes. Default half an interval. */
+  /** A subject not heard from for this long is probed. Default 1.25 intervals. */
+  readonly lateMs?: number;
+  /** A probe with no ack, direct or relayed, after this long: suspect. Default half an interval. */
   readonly pingTimeoutMs?: number;
   /** A suspicion not refuted for this long: dead. Default 1 interval. */
   readonly suspicionMs?: number;
@@ -149,6 +158,7 @@ export interface MembershipOptions {
 
 /** Counters, for metrics and tests. */
 export interface MembershipStats {
+  beatsSent: number;
   pingsSent: number;
   acksSent: number;
   pingReqsSent: number;
@@ -168,12 +178,12 @@ interface Claim extends MemberUpdate {
 }
 
 interface Watch {
-  /** When the current ping went out; 0 before the first. */
-  pingSentMs: number;
-  /** Whether the subject answered (directly or through a relay) since the current ping. */
-  acked: boolean;
-  /** Whether indirect probes went out for the current ping. */
-  indirectSent: boolean;
+  /** When the subject was last heard from (any datagram from it, or an ack about it). */
+  heardMs: number;
+  /** Whether probes are out since it was last heard from. */
+  probing: boolean;
+  /** When the probes went out. */
+  probeSentMs: number;
 }
 
 const RANK: Readonly<Record<MemberStatus, number>> = { alive: 0, suspect: 1, dead: 2 };
@@ -234,12 +244,16 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
  * const a = new Membership(host, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
  * a.heard({ guid: "B", address: "b:1", version: 1, status: "alive" });
  * now = 1000;
- * a.tick(); // A watches B (the only other member) and pings it
+ * a.tick(); // B watches A (the only other member): A sends it a beat
+ * if (!sent.some(([to, m]) => to === "b:1" && m.kind === "beat")) throw new Error("no beat");
+ * now = 2250;
+ * a.tick(); // …and A watches B, whose beats did not come for 1.25 intervals: A pings it
  * if (!sent.some(([to, m]) => to === "b:1" && m.kind === "ping")) throw new Error("no ping");
  * ```
  */
 export class Membership {
   readonly stats: MembershipStats = {
+    beatsSent: 0,
     pingsSent: 0,
     acksSent: 0,
     pingReqsSent: 0,
@@ -256,6 +270,7 @@ export class Membership {
   readonly #intervalMs: number;
   readonly #monitors: number;
   readonly #indirect: number;
+  readonly #lateMs: number;
   readonly #pingTimeoutMs: number;
   readonly #suspicionMs: number;
   readonly #fanout: number;
@@ -270,6 +285,8 @@ export class Membership {
   #digest = 0;
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
   readonly #watching = new Map<string, Watch>();
+  /** Members that monitor this node (its K successors on the ring): they get its beats. */
+  #monitoredBy: string[] = [];
   /** When each current suspicion started, by GUID. */
   readonly #suspectedAt = new Map<string, number>();
   /** Recent updates still to piggyback, with how many more times each rides along. */
@@ -295,8 +312,9 @@ export class Membership {
     this.#host = host;
     this.#guid = options.guid;
     this.#intervalMs = positiveMs(options.intervalMs, 1000, "intervalMs");
-    this.#monitors = Math.max(1, positiveInt(options.monitors, 3, "monitors"));
+    this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
     this.#indirect = positiveInt(options.indirectProbes, 2, "indirectProbes");
+    this.#lateMs = positiveMs(options.lateMs, this.#intervalMs * 1.25, "lateMs");
     this.#pingTimeoutMs = positiveMs(
       options.pingTimeoutMs,
       this.#intervalMs / 2,
@@ -379,17 +397,18 @@ export class Membership {
   }
 
   /**
-   * When {@link tick} next has work: the next ping round, an unanswered ping's timeout, or a
-   * suspicion's end. The node sets a timer for it after each tick. Messages received in between
-   * never bring it earlier (a suspicion heard ends after the next round), so one timer is
-   * enough, and a quiet cluster wakes each node once per interval.
+   * When {@link tick} next has work: the next round of beats, a subject becoming late, a probe's
+   * timeout, or a suspicion's end. The node sets a timer for it after each tick. Messages
+   * received in between only ever make it later (a suspicion heard ends after the next round),
+   * so one timer is enough, and a quiet cluster wakes each node about once per interval.
    */
   nextWakeMs(): number {
     let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
     for (const watch of this.#watching.values()) {
-      if (watch.pingSentMs > 0 && !watch.acked && !watch.indirectSent) {
-        wake = Math.min(wake, watch.pingSentMs + this.#pingTimeoutMs);
-      }
+      const due = watch.probing
+        ? watch.probeSentMs + this.#pingTimeoutMs
+        : watch.heardMs + this.#lateMs;
+      if (due < wake) wake = due;
     }
     for (const since of this.#suspectedAt.values()) {
       wake = Math.min(wake, since + this.#suspicionMs);
@@ -398,8 +417,9 @@ export class Membership {
   }
 
   /**
-   * Checks timeouts and, once per interval, pings the watched members. Call it at
-   * {@link nextWakeMs} (more often is harmless; later coarsens detection).
+   * Once per interval sends beats to this node's monitors; probes watched members that are late
+   * and suspects those whose probes went unanswered. Call it at {@link nextWakeMs} (more often
+   * is harmless; later coarsens detection).
    */
   tick(): void {
     if (this.#closed) return;
@@ -408,24 +428,31 @@ export class Membership {
     if (round) {
       this.#lastRoundMs = now;
       this.#ticks++;
+      for (const monitor of this.#monitoredBy) {
+        this.stats.beatsSent++;
+        this.#send(this.#records.get(monitor)!.address, {
+          kind: "beat",
+          from: this.#guid,
+          updates: this.#takePiggyback(),
+        });
+      }
     }
     for (const [guid, watch] of this.#watching) {
       const subject = this.#records.get(guid)!;
-      const waiting = watch.pingSentMs > 0 && !watch.acked;
-      if (round) {
-        if (waiting && subject.status === "alive") {
-          // A whole interval with no answer, direct or indirect.
+      if (!watch.probing) {
+        if (now - watch.heardMs < this.#lateMs) continue;
+        // Late: ask it directly and through others at once.
+        watch.probing = true;
+        watch.probeSentMs = now;
+        this.#ping(subject.address);
+        this.#probeIndirectly(subject);
+      } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
+        watch.probing = false;
+        watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
+        if (subject.status === "alive") {
           this.stats.suspicions++;
           this.#apply({ ...subject, status: "suspect" }, "self", true);
         }
-        if (!this.#watching.has(guid)) continue;
-        watch.pingSentMs = now;
-        watch.acked = false;
-        watch.indirectSent = false;
-        this.#ping(subject.address);
-      } else if (waiting && !watch.indirectSent && now - watch.pingSentMs >= this.#pingTimeoutMs) {
-        watch.indirectSent = true;
-        this.#probeIndirectly(subject);
       }
     }
     // Suspicions that were not refuted in time become deaths.
@@ -450,6 +477,9 @@ export class Membership {
     for (const update of message.updates) {
       this.#apply(update, message.from, !syncing || update.guid === message.from);
     }
+    // Any datagram from a watched member shows it alive (an ack about it is handled below).
+    const sender = this.#watching.get(message.from);
+    if (sender !== undefined) this.#heard(sender);
     switch (message.kind) {
       case "ping": {
         this.stats.acksSent++;
@@ -476,7 +506,7 @@ export class Membership {
           });
         }
         const watch = this.#watching.get(message.subject);
-        if (watch) watch.acked = true;
+        if (watch) this.#heard(watch);
         break;
       }
       case "ping-req": {
@@ -496,6 +526,7 @@ export class Membership {
         });
         break;
       }
+      case "beat":
       case "gossip":
         break;
       case "sync":
@@ -511,6 +542,11 @@ export class Membership {
   /** Stops all work; later ticks and messages are ignored. */
   close(): void {
     this.#closed = true;
+  }
+
+  #heard(watch: Watch): void {
+    watch.heardMs = this.#host.now();
+    watch.probing = false;
   }
 
   #ping(address: string): void {
@@ -600,7 +636,7 @@ export class Membership {
     if (wasLive !== isLive) this.#rewatch();
     const watch = this.#watching.get(record.guid);
     // A refutation proves the subject alive through others: a fresh grace before suspecting it.
-    if (watch && record.status === "alive") watch.acked = true;
+    if (watch && record.status === "alive") this.#heard(watch);
     if (flood) this.#spread(record, via);
     const type = record.status === "alive"
       ? "member-up"
@@ -658,20 +694,29 @@ export class Membership {
     if (this.#ring[index]?.guid === record.guid) this.#ring.splice(index, 1);
   }
 
-  /** Recomputes whom this node watches: its K predecessors on the ring. */
+  /**
+   * Recomputes whom this node watches (its K predecessors on the ring) and who watches it (its
+   * K successors, who get its beats). A newly watched member gets a whole `lateMs` before it is
+   * probed: its beats may still be going to its previous monitor.
+   */
   #rewatch(): void {
     const ring = this.#ring;
     const me = this.#search(this.#self.ring, this.#guid);
+    const count = Math.min(this.#monitors, ring.length - 1);
     const next = new Set<string>();
-    for (let i = 1; i <= Math.min(this.#monitors, ring.length - 1); i++) {
+    const monitoredBy: string[] = [];
+    for (let i = 1; i <= count; i++) {
       next.add(ring[(me - i + ring.length) % ring.length].guid);
+      monitoredBy.push(ring[(me + i) % ring.length].guid);
     }
+    this.#monitoredBy = monitoredBy;
     for (const guid of this.#watching.keys()) {
       if (!next.has(guid)) this.#watching.delete(guid);
     }
+    const now = this.#host.now();
     for (const guid of next) {
       if (!this.#watching.has(guid)) {
-        this.#watching.set(guid, { pingSentMs: 0, acked: false, indirectSent: false });
+        this.#watching.set(guid, { heardMs: now, probing: false, probeSentMs: 0 });
       }
     }
   }
