@@ -654,8 +654,8 @@ export class Membership {
   /** Stores a claim, keeping the ring and the digest in step. */
   #store(update: MemberUpdate, known = this.#records.get(update.guid)): Claim {
     const record: Claim = {
-      guid: update.guid,
-      address: update.address,
+      guid: known?.guid ?? intern(update.guid),
+      address: known?.address === update.address ? known.address : intern(update.address),
       version: update.version,
       status: update.status,
       ring: known?.ring ?? hash32(update.guid),
@@ -778,6 +778,22 @@ export class Membership {
     const record = this.#records.get(guid);
     return record !== undefined && record.status !== "dead";
   }
+}
+
+/**
+ * GUIDs and addresses stored before, each kept once: every member holds a claim about every
+ * other, and a simulator runs many members in one process, so without this each would keep its
+ * own copy of the same strings. Bounded: when full it starts again.
+ */
+const interned = new Map<string, string>();
+const INTERNED_MAX = 1 << 17;
+
+function intern(text: string): string {
+  const known = interned.get(text);
+  if (known !== undefined) return known;
+  if (interned.size >= INTERNED_MAX) interned.clear();
+  interned.set(text, text);
+  return text;
 }
 
 function strip(update: MemberUpdate): MemberUpdate {
