@@ -76,6 +76,8 @@ export class WorkerHost {
   readonly #host: WorkerHostHost;
   readonly #workTickMs: number;
   readonly #workers = new Map<string, { worker: Worker; lastWorkMs: number }>();
+  /** The attached workers whose `doWork` does something (see `Worker.periodic`). */
+  readonly #periodic = new Set<Worker>();
   /** Workers with messages queued since the last pass, in the order they got them. */
   readonly #pending = new Set<Worker>();
   #inPass = false;
@@ -146,7 +148,10 @@ export class WorkerHost {
     worker.attach(context);
     this.#workers.set(worker.guid, { worker, lastWorkMs: host.clock.now() });
     host.attached(worker.guid);
-    this.#ensureWorkTick();
+    if (worker.periodic !== false) {
+      this.#periodic.add(worker);
+      this.#ensureWorkTick();
+    }
   }
 
   /** Detaches and closes a worker; returns whether it was here. */
@@ -156,6 +161,7 @@ export class WorkerHost {
     this.#workers.delete(guid);
     this.#host.detaching(guid);
     this.#pending.delete(entry.worker);
+    this.#periodic.delete(entry.worker);
     this.#safely(entry.worker, () => entry.worker.close());
     this.#host.detached(guid);
     return true;
@@ -171,6 +177,7 @@ export class WorkerHost {
     for (const { worker } of this.#workers.values()) this.#safely(worker, () => worker.close());
     this.#workers.clear();
     this.#pending.clear();
+    this.#periodic.clear();
   }
 
   /** Puts a message in a worker's queue; returns false (reported) if it refused it. */
@@ -217,10 +224,11 @@ export class WorkerHost {
     const dueMs = host.clock.now() + this.#workTickMs;
     this.#workTimer = host.clock.schedule(this.#workTickMs, () => {
       this.#workTimer = undefined;
-      if (host.closed() || this.#workers.size === 0) return;
+      if (host.closed() || this.#periodic.size === 0) return;
       const now = host.clock.now();
       host.late?.(Math.max(0, now - dueMs));
       for (const entry of [...this.#workers.values()]) {
+        if (!this.#periodic.has(entry.worker)) continue;
         const elapsedMs = now - entry.lastWorkMs;
         entry.lastWorkMs = now;
         this.#safely(entry.worker, () => entry.worker.doWork(elapsedMs));

@@ -3,10 +3,11 @@ import assert from "node:assert/strict";
 import { WorkerHost, type WorkerHostHost } from "./_workers.ts";
 import { createMessage, type MapMessage } from "./message.ts";
 import { MemoryStorage } from "./storage.ts";
-import type { Worker, WorkerContext } from "./worker.ts";
+import { EchoWorker, type Worker, WorkerBase, type WorkerContext } from "./worker.ts";
 
 class Probe implements Worker {
   readonly log: string[] = [];
+  periodic?: boolean;
   queued: MapMessage[] = [];
   context: WorkerContext | undefined;
   accept = true;
@@ -153,6 +154,34 @@ test("doWork runs every tick with the time since the last, until the node closes
   w.host.stopWork();
   w.runTimersTo(300);
   assert.equal(a.log.length, 2);
+});
+
+test("workers that say they are not periodic get no ticks, and with none no timer runs", () => {
+  const w = world();
+  const quiet = new Probe("quiet");
+  quiet.periodic = false;
+  w.host.attach(quiet);
+  assert.equal(w.timers.length, 0, "no timer for a worker that only answers messages");
+  const busy = new Probe("busy");
+  w.host.attach(busy);
+  w.runTimersTo(100);
+  assert.deepEqual(busy.log, ["work 100"]);
+  assert.deepEqual(quiet.log, []);
+  w.host.detach("busy");
+  w.runTimersTo(200);
+  assert.equal(w.timers.filter((t) => !t.cancelled).length, 0, "the timer stops with the last");
+});
+
+test("a WorkerBase is periodic only if its class overrides onWork", () => {
+  class Answers extends WorkerBase {
+    protected onMessage(): void {}
+  }
+  class Counts extends Answers {
+    protected override onWork(): void {}
+  }
+  assert.equal(new Answers("a").periodic, false);
+  assert.equal(new Counts("c").periodic, true);
+  assert.equal(new EchoWorker("e").periodic, false);
 });
 
 test("a detached worker is closed and gets nothing it had pending; closing closes all", () => {

@@ -56,6 +56,13 @@ export interface Worker {
   processMessages(): void;
   /** Periodic work; `elapsedMs` is the time since the previous call (or since attach). */
   doWork(elapsedMs: number): void;
+  /**
+   * Whether `doWork` does anything. `false` lets the node skip this worker's ticks altogether
+   * (a large cluster of workers that only answer messages then spends no timer on them). Read
+   * once, when the worker is attached. Default `true`; {@link WorkerBase} says `false` unless
+   * its subclass overrides `onWork`.
+   */
+  readonly periodic?: boolean;
   /** Called once when the worker is detached or its node closes. */
   close(): void;
   /** Milliseconds since the worker was attached. */
@@ -174,6 +181,11 @@ export abstract class WorkerBase implements Worker {
 
   doWork(elapsedMs: number): void {
     if (!this.#closed) this.onWork(elapsedMs);
+  }
+
+  /** Whether this worker's class overrides `onWork`: only then does the node give it ticks. */
+  get periodic(): boolean {
+    return this.onWork !== WorkerBase.prototype.onWork;
   }
 
   close(): void {
