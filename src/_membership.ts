@@ -633,7 +633,7 @@ export class Membership {
     const isLive = record.status !== "dead";
     if (record.status === "suspect") this.#suspectedAt.set(record.guid, this.#host.now());
     else this.#suspectedAt.delete(record.guid);
-    if (wasLive !== isLive) this.#rewatch();
+    if (wasLive !== isLive && this.#nearSelf(record)) this.#rewatch();
     const watch = this.#watching.get(record.guid);
     // A refutation proves the subject alive through others: a fresh grace before suspecting it.
     if (watch && record.status === "alive") this.#heard(watch);
@@ -685,6 +685,20 @@ export class Membership {
   #ringRemove(record: Claim): void {
     const index = this.#search(record.ring, record.guid);
     if (this.#ring[index]?.guid === record.guid) this.#ring.splice(index, 1);
+  }
+
+  /**
+   * Whether a member that joined or left the ring sits within K places of this node: only then
+   * can whom it watches, or who watches it, have changed (a cold start of N members would
+   * otherwise recompute them N times).
+   */
+  #nearSelf(record: Claim): boolean {
+    const length = this.#ring.length;
+    if (length <= 2 * this.#monitors + 2) return true;
+    const me = this.#search(this.#self.ring, this.#guid);
+    const at = this.#search(record.ring, record.guid);
+    const apart = Math.abs(at - me);
+    return Math.min(apart, length - apart) <= this.#monitors + 1;
   }
 
   /**
