@@ -104,7 +104,7 @@ Runs a cluster of real AutoMPI nodes, one worker each, on a simulated subnet, an
 what happened. The same flags give the same trace_hash on every runtime.
 
 Flags:
-  --nodes N             nodes in the cluster, 1..5000 (default 10)
+  --nodes N             nodes in the cluster, 1..20000 (default 10)
   --seconds S           simulated seconds to run, > 0 (default 10)
   --seed X              root seed, an integer (default 1)
   --loss P              probability that a datagram is lost, 0..1 (default 0)
@@ -205,8 +205,8 @@ export function parseSimArgs(args: readonly string[]): SimCliOptions {
     switch (flag) {
       case "--nodes": {
         const nodes = numberOf(flag, value);
-        if (!Number.isInteger(nodes) || nodes < 1 || nodes > 5000) {
-          throw new UsageError(`Cannot use --nodes ${value}: need an integer in 1..5000`);
+        if (!Number.isInteger(nodes) || nodes < 1 || nodes > 20_000) {
+          throw new UsageError(`Cannot use --nodes ${value}: need an integer in 1..20000`);
         }
         options = { ...options, nodes };
         break;

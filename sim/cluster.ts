@@ -94,7 +94,7 @@ export type Invariant = (cluster: SimCluster) => string | readonly string[] | bo
 
 /** Options of {@link SimCluster}; the simulation's own (seed, latency, loss…) apply too. */
 export interface SimClusterOptions extends SimulationOptions {
-  /** How many nodes: 1..5000. */
+  /** How many nodes: 1..20000. */
   readonly nodes: number;
   /**
    * Spread the nodes round-robin over this many /16 subnets (`10.<s>.0.0/16`). Broadcast
@@ -277,7 +277,7 @@ export class SimClient {
   }
 }
 
-const MAX_NODES = 5000;
+const MAX_NODES = 20_000;
 
 /**
  * A simulated cluster of real nodes. See the module documentation for a tour.
