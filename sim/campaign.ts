@@ -139,7 +139,10 @@ function sabotaged(node: AutoMpiNode, state: RunState, plant: Plant | undefined)
  * `"duplicate"` shows the history one delivery twice, `"drop"` hides one, `"twin"` starts a
  * second copy of a placed worker after the settle.
  */
-export function campaignDefinition(plant?: Plant): ScenarioDefinition<Traffic> {
+export function campaignDefinition(
+  plant?: Plant,
+  membership: "mesh" | "ring" = "mesh",
+): ScenarioDefinition<Traffic> {
   const states = new WeakMap<SimCluster, RunState>();
   const stateOf = (cluster: SimCluster): RunState => {
     let state = states.get(cluster);
@@ -178,7 +181,8 @@ export function campaignDefinition(plant?: Plant): ScenarioDefinition<Traffic> {
   };
 
   return defineScenario<Traffic>({
-    name: plant === undefined ? "automp-campaign" : `automp-campaign-plant-${plant}`,
+    name: (plant === undefined ? "automp-campaign" : `automp-campaign-plant-${plant}`) +
+      (membership === "ring" ? "-ring" : ""),
     module: import.meta.url,
     warmupMs: 0,
     // Messages sent at the very end are still in flight when the cluster converges.
@@ -186,6 +190,7 @@ export function campaignDefinition(plant?: Plant): ScenarioDefinition<Traffic> {
     cluster: {
       node: {
         ...CAMPAIGN_NODE_OPTIONS,
+        ...(membership === "ring" ? { membership } : {}),
         placement: { kinds: { probe: (guid) => new ProbeWorker(guid) } },
       },
       guidOf,
@@ -309,6 +314,9 @@ export function campaignDefinition(plant?: Plant): ScenarioDefinition<Traffic> {
 /** The campaign's definition without sabotage: what replay files of campaigns name. */
 export const CAMPAIGN: ScenarioDefinition<Traffic> = campaignDefinition();
 
+/** The same campaign on nodes with ring membership (`NodeOptions.membership: "ring"`). */
+export const RING_CAMPAIGN: ScenarioDefinition<Traffic> = campaignDefinition(undefined, "ring");
+
 /** Runs a campaign and checks its invariants. Throws only if the campaign itself is malformed. */
 export function runCampaign(
   campaign: Campaign,
@@ -319,10 +327,15 @@ export function runCampaign(
     traceLimit?: number;
     /** Sabotage, to prove the checker can fail (see {@link campaignDefinition}). */
     plant?: Plant;
+    /** The nodes' membership (default the mesh). */
+    membership?: "mesh" | "ring";
   } = {},
 ): CampaignResult {
   checkCampaign(campaign);
-  const definition = options.plant === undefined ? CAMPAIGN : campaignDefinition(options.plant);
+  const ring = options.membership === "ring";
+  const definition = options.plant === undefined
+    ? (ring ? RING_CAMPAIGN : CAMPAIGN)
+    : campaignDefinition(options.plant, options.membership);
   const result = runScenario(definition, campaign, {
     inspect: options.inspect,
     traceLimit: options.traceLimit,

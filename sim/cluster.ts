@@ -706,6 +706,15 @@ export class SimCluster {
   converged(): boolean {
     const nodes = this.liveNodes();
     const count = nodes.length;
+    if (nodes[0]?.membership().mode === "ring") {
+      // Ring membership: links come and go with traffic; every live node must know every live
+      // node alive, and no one suspect.
+      for (const node of nodes) {
+        const m = node.membership();
+        if (!node.running || m.alive !== count || m.suspect !== 0) return false;
+      }
+      return true;
+    }
     let workers = 0;
     for (const node of nodes) workers += node.workerCount;
     // Cheap counts first: most instants fail here, before any list is copied.

@@ -9,6 +9,7 @@ import {
   type Campaign,
   campaignArbitrary,
   type CampaignResult,
+  RING_CAMPAIGN,
   runCampaign,
 } from "./campaign.ts";
 import { searchScenarios } from "./scenario.ts";
@@ -25,6 +26,8 @@ export interface FuzzOptions {
   readonly checkDeterminism?: boolean;
   /** Called after each campaign run (shrinking runs included). */
   readonly onProgress?: (done: number, total: number) => void;
+  /** The nodes' membership (default the mesh). */
+  readonly membership?: "mesh" | "ring";
 }
 
 /** What a fuzzing session found. */
@@ -44,10 +47,14 @@ export interface FuzzReport {
 }
 
 /** Runs one campaign (twice if asked) and returns its violations, determinism included. */
-export function checkOnce(campaign: Campaign, checkDeterminism: boolean): CampaignResult {
-  const result = runCampaign(campaign);
+export function checkOnce(
+  campaign: Campaign,
+  checkDeterminism: boolean,
+  membership: "mesh" | "ring" = "mesh",
+): CampaignResult {
+  const result = runCampaign(campaign, { membership });
   if (!checkDeterminism || result.violations.length > 0) return result;
-  const again = runCampaign(campaign);
+  const again = runCampaign(campaign, { membership });
   if (again.traceHash !== result.traceHash) {
     return {
       ...result,
@@ -70,7 +77,7 @@ export function checkOnce(campaign: Campaign, checkDeterminism: boolean): Campai
  */
 export function fuzzCampaigns(options: FuzzOptions): FuzzReport {
   const report = searchScenarios(
-    CAMPAIGN,
+    options.membership === "ring" ? RING_CAMPAIGN : CAMPAIGN,
     campaignArbitrary({
       nodesMin: options.nodesMin,
       nodesMax: options.nodesMax,

@@ -56,6 +56,14 @@ export interface DeliveryHost<L extends DeliveryLink> {
   frame(message: MapMessage, transient?: boolean): Frame;
   /** Writes a message on a link, in its session; false (reported) if it was refused. */
   write(link: L, message: MapMessage, frame: Frame): boolean;
+  /**
+   * Ring membership: takes a message with no link to go on, for `node` (the destination node,
+   * or its worker's), or for a worker whose node must be looked up (`undefined`); returns false
+   * (reported) if it cannot wait. Without it such a message is reported at once.
+   */
+  readonly unrouted?: (message: MapMessage, node: string | undefined) => boolean;
+  /** Ring membership: sends a broadcast to the members no link goes to yet. */
+  readonly broadcastUnlinked?: (message: MapMessage) => void;
   /** A message (not a service's) could not be delivered. */
   onUndeliverable(message: MapMessage, reason: UndeliverableReason, detail?: string): void;
   /** The outcome of a message (not a service's) reported `uncertain` became known. */
@@ -144,9 +152,17 @@ export class Delivery<L extends DeliveryLink> {
    * or to the handlers. Returns `false` if it could not be handed on anywhere (reported).
    */
   route(message: MapMessage): boolean {
+    this.#host.stats.messagesSent++;
+    return this.reroute(message);
+  }
+
+  /**
+   * Routes a message again, counted once already: one that waited for its link or its
+   * worker's lookup (ring membership).
+   */
+  reroute(message: MapMessage): boolean {
     const host = this.#host;
     const o = this.#o;
-    host.stats.messagesSent++;
     const destination = message.destination;
     const local = host.workers.get(destination);
     if (local !== undefined) return host.workers.queue(local, message);
@@ -165,6 +181,7 @@ export class Delivery<L extends DeliveryLink> {
           host.write(link, message, frame);
         }
       }
+      host.broadcastUnlinked?.(message);
       if (destination === ALL_WORKERS) {
         host.workers.queueAll(message);
       } else {
@@ -176,9 +193,16 @@ export class Delivery<L extends DeliveryLink> {
       this.toHandlers(message, { fromNode: undefined, via: "local" });
       return true;
     }
-    const node = host.locate(destination) ?? destination;
+    const located = host.locate(destination);
+    const node = located ?? destination;
     const link = host.links().get(node);
     if (link === undefined) {
+      if (host.unrouted !== undefined) {
+        return host.unrouted(
+          message,
+          located !== undefined || host.knowsNode(destination) ? node : undefined,
+        );
+      }
       const known = node !== destination || host.knowsNode(destination);
       return this.undeliverable(
         message,
@@ -191,6 +215,21 @@ export class Delivery<L extends DeliveryLink> {
     }
     const frame = host.frame(message, true);
     if (frame.length > o.maxFrameBytes) return this.tooLarge(message, frame);
+    return host.write(link, message, frame);
+  }
+
+  /** Writes a message on the link to `node` only (a broadcast that waited for that link). */
+  toLink(node: string, message: MapMessage): boolean {
+    const host = this.#host;
+    const link = host.links().get(node);
+    if (link === undefined) {
+      return this.undeliverable(message, "no-link", `no link to node ${node}`);
+    }
+    if (link.conn.bufferedBytes + link.outLength > this.#o.maxLinkBufferBytes) {
+      return this.undeliverable(message, "link-buffer-full", `link to ${node} has a full buffer`);
+    }
+    const frame = host.frame(message, true);
+    if (frame.length > this.#o.maxFrameBytes) return this.tooLarge(message, frame);
     return host.write(link, message, frame);
   }
 

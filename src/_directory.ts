@@ -275,6 +275,19 @@ export class Directory {
   }
 
   /**
+   * Registers every hosted worker with its owners again, as the membership sees them now:
+   * anti-entropy for entries an owner dropped or never got while views of the membership
+   * differed (a partition, a burst of changes). Call it now and then (the node: every 10
+   * intervals); the puts are idempotent.
+   */
+  refresh(): void {
+    for (const [worker, hosted] of this.#hosted) {
+      hosted.owners = this.#host.owners(worker, this.#replicas);
+      for (const owner of hosted.owners) this.#put(owner, worker, hosted.stamp);
+    }
+  }
+
+  /**
    * Where `worker` is: this node, a cached node, or `undefined` while a lookup runs (the result
    * comes through `host.resolved`).
    */
@@ -300,6 +313,11 @@ export class Directory {
       this.#ask(worker, lookup, true);
     }
     return undefined;
+  }
+
+  /** Where `worker` is as far as this node knows now (hosted here or cached); no lookup. */
+  cached(worker: string): string | undefined {
+    return this.#hosted.has(worker) ? this.#node : this.#cache.get(worker);
   }
 
   /** A message to `worker` reached `node`, which does not host it: forget and look up again. */

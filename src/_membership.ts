@@ -348,6 +348,16 @@ export class Membership {
     return this.#ring.length;
   }
 
+  /** How many members are suspect now. */
+  get suspectCount(): number {
+    return this.#suspectedAt.size;
+  }
+
+  /** How many members this node knows of, tombstones and itself included. */
+  get knownCount(): number {
+    return this.#records.size;
+  }
+
   /** What this node believes about `guid`, or undefined if it never heard of it. */
   get(guid: string): MemberUpdate | undefined {
     return this.#records.get(guid);
@@ -463,7 +473,12 @@ export class Membership {
       this.#apply({ ...record, status: "dead" }, "self", true);
     }
     if (round && this.#ticks % this.#syncEvery === 0) {
-      const partner = this.#randomLive([this.#guid]);
+      // Every other time, a member held dead: if it is back (a partition healed, or it
+      // restarted where no broadcast reaches), the tables merge and it refutes its death.
+      const partner =
+        (this.#ticks / this.#syncEvery) % 2 === 0 && this.#records.size > this.#ring.length
+          ? this.#randomDead()
+          : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
     }
   }
@@ -779,6 +794,13 @@ export class Membership {
       if (!exclude.includes(record.guid)) return record;
     }
     return undefined;
+  }
+
+  /** A random member held dead, or undefined; one draw. */
+  #randomDead(): MemberUpdate | undefined {
+    const dead: Claim[] = [];
+    for (const record of this.#records.values()) if (record.status === "dead") dead.push(record);
+    return dead.length === 0 ? undefined : dead[this.#host.randomInt(dead.length)];
   }
 
   #isLive(guid: string): boolean {

@@ -34,6 +34,8 @@ export interface ResolvedOptions {
   readonly portSearch: number;
   readonly discovery: DiscoveryOptions | undefined;
   readonly seeds: readonly Address[];
+  /** Mesh (everyone heartbeats and links everyone) or ring (constant cost per node). */
+  readonly membership: "mesh" | "ring";
   readonly intervalMs: number;
   readonly jitter: number;
   /** The node's own silence bound: `silenceIntervals` intervals. */
@@ -112,6 +114,22 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
     (tracer === null || typeof tracer !== "object" || typeof tracer.getTracer !== "function")
   ) {
     throw new TypeError("Cannot create node: tracerProvider must be a TracerProvider or false");
+  }
+  const membership = options.membership ?? "mesh";
+  if (membership !== "mesh" && membership !== "ring") {
+    throw new TypeError(
+      `Cannot create node: membership must be "mesh" or "ring", not ${JSON.stringify(membership)}`,
+    );
+  }
+  if (membership === "ring" && protocol.name !== "native") {
+    throw new TypeError(
+      'Cannot create node: ring membership needs the native protocol (codec "json" is the original\'s)',
+    );
+  }
+  if (membership === "ring" && options.clusterKey !== undefined) {
+    throw new TypeError(
+      "Cannot create node: ring membership cannot carry a cluster key yet (its datagrams are not signed)",
+    );
   }
   let auth = NO_CLUSTER_AUTH;
   if (options.clusterKey !== undefined) {
@@ -193,6 +211,7 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
     portSearch: Math.max(1, Math.floor(options.portSearch ?? 1)),
     discovery: options.discovery || undefined,
     seeds,
+    membership,
     intervalMs,
     jitter,
     silenceMs,

@@ -92,6 +92,12 @@ export interface PeerTableOptions {
   /** Whether a pair shares one connection (the lower GUID dials first); see `WireProtocol`. */
   readonly sharedConnection: boolean;
   readonly seeds: readonly Address[];
+  /**
+   * Whether the table dials peers and seeds itself and judges unlinked peers by silence (the
+   * mesh). `false` under ring membership: links open on demand and the membership says who is
+   * lost, so an unlinked peer is just forgotten. Default true.
+   */
+  readonly autoDial?: boolean;
 }
 
 /**
@@ -234,6 +240,7 @@ export class PeerTable {
 
   /** Dials `peer` if it should be dialled now. */
   maybeDial(peer: Peer): void {
+    if (this.#o.autoDial === false) return;
     const host = this.#host;
     // Dials in flight count too: they may all succeed.
     if (host.connectionCount() >= this.#o.maxLinks) return;
@@ -270,6 +277,7 @@ export class PeerTable {
 
   /** Dials every seed that should be dialled now. */
   dialSeeds(): void {
+    if (this.#o.autoDial === false) return;
     for (const seed of this.#seeds) this.#dialSeed(seed);
   }
 
@@ -292,6 +300,11 @@ export class PeerTable {
     const host = this.#host;
     for (const peer of [...this.#peers.values()]) {
       if (host.isLinked(peer.guid) || peer.pending !== undefined) continue;
+      if (this.#o.autoDial === false) {
+        this.#peers.delete(peer.guid);
+        peer.forgotten = true;
+        continue;
+      }
       if (now - peer.lastHeardMs > this.#o.silenceMs) {
         this.#peers.delete(peer.guid);
         peer.forgotten = true;

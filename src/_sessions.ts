@@ -66,6 +66,12 @@ export interface SessionsHost<L extends SessionLink> {
   malformed(link: L, error: ProtocolError): void;
   /** The peer said goodbye: the link is closed gracefully. */
   closeGoodbye(link: L): void;
+  /**
+   * A message held on a link that went down before it was written: return true if it was
+   * taken to go another way (ring membership routes it again: it never left this node, so
+   * nothing can be delivered twice). Otherwise it is reported `link-lost`.
+   */
+  readonly unwritten?: (message: MapMessage, link: L) => boolean;
 }
 
 /** The session table's settings. */
@@ -406,6 +412,7 @@ export class Sessions<L extends SessionLink> {
     const held = link.held;
     link.held = [];
     for (const message of held) {
+      if (this.#host.unwritten?.(message, link)) continue;
       this.#host.undeliverable(
         message,
         "link-lost",

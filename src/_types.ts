@@ -43,6 +43,20 @@ export interface NodeOptions {
   readonly discovery?: DiscoveryOptions | false;
   /** Link addresses (`host:port`) to dial whether heard or not. */
   readonly seeds?: ReadonlyArray<string | Address>;
+  /**
+   * How the node knows who is alive and where workers are.
+   * - `"mesh"` (default): every node heartbeats every node and keeps a link to each, and every
+   *   node knows every worker's location. Simplest, converges in milliseconds, and what the
+   *   original does; its cost per node grows with the cluster (fine to about 100 nodes).
+   * - `"ring"`: a cost per node that does not grow with the cluster. Membership by beats to two
+   *   ring monitors over UDP on the listen port (a crash is known everywhere in about 2.75
+   *   heartbeat intervals), broadcast heartbeats only to join (backing off to one every 64
+   *   intervals), links opened when there is something to send and closed when idle, worker
+   *   locations in a directory spread over the members with a cache at each sender. A message
+   *   to `ALLNodes` or `ALLWorkers` opens a link to every member. Needs the native protocol and,
+   *   for now, no cluster key. See `docs/scaling.md`.
+   */
+  readonly membership?: "mesh" | "ring";
   /** Heartbeat and housekeeping interval. Default 1000. */
   readonly heartbeatIntervalMs?: number;
   /** Each interval is drawn in `interval × (1 ± jitter)`. Default 0.1. */
@@ -160,7 +174,11 @@ export type LinkDownReason =
   | "closing"
   | "buffer-full"
   /** The peer refused us: it holds a live link to another node with our GUID. */
-  | "duplicate-guid";
+  | "duplicate-guid"
+  /** Ring membership: the link carried nothing for a while (both sides agree, with a goodbye). */
+  | "idle"
+  /** Ring membership: the membership holds the peer dead. */
+  | "member-down";
 
 /** Why a message could not be delivered. */
 export type UndeliverableReason =
@@ -172,6 +190,8 @@ export type UndeliverableReason =
   | "too-large"
   | "link-lost"
   | "node-closed"
+  /** Ring membership: the worker directory did not answer where the destination is. */
+  | "lookup-failed"
   /**
    * Sent on a link, then not confirmed within the resend window (the peer paused, partitioned,
    * restarted or gone): it may or may not have been handled. A `message-outcome` event follows
@@ -185,7 +205,7 @@ export interface NodeEvents {
   "peer-discovered": {
     peer: string;
     address: string;
-    via: "heartbeat" | "seed" | "gossip" | "link";
+    via: "heartbeat" | "seed" | "gossip" | "link" | "membership";
   };
   "link-up": { peer: string; address: string; direction: "in" | "out" };
   "link-down": { peer: string; address: string; reason: LinkDownReason; detail?: string };
@@ -326,4 +346,18 @@ export interface NodeState {
   readonly duplicateGuid?: DuplicateGuidState;
   /** The placement table as this node sees it, with each node's load. */
   readonly placement: PlacementState;
+  /** Which membership runs; with `"ring"`, what it holds. */
+  readonly membership: MembershipState;
+}
+
+/** What a node's membership holds (see `NodeOptions.membership`). */
+export interface MembershipState {
+  readonly mode: "mesh" | "ring";
+  /** Ring only: members alive, suspect and dead (tombstones), this node included. */
+  readonly alive?: number;
+  readonly suspect?: number;
+  readonly dead?: number;
+  /** Ring only: worker directory entries this node owns, and cached locations. */
+  readonly directoryEntries?: number;
+  readonly cachedLocations?: number;
 }

@@ -27,6 +27,7 @@ import { WorkerLocations } from "./_locations.ts";
 import { nodeMetrics } from "./_node_metrics.ts";
 import { limitsOf, type ResolvedOptions, resolveOptions } from "./_options.ts";
 import { type Peer, PeerTable } from "./_peers.ts";
+import { RingMode } from "./_ring.ts";
 import { SystemRouter } from "./_router.ts";
 import { Sessions } from "./_sessions.ts";
 import { Twins } from "./_twins.ts";
@@ -34,7 +35,10 @@ import { WorkerHost } from "./_workers.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import type { Codec } from "./codec.ts";
 import { Emitter, type Unsubscribe } from "./events.ts";
-import type { MapMessage } from "./message.ts";
+import { ALL_NODES, ALL_WORKERS, type MapMessage } from "./message.ts";
+
+const isBroadcast = (destination: string) =>
+  destination === ALL_NODES || destination === ALL_WORKERS;
 import {
   type Address,
   formatAddress,
@@ -55,6 +59,7 @@ import type { Worker } from "./worker.ts";
 import type {
   ClusterView,
   LinkDownReason,
+  MembershipState,
   MessageHandler,
   NodeEvents,
   NodeOptions,
@@ -69,6 +74,7 @@ export type {
   DuplicateGuidState,
   LinkDownReason,
   LinkState,
+  MembershipState,
   MessageHandler,
   MessageInfo,
   NodeEvents,
@@ -174,6 +180,12 @@ export class AutoMpiNode {
   /** Output batching shared by this node's links. */
   readonly #output: LinkOutput;
   #ticks = 0;
+  /** Ring membership (`membership: "ring"`), or `undefined` for the mesh. */
+  readonly #ring: RingMode | undefined;
+  /** Messages routed again after their link went down unwritten, and how often. */
+  readonly #rerouted = new WeakMap<MapMessage, number>();
+  /** The port the node listens on (the ring's datagrams use the same number). */
+  #listenPort = 0;
 
   constructor(platform: Platform, options: NodeOptions = {}) {
     if (platform === null || typeof platform !== "object" || !platform.clock || !platform.net) {
@@ -221,6 +233,7 @@ export class AutoMpiNode {
       silenceMs: o.peerSilenceMs,
       sharedConnection: o.protocol.sharedConnection,
       seeds: o.seeds,
+      autoDial: o.membership === "mesh",
     });
     this.#sessions = new Sessions<Link>({
       clock: platform.clock,
@@ -235,6 +248,19 @@ export class AutoMpiNode {
       outcome: (message, outcome) => this.#delivery.outcome(message, outcome),
       malformed: (link, error) => this.#table.protocolFailure(link, "frame", error),
       closeGoodbye: (link) => this.#table.close(link, "goodbye", true),
+      ...(o.membership === "ring"
+        ? {
+          unwritten: (message: MapMessage, link: Link) => {
+            // A link replaced at once (both sides dialled) or closed before its Resume: the
+            // message goes again, a few times at most.
+            const tries = this.#rerouted.get(message) ?? 0;
+            if (this.#state !== "running" || tries >= 3) return false;
+            this.#rerouted.set(message, tries + 1);
+            this.#platform.clock.defer(() => this.#ring!.route(message, link.peerGuid));
+            return true;
+          },
+        }
+        : {}),
     }, {
       enabled: o.protocol.sessions,
       resendWindowMs: o.resendWindowMs,
@@ -251,6 +277,11 @@ export class AutoMpiNode {
       closed: () => this.#state === "closed",
       send: (message) => this.send(message),
       attached: (guid) => {
+        if (this.#ring !== undefined) {
+          this.#ring.attached(guid);
+          this.#events.emit("worker-attached", { worker: guid });
+          return;
+        }
         this.#broadcastSystem(workerLocation(this.guid, guid).message);
         // The original announces a new worker by datagram on three heartbeats.
         this.#discovery.announce(guid, this.#protocol.workerAnnouncements);
@@ -258,6 +289,11 @@ export class AutoMpiNode {
       },
       detaching: (guid) => this.#discovery.forget(guid),
       detached: (guid) => {
+        if (this.#ring !== undefined) {
+          this.#ring.detached(guid);
+          this.#events.emit("worker-detached", { worker: guid });
+          return;
+        }
         this.#broadcastSystem({
           [SYSTEM_KEY]: SystemKind.WorkerRemoved,
           [SystemField.NodeGuid]: this.guid,
@@ -289,10 +325,26 @@ export class AutoMpiNode {
       stats: this.#stats,
       workers: this.#workers,
       links: () => this.#links,
-      locate: (worker) => this.#locations.get(worker),
-      knowsNode: (guid) => this.#peers.has(guid),
+      locate: (worker) =>
+        this.#ring === undefined ? this.#locations.get(worker) : this.#ring.located(worker),
+      knowsNode: (guid) =>
+        this.#ring === undefined ? this.#peers.has(guid) : this.#ring.isMember(guid),
       frame: (message, transient) => this.#frame(message, transient),
-      write: (link, message, frame) => this.#sessions.write(link, message, frame),
+      write: (link, message, frame) => {
+        if (message.message[SERVICE_FIELD] === undefined) this.#ring?.used(link.peerGuid);
+        return this.#sessions.write(link, message, frame);
+      },
+      ...(o.membership === "ring"
+        ? {
+          unrouted: (message: MapMessage, node: string | undefined) =>
+            this.#ring!.send(message, node),
+          broadcastUnlinked: (message: MapMessage) => {
+            for (const member of this.#ring!.liveMembers()) {
+              if (!this.#links.has(member)) this.#ring!.send(message, member);
+            }
+          },
+        }
+        : {}),
       onUndeliverable: (message, reason, detail) =>
         this.#events.emit("undeliverable", { message, reason, ...(detail ? { detail } : {}) }),
       onOutcome: (message, outcome) => this.#events.emit("message-outcome", { message, outcome }),
@@ -347,7 +399,9 @@ export class AutoMpiNode {
       onMessage: (link, message) => this.#onLinkMessage(link, message),
       onProtocolError: (address, stage, error) =>
         this.#events.emit("protocol-error", { address, stage, error }),
-      resendWorkerSet: (link) => this.#gossip.sendWorkerSet(link),
+      resendWorkerSet: (link) => {
+        if (this.#ring === undefined) this.#gossip.sendWorkerSet(link);
+      },
       forgetLocations: (guid) => this.#locations.forget(guid),
     }, o);
     this.#links = this.#table.links;
@@ -396,9 +450,18 @@ export class AutoMpiNode {
       detachWorker: (guid) => this.#workers.detach(guid),
       hasWorker: (guid) => this.#workers.has(guid),
       locate: (guid) => this.locate(guid),
-      isLinked: (peer) => this.#links.has(peer),
-      linkedPeers: () => (this.#protocol.placement ? [...this.#links.keys()] : []),
+      // Under ring membership every live member takes part (links open as messages need them).
+      isLinked: (peer) => this.#ring?.isMember(peer) ?? this.#links.has(peer),
+      linkedPeers: () =>
+        !this.#protocol.placement
+          ? []
+          : this.#ring !== undefined
+          ? this.#ring.liveMembers()
+          : [...this.#links.keys()],
       lastHeardMs: (peer) => {
+        // Under ring membership a live member is heard from (through its monitors) whether or
+        // not a link to it is open.
+        if (this.#ring?.isMember(peer)) return platform.clock.now();
         const heard = this.#peers.get(peer)?.lastHeardMs;
         const link = this.#links.get(peer)?.lastReceivedMs;
         return heard === undefined ? link : Math.max(heard, link ?? heard);
@@ -413,10 +476,65 @@ export class AutoMpiNode {
     // The original's nodes would take placement traffic for user messages: in its protocol
     // placement stays local (spawns land on this node).
     if (this.#protocol.placement) {
-      this.#events.on("link-up", ({ peer }) => this.#placement.linkUp(peer));
+      this.#events.on("link-up", ({ peer }) => {
+        if (this.#ring === undefined) this.#placement.linkUp(peer);
+      });
     }
+    // Under ring membership links come and go with traffic: a host is lost when the membership
+    // says so (see memberDown below), not when its link closes.
     this.#events.on("link-down", ({ peer }) => {
-      if (!this.#links.has(peer)) this.#placement.linkDown(peer);
+      if (this.#ring === undefined && !this.#links.has(peer)) this.#placement.linkDown(peer);
+    });
+    this.#ring = o.membership === "mesh" ? undefined : new RingMode({
+      net: platform.net,
+      clock: platform.clock,
+      random: platform.random,
+      log: platform.log,
+      stats: this.#stats,
+      running: () => this.#state === "running",
+      isLinked: (node) => this.#links.has(node),
+      isBusy: (node) => {
+        const link = this.#links.get(node);
+        return link !== undefined && (link.session?.window.length ?? 0) > 0;
+      },
+      dial: (_node, address) => {
+        this.#table.dial(address, undefined, undefined);
+      },
+      closeLink: (node, reason, detail) => {
+        const link = this.#links.get(node);
+        if (link !== undefined) this.#table.close(link, reason, reason === "idle", detail);
+      },
+      route: (message, node) => {
+        if (this.#state === "closed") this.#delivery.undeliverable(message, "node-closed");
+        else if (node !== undefined && isBroadcast(message.destination)) {
+          // A broadcast that waited for one node's link goes on that link only.
+          this.#delivery.toLink(node, message);
+        } else this.#delivery.reroute(message);
+      },
+      undeliverable: (message, reason, detail) =>
+        this.#delivery.undeliverable(message, reason, detail),
+      memberUp: (node, address) => {
+        // A node that hosts no kinds and placed nothing has nothing to say: at scale, saying it
+        // to every member would cost a link to each.
+        if (this.#placement.active) this.#placement.linkUp(node);
+        this.#events.emit("peer-discovered", { peer: node, address, via: "membership" });
+      },
+      memberDown: (node, address) => {
+        this.#placement.linkDown(node);
+        this.#events.emit("peer-lost", { peer: node, address });
+      },
+      badDatagram: (address, error) =>
+        this.#events.emit("protocol-error", {
+          address: formatAddress(address),
+          stage: "datagram",
+          error: error.message,
+        }),
+    }, {
+      guid: o.guid,
+      intervalMs: o.intervalMs,
+      maxLinks: Math.min(o.maxLinks, 64),
+      seeds: o.seeds,
+      dialTimeoutMs: 3 * o.intervalMs,
     });
   }
 
@@ -600,7 +718,7 @@ export class AutoMpiNode {
       unconfirmed += session.window.length;
       uncertain += session.uncertain.size;
     }
-    return nodeMetrics({
+    const families = nodeMetrics({
       guid: this.guid,
       incarnation: this.incarnation,
       codec: this.#codec.name,
@@ -622,6 +740,8 @@ export class AutoMpiNode {
       loopLagSeconds: this.#loopLagSeconds,
       storage: this.#o.storage.metrics?.(),
     });
+    if (this.#ring !== undefined) families.push(...this.#ring.metrics());
+    return families;
   }
 
   /** A snapshot of the node's state. */
@@ -652,6 +772,7 @@ export class AutoMpiNode {
       stats: { ...this.#stats },
       limits: limitsOf(this.#o),
       placement: this.#placement.state(),
+      membership: this.membership(),
       ...(this.#twins.last === undefined ? {} : { duplicateGuid: this.#twins.last }),
     };
   }
@@ -668,7 +789,16 @@ export class AutoMpiNode {
 
   /** Where a worker lives: this node's GUID, another node's, or `undefined`. */
   locate(worker: string): string | undefined {
-    return this.#workers.has(worker) ? this.guid : this.#locations.get(worker);
+    if (this.#workers.has(worker)) return this.guid;
+    return this.#ring === undefined ? this.#locations.get(worker) : this.#ring.located(worker);
+  }
+
+  /**
+   * Which membership runs (`NodeOptions.membership`) and, under ring membership, how many
+   * members are alive, suspect and dead and what the worker directory holds. Cheap: counts only.
+   */
+  membership(): MembershipState {
+    return this.#ring?.state() ?? { mode: "mesh" };
   }
 
   /** How many workers this node hosts now. */
@@ -721,6 +851,7 @@ export class AutoMpiNode {
     this.#sessions.endAll();
     this.#listener?.close();
     this.#discovery.close();
+    this.#ring?.close();
     this.#placement.close();
     this.#workers.closeAll();
     this.#platform.log.log("info", "node.closed", { guid: this.guid });
@@ -735,6 +866,7 @@ export class AutoMpiNode {
       onListening: (listener) => {
         if (this.#state !== "starting") return listener.close();
         this.#address = formatAddress({ host: this.#o.advertiseHost, port: listener.local.port });
+        this.#listenPort = listener.local.port;
         this.#onListening();
       },
       onError: (error) => {
@@ -771,6 +903,7 @@ export class AutoMpiNode {
       incarnation: this.incarnation,
       address: this.#address,
     });
+    this.#ring?.start({ host: this.#o.listen.host, port: this.#listenPort }, this.#address);
     this.#peers.dialSeeds();
     this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
   }
@@ -791,7 +924,11 @@ export class AutoMpiNode {
     this.#ticks++;
     const now = this.#now();
     this.#loopLagSeconds.observe(Math.max(0, now - this.#tickDueMs) / 1000);
-    this.#discovery.sendHeartbeat();
+    // Under ring membership heartbeats only help others join: they back off.
+    if (this.#ring === undefined || this.#ring.shouldBeat(this.#ticks - 1)) {
+      this.#discovery.sendHeartbeat();
+    }
+    this.#ring?.tick(now);
     this.#table.tick(now);
     this.#peers.tick(now);
     this.#sessions.expire(now);
@@ -805,6 +942,10 @@ export class AutoMpiNode {
     this.#stats.heartbeatsReceived++;
     if (guid === this.guid) {
       if (incarnation !== this.incarnation) this.#twins.report(guid, address, incarnation);
+      return undefined;
+    }
+    if (this.#ring !== undefined) {
+      this.#ring.heard(guid, address);
       return undefined;
     }
     return this.#peers.learn(guid, address, incarnation, "heartbeat");
@@ -853,6 +994,10 @@ export class AutoMpiNode {
       direction: connection.direction,
     });
     if (connection.state !== "active") return;
+    if (this.#ring !== undefined) {
+      this.#ring.linkUp(connection.peerGuid);
+      return;
+    }
     this.#gossip.sendWorkerSet(connection);
     // A peer we did not hear by broadcast may not hear the others either: tell it whom we know.
     if (known === undefined || known.via !== "heartbeat") this.#gossip.sendPeerList(connection);
@@ -878,6 +1023,11 @@ export class AutoMpiNode {
       reason,
       ...(detail ? { detail } : {}),
     });
+    if (this.#ring !== undefined) {
+      // Links close when idle: the membership, not a goodbye, says who is lost.
+      this.#ring.linkDown(peerGuid);
+      return;
+    }
     if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
   }
 
@@ -886,6 +1036,9 @@ export class AutoMpiNode {
     if (message.message[SYSTEM_KEY] !== undefined) {
       this.#router.onLink(link, message, link.remote);
     } else if (this.#sessions.take(link)) {
+      // Only the application's data keeps a link from being idle (not keepalives, acks or
+      // services' traffic such as placement's).
+      if (message.message[SERVICE_FIELD] === undefined) this.#ring?.used(link.peerGuid);
       this.#receive(message, link);
     }
   }

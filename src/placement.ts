@@ -407,6 +407,11 @@ export class Placement {
   }
 
   /** The kinds this node hosts. */
+  /** Whether this node has anything to tell a new peer: kinds it hosts, or placed workers. */
+  get active(): boolean {
+    return this.#factories.size > 0 || this.#records.size > 0;
+  }
+
   get kinds(): string[] {
     return [...this.#factories.keys()];
   }

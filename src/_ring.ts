@@ -1,0 +1,546 @@
+/**
+ * Ring membership: the node's mode whose cost per node does not grow with the cluster (issue 13;
+ * see `docs/scaling.md`). It puts three sans-IO parts to work for the node:
+ *
+ * - **Who is alive** ({@link Membership}): beats to two ring monitors, probes when a beat is
+ *   late, versioned suspicion and refutation, flooding and anti-entropy. Its datagrams go over
+ *   one UDP socket on the node's listen host and port (TCP and UDP ports are separate), in the
+ *   compact form of `_membership_codec.ts`.
+ * - **Where workers are** ({@link Directory}): each worker's entry on the two members after it
+ *   on the ring, a cached lookup at each sender. Its messages go over the same socket as JSON
+ *   behind a marker byte: they are few, idempotent and retried.
+ * - **Links on demand** ({@link LinkPool}): a link opens when there is a message for a node
+ *   and closes when idle (never with unconfirmed messages), least recently used first above
+ *   the bound.
+ *
+ * A message whose node has no link yet, or whose worker's node is being looked up, waits here
+ * (bounded) and is routed again when the link is up or the lookup ends; every one that cannot
+ * go is reported undeliverable, none is dropped silently. Joining: a heartbeat heard from a
+ * node this one does not know or holds dead makes it a member (a node alone asks the first it
+ * hears for its table), and seeds are joined directly.
+ *
+ * @module
+ */
+import { Directory, type DirectoryMessage } from "./_directory.ts";
+import { LinkPool } from "./_link_pool.ts";
+import { type MemberEvent, Membership, type MembershipMessage } from "./_membership.ts";
+import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
+import type { MapMessage } from "./message.ts";
+import type { MetricFamily } from "./metrics.ts";
+import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
+import { parseAddress } from "./platform.ts";
+import type { LinkDownReason, MembershipState, UndeliverableReason } from "./_types.ts";
+
+/** The first byte of a directory datagram (JSON follows). */
+export const DIRECTORY_MARKER = 0xc2;
+/** Most messages waiting for one node's link or one worker's lookup. */
+export const MAX_WAITING = 1024;
+/** Heartbeats go out on these node ticks (then every 64th): enough to be heard when joining. */
+const BEAT_TICKS_MAX = 64;
+
+/** What ring membership needs from its node. */
+export interface RingHost {
+  readonly net: Net;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly log: Logger;
+  readonly stats: { datagramErrors: number };
+  /** Whether the node runs. */
+  running(): boolean;
+  /** Whether there is a link (up) to `node`. */
+  isLinked(node: string): boolean;
+  /** Whether the link to `node` holds messages not yet confirmed (it must stay open). */
+  isBusy(node: string): boolean;
+  /** Opens a link to `node` at `address`. */
+  dial(node: string, address: Address): void;
+  /** Closes the link to `node`, if any. */
+  closeLink(node: string, reason: LinkDownReason, detail: string): void;
+  /**
+   * Routes a message again (its link is up, or its worker was found). `node` names the node a
+   * waiting broadcast was for: it goes on that node's link only.
+   */
+  route(message: MapMessage, node?: string): void;
+  /** Reports a message undeliverable. */
+  undeliverable(message: MapMessage, reason: UndeliverableReason, detail: string): void;
+  /** A member became known alive. */
+  memberUp(node: string, address: string): void;
+  /** A member is held dead. */
+  memberDown(node: string, address: string): void;
+  /** A datagram that is not one of ours arrived. */
+  badDatagram(from: Address, error: Error): void;
+}
+
+/** The node's identity and tuning, as ring membership needs them. */
+export interface RingOptions {
+  readonly guid: string;
+  readonly intervalMs: number;
+  /** Most links open at once (the pool's bound). */
+  readonly maxLinks: number;
+  readonly seeds: readonly Address[];
+  /** A dial that has not become a link after this long has failed. */
+  readonly dialTimeoutMs: number;
+}
+
+/**
+ * One node's ring membership.
+ *
+ * @example
+ * ```ts
+ * import { RingMode } from "./_ring.ts";
+ * // The node makes one (see node.ts) and starts it once it listens:
+ * export const startRing = (ring: RingMode) => ring.start({ host: "127.0.0.1", port: 7946 }, "127.0.0.1:7946");
+ * ```
+ */
+export class RingMode {
+  readonly #host: RingHost;
+  readonly #o: RingOptions;
+  #membership: Membership | undefined;
+  #directory: Directory | undefined;
+  readonly #pool: LinkPool;
+  #socket: DatagramSocket | undefined;
+  #timer: Timer | undefined;
+  #timerAtMs = Infinity;
+  /** Messages waiting for a link to their node, and when the dial went out. */
+  readonly #waitingLink = new Map<string, { messages: MapMessage[]; dialledMs: number }>();
+  /** Messages waiting for their worker's lookup. */
+  readonly #waitingLookup = new Map<string, MapMessage[]>();
+  /** Nodes heard by heartbeat that we asked to join, and when (once per interval each). */
+  readonly #joinAsked = new Map<string, number>();
+  #closed = false;
+  #ticks = 0;
+  /** Workers attached before the directory started (the node attaches before it listens). */
+  readonly #early = new Set<string>();
+  readonly #textEncoder = new TextEncoder();
+  readonly #textDecoder = new TextDecoder();
+
+  constructor(host: RingHost, options: RingOptions) {
+    this.#host = host;
+    this.#o = options;
+    this.#pool = new LinkPool({
+      maxLinks: options.maxLinks,
+      idleMs: Math.max(30_000, 30 * options.intervalMs),
+    });
+  }
+
+  /** Starts: binds the ring socket on `listen`, joins the seeds. `address` is ours, advertised. */
+  start(listen: Address, address: string): void {
+    const host = this.#host;
+    const version = host.clock.wallNow();
+    this.#membership = new Membership({
+      now: () => host.clock.now(),
+      randomInt: (bound) => host.random.int(0, bound - 1),
+      send: (to, message) => this.#sendMembership(to, message),
+      changed: (event) => this.#changed(event),
+    }, { guid: this.#o.guid, address, version, intervalMs: this.#o.intervalMs });
+    const membership = this.#membership;
+    this.#directory = new Directory({
+      now: () => host.clock.now(),
+      owners: (worker, count) => membership.successorsOf(worker, count).map((m) => m.guid),
+      send: (node, message) => this.#sendDirectory(node, message),
+      resolved: (worker, node, why) => this.#resolved(worker, node, why),
+    }, {
+      node: this.#o.guid,
+      version,
+      // On the membership's time scale (the defaults are for 1 s intervals).
+      settleMs: 2 * this.#o.intervalMs,
+      lookupTimeoutMs: this.#o.intervalMs / 2,
+      retryMs: this.#o.intervalMs / 5,
+    });
+    this.#socket = host.net.bindDatagram({ host: listen.host, port: listen.port }, {
+      onMessage: (data, from) => this.#onDatagram(data, from),
+      onError: (error) => {
+        host.log.log("error", "ring.socket-error", { error: error.message });
+      },
+    });
+    for (const worker of this.#early) this.#directory.attach(worker);
+    this.#early.clear();
+    for (const seed of this.#o.seeds) {
+      const text = `${seed.host}:${seed.port}`;
+      if (text !== address) membership.join(text);
+    }
+    this.#rearm();
+  }
+
+  /** Stops all work and closes the socket; waiting messages are reported. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#timer?.cancel();
+    this.#membership?.close();
+    this.#socket?.close();
+    for (const [node, waiting] of this.#waitingLink) {
+      for (const message of waiting.messages) {
+        this.#host.undeliverable(message, "node-closed", `closed while waiting for node ${node}`);
+      }
+    }
+    this.#waitingLink.clear();
+    for (const messages of this.#waitingLookup.values()) {
+      for (const message of messages) {
+        this.#host.undeliverable(message, "node-closed", "closed while looking up the worker");
+      }
+    }
+    this.#waitingLookup.clear();
+  }
+
+  /** Whether the node should broadcast a heartbeat on its tick number `ticks` (to join). */
+  shouldBeat(ticks: number): boolean {
+    if (ticks <= BEAT_TICKS_MAX) return (ticks & (ticks - 1)) === 0;
+    return ticks % BEAT_TICKS_MAX === 0;
+  }
+
+  /** A discovery heartbeat from `node` at `address` was heard. */
+  heard(node: string, address: string): void {
+    const membership = this.#membership;
+    if (membership === undefined || node === this.#o.guid) return;
+    const known = membership.get(node);
+    if (known !== undefined && known.status === "alive") return;
+    // A claim at version 0 makes it a member now unless we hold a newer claim about it.
+    membership.heard({ guid: node, address, version: 0, status: "alive" });
+    // Alone (just started), or it was held dead (it restarted, or a partition healed): swap
+    // tables with it, once per interval at most.
+    if (membership.liveCount <= 2 || known?.status === "dead") {
+      const now = this.#host.clock.now();
+      const asked = this.#joinAsked.get(node);
+      if (asked === undefined || now - asked >= this.#o.intervalMs) {
+        this.#joinAsked.set(node, now);
+        if (this.#joinAsked.size > 1024) this.#joinAsked.clear();
+        membership.join(address);
+      }
+    }
+    this.#rearm();
+  }
+
+  /** Whether `guid` is a live member (a node, not a worker). */
+  isMember(guid: string): boolean {
+    const member = this.#membership?.get(guid);
+    return member !== undefined && member.status !== "dead";
+  }
+
+  /** The live members other than this node. */
+  liveMembers(): string[] {
+    const result: string[] = [];
+    for (const member of this.#membership?.live() ?? []) {
+      if (member.guid !== this.#o.guid) result.push(member.guid);
+    }
+    return result;
+  }
+
+  /** Where a worker is, as far as known now (no lookup). */
+  located(worker: string): string | undefined {
+    return this.#directory?.cached(worker);
+  }
+
+  /** A worker attached here: registered with its owners. */
+  attached(worker: string): void {
+    if (this.#directory === undefined) this.#early.add(worker);
+    else this.#directory.attach(worker);
+    this.#rearm();
+  }
+
+  /** A worker left this node. */
+  detached(worker: string): void {
+    this.#early.delete(worker);
+    this.#directory?.detach(worker);
+  }
+
+  /**
+   * Sends a message that has no route yet: to a node (`node` set, the destination itself or
+   * its worker's node) over a link opened for it, or to a worker whose node is looked up first.
+   * Returns false (reported) when it cannot wait.
+   */
+  send(message: MapMessage, node: string | undefined): boolean {
+    const host = this.#host;
+    if (node === undefined) {
+      const directory = this.#directory;
+      if (directory === undefined) {
+        host.undeliverable(message, "unknown-destination", "ring membership not started");
+        return false;
+      }
+      const worker = message.destination;
+      const waiting = this.#waitingLookup.get(worker);
+      if (waiting !== undefined) {
+        if (waiting.length >= MAX_WAITING) {
+          host.undeliverable(
+            message,
+            "link-buffer-full",
+            `${MAX_WAITING} messages already wait for the lookup of "${worker}"`,
+          );
+          return false;
+        }
+        waiting.push(message);
+        return true;
+      }
+      // Waiting before asking: an answer may come at once (this node owns the entry).
+      this.#waitingLookup.set(worker, [message]);
+      const found = directory.locate(worker);
+      if (found !== undefined) this.#resolved(worker, found, "found");
+      this.#rearm();
+      return true;
+    }
+    if (node === this.#o.guid) {
+      // Located here, yet not hosted here (it just left): no use dialling ourselves.
+      this.#directory?.invalidate(message.destination, node);
+      host.undeliverable(message, "not-here", `no worker "${message.destination}" on this node`);
+      return false;
+    }
+    if (host.isLinked(node)) {
+      host.route(message, node);
+      return true;
+    }
+    const member = this.#membership?.get(node);
+    if (member === undefined || member.status === "dead") {
+      host.undeliverable(message, "no-link", `node ${node} is not a live member`);
+      return false;
+    }
+    let waiting = this.#waitingLink.get(node);
+    if (waiting === undefined) {
+      waiting = { messages: [], dialledMs: host.clock.now() };
+      this.#waitingLink.set(node, waiting);
+      let address: Address;
+      try {
+        address = parseAddress(member.address);
+      } catch {
+        this.#waitingLink.delete(node);
+        host.undeliverable(message, "no-link", `node ${node} has no address to dial`);
+        return false;
+      }
+      host.dial(node, address);
+    }
+    if (waiting.messages.length >= MAX_WAITING) {
+      host.undeliverable(
+        message,
+        "link-buffer-full",
+        `${MAX_WAITING} messages already wait for a link to node ${node}`,
+      );
+      return false;
+    }
+    waiting.messages.push(message);
+    return true;
+  }
+
+  /** Routes a message again through the node (its link to `node` went down before writing it). */
+  route(message: MapMessage, node: string): void {
+    if (this.#host.isLinked(node)) this.#host.route(message, node);
+    else this.send(message, node);
+  }
+
+  /** The node's links carried something to or from `node`. */
+  used(node: string): void {
+    this.#pool.touch(node, this.#host.clock.now());
+  }
+
+  /** A link to `node` is up: what waited for it goes now. */
+  linkUp(node: string): void {
+    this.#pool.touch(node, this.#host.clock.now());
+    const waiting = this.#waitingLink.get(node);
+    if (waiting === undefined) return;
+    this.#waitingLink.delete(node);
+    for (const message of waiting.messages) this.#host.route(message, node);
+  }
+
+  /** The link to `node` is down. */
+  linkDown(node: string): void {
+    this.#pool.closed(node);
+  }
+
+  /**
+   * Housekeeping on the node's tick: idle links closed, dials that never came up reported, and
+   * every 10th tick the hosted workers registered again with their owners.
+   */
+  tick(now: number): void {
+    const host = this.#host;
+    if (++this.#ticks % 10 === 0) this.#directory?.refresh();
+    for (const node of this.#pool.toClose(now, (peer) => host.isBusy(peer))) {
+      host.closeLink(node, "idle", "no traffic for a while");
+    }
+    for (const [node, waiting] of this.#waitingLink) {
+      if (host.isLinked(node)) {
+        this.linkUp(node);
+        continue;
+      }
+      if (now - waiting.dialledMs < this.#o.dialTimeoutMs) continue;
+      this.#waitingLink.delete(node);
+      for (const message of waiting.messages) {
+        host.undeliverable(message, "no-link", `no link to node ${node} came up`);
+      }
+    }
+  }
+
+  /** What the membership holds, for `state()`. */
+  state(): MembershipState {
+    const m = this.#membership;
+    const suspect = m?.suspectCount ?? 0;
+    const alive = (m?.liveCount ?? 0) - suspect;
+    const dead = (m?.knownCount ?? 0) - (m?.liveCount ?? 0);
+    return {
+      mode: "ring",
+      alive,
+      suspect,
+      dead,
+      directoryEntries: this.#directory?.entryCount ?? 0,
+      cachedLocations: this.#directory?.cacheCount ?? 0,
+    };
+  }
+
+  /** The membership's and directory's metric families. */
+  metrics(): MetricFamily[] {
+    const state = this.state();
+    const stats = this.#membership?.stats;
+    const directory = this.#directory?.stats;
+    const gauge = (name: string, help: string, value: number): MetricFamily => ({
+      name,
+      help,
+      type: "gauge",
+      samples: [{ value }],
+    });
+    const counter = (name: string, help: string, value: number): MetricFamily => ({
+      name,
+      help,
+      type: "counter",
+      samples: [{ value }],
+    });
+    return [
+      {
+        name: "automp_members",
+        help: "Members of the ring membership by status, this node included.",
+        type: "gauge",
+        samples: [
+          { labels: { status: "alive" }, value: state.alive ?? 0 },
+          { labels: { status: "suspect" }, value: state.suspect ?? 0 },
+          { labels: { status: "dead" }, value: state.dead ?? 0 },
+        ],
+      },
+      counter(
+        "automp_membership_suspicions",
+        "Members this node suspected after unanswered probes.",
+        stats?.suspicions ?? 0,
+      ),
+      counter(
+        "automp_membership_refutations",
+        "Times this node refuted a claim that it was suspect or dead.",
+        stats?.refutations ?? 0,
+      ),
+      gauge(
+        "automp_directory_entries",
+        "Worker locations this node holds as one of their directory owners.",
+        state.directoryEntries ?? 0,
+      ),
+      counter(
+        "automp_directory_lookups",
+        "Worker lookups this node started.",
+        directory?.lookups ?? 0,
+      ),
+      counter(
+        "automp_directory_cache_hits",
+        "Worker locations found in this node's cache.",
+        directory?.cacheHits ?? 0,
+      ),
+    ];
+  }
+
+  #onDatagram(data: Uint8Array, from: Address): void {
+    if (this.#closed) return;
+    try {
+      if (data[0] === MEMBERSHIP_MARKER) {
+        this.#membership?.receive(decodeMembership(data), `${from.host}:${from.port}`);
+      } else if (data[0] === DIRECTORY_MARKER) {
+        const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
+        this.#directory?.receive(message);
+      } else {
+        throw new Error("Cannot read ring datagram: not a membership or directory message");
+      }
+    } catch (error) {
+      this.#host.stats.datagramErrors++;
+      this.#host.badDatagram(from, error instanceof Error ? error : new Error(String(error)));
+      return;
+    }
+    this.#rearm();
+  }
+
+  #sendMembership(to: string, message: MembershipMessage): void {
+    if (this.#socket === undefined) return;
+    let address: Address;
+    try {
+      address = parseAddress(to);
+    } catch {
+      return; // a member with no address we can reach: nothing to send to
+    }
+    this.#socket.send(encodeMembership(message), address);
+  }
+
+  #sendDirectory(node: string, message: DirectoryMessage): void {
+    const member = this.#membership?.get(node);
+    if (this.#socket === undefined || member === undefined) return;
+    let address: Address;
+    try {
+      address = parseAddress(member.address);
+    } catch {
+      return;
+    }
+    const json = this.#textEncoder.encode(JSON.stringify(message));
+    const bytes = new Uint8Array(json.length + 1);
+    bytes[0] = DIRECTORY_MARKER;
+    bytes.set(json, 1);
+    this.#socket.send(bytes, address);
+  }
+
+  #changed(event: MemberEvent): void {
+    const { guid, address } = event.member;
+    if (guid === this.#o.guid) return;
+    if (event.type === "member-up") {
+      this.#directory?.membershipChanged();
+      this.#host.memberUp(guid, address);
+    } else if (event.type === "member-down") {
+      this.#directory?.membershipChanged([guid]);
+      this.#pool.closed(guid);
+      const waiting = this.#waitingLink.get(guid);
+      this.#waitingLink.delete(guid);
+      for (const message of waiting?.messages ?? []) {
+        this.#host.undeliverable(message, "no-link", `node ${guid} is down`);
+      }
+      this.#host.closeLink(guid, "member-down", "the membership holds it dead");
+      this.#host.memberDown(guid, address);
+    }
+  }
+
+  #resolved(worker: string, node: string | undefined, why: string): void {
+    const waiting = this.#waitingLookup.get(worker);
+    if (waiting === undefined) return;
+    this.#waitingLookup.delete(worker);
+    for (const message of waiting) {
+      if (node !== undefined) {
+        this.#host.route(message);
+      } else if (why === "unknown") {
+        this.#host.undeliverable(
+          message,
+          "unknown-destination",
+          `no worker or node "${worker}" is known`,
+        );
+      } else {
+        this.#host.undeliverable(
+          message,
+          "lookup-failed",
+          `the directory did not answer where "${worker}" is`,
+        );
+      }
+    }
+  }
+
+  /** Sets the one timer for the next membership or directory work, if sooner than set. */
+  #rearm(): void {
+    if (this.#closed || this.#membership === undefined) return;
+    const wake = Math.min(this.#membership.nextWakeMs(), this.#directory?.nextWakeMs() ?? Infinity);
+    if (this.#timer !== undefined && wake >= this.#timerAtMs) return;
+    this.#timer?.cancel();
+    const now = this.#host.clock.now();
+    this.#timerAtMs = Math.max(wake, now);
+    this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), () => {
+      this.#timer = undefined;
+      this.#timerAtMs = Infinity;
+      if (this.#closed || !this.#host.running()) return;
+      this.#membership?.tick();
+      this.#directory?.tick();
+      this.#rearm();
+    });
+  }
+}

@@ -1,0 +1,230 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { SimCluster } from "../../sim/cluster.ts";
+import { fuzzCampaigns } from "../../sim/fuzz.ts";
+import { Simulation } from "../../sim/simulation.ts";
+import { AutoMpiNode } from "../../src/node.ts";
+import { EchoWorker } from "../../src/worker.ts";
+import type { MapMessage } from "../../src/message.ts";
+
+/** A cluster of `n` ring-membership nodes, each with an echo worker `echo<i>`. */
+function ring(
+  n: number,
+  seed: number,
+  more: Partial<ConstructorParameters<typeof SimCluster>[0]> = {},
+) {
+  return new SimCluster({
+    nodes: n,
+    seed,
+    node: { membership: "ring" },
+    setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
+    ...more,
+  });
+}
+
+function converge(cluster: SimCluster, maxMs = 10_000): number {
+  assert.ok(cluster.runUntil(() => cluster.converged(), maxMs), "did not converge");
+  return cluster.now;
+}
+
+for (const n of [2, 5, 20]) {
+  test(`ring: ${n} nodes converge and every node reaches a worker on every other node`, () => {
+    const cluster = ring(n, 11 + n);
+    converge(cluster);
+    const clients = Array.from({ length: n }, (_, i) => cluster.client(i, `app${i}`));
+    let sent = 0;
+    for (let from = 0; from < n; from++) {
+      for (let to = 0; to < n; to++) {
+        if (from === to) continue;
+        assert.ok(clients[from].send(`echo${to}`, { command: `${from}>${to}` }));
+        sent++;
+      }
+    }
+    cluster.run(3000);
+    const answered = clients.reduce((sum, c) => sum + c.received.length, 0);
+    assert.equal(answered, sent, "every request was answered");
+    for (const client of clients) {
+      for (const reply of client.received) {
+        assert.equal(reply.source, `echo${reply.message.echoOf.split(">")[1]}`);
+      }
+    }
+    assert.deepEqual(cluster.violations(), []);
+  });
+}
+
+test("ring: at 100 nodes each node keeps few links when it talks to few nodes", () => {
+  const cluster = ring(100, 7, { history: false, checks: false });
+  converge(cluster, 20_000);
+  const clients = Array.from({ length: 100 }, (_, i) => cluster.client(i, `app${i}`));
+  for (let i = 0; i < 100; i++) clients[i].send(`echo${(i + 1) % 100}`, { command: "next" });
+  cluster.run(2000);
+  assert.equal(clients.reduce((sum, c) => sum + c.received.length, 0), 100);
+  for (const node of cluster.liveNodes()) {
+    assert.ok(node.linkCount <= 4, `${node.guid} has ${node.linkCount} links`);
+    assert.equal(node.membership().alive, 100);
+  }
+});
+
+test("ring: a crashed node is known dead by every live node within 3 heartbeat intervals", () => {
+  const cluster = ring(20, 5);
+  converge(cluster);
+  cluster.run(4321);
+  const victim = cluster.node(7)!.guid;
+  const lostAt = new Map<string, number>();
+  for (const node of cluster.liveNodes()) {
+    node.on("peer-lost", ({ peer }) => {
+      if (peer === victim && !lostAt.has(node.guid)) lostAt.set(node.guid, cluster.now);
+    });
+  }
+  cluster.crash(7);
+  const crashedAt = cluster.now;
+  assert.ok(cluster.runUntil(() => lostAt.size === 19, 10_000), `${lostAt.size} of 19 knew`);
+  const last = Math.max(...lostAt.values()) - crashedAt;
+  assert.ok(last <= 3000, `known everywhere only after ${last} ms`);
+  for (const node of cluster.liveNodes()) assert.equal(node.membership().dead, 1);
+});
+
+test("ring: a message to a worker no one hosts is reported unknown, not lost", () => {
+  const cluster = ring(5, 3);
+  converge(cluster);
+  const reports: string[] = [];
+  cluster.node(2)!.on("undeliverable", ({ reason, message }) => {
+    reports.push(`${reason} ${message.destination}`);
+  });
+  assert.ok(cluster.node(2)!.send({ destination: "nobody", source: "t", message: {} }));
+  cluster.run(5000);
+  assert.deepEqual(reports, ["unknown-destination nobody"]);
+});
+
+test("ring: a restarted node rejoins and its worker is reached again", () => {
+  const cluster = ring(8, 9);
+  converge(cluster);
+  const app = cluster.client(0, "app");
+  assert.equal(app.request("echo5", { command: "before" })?.message.echoOf, "before");
+  cluster.crash(5);
+  cluster.run(4000);
+  assert.equal(cluster.node(0)!.membership().dead, 1);
+  cluster.restart(5);
+  converge(cluster, 30_000);
+  assert.equal(
+    app.request("echo5", { command: "after" }, { maxMs: 10_000 })?.message.echoOf,
+    "after",
+  );
+});
+
+test("ring: after a partition heals every node knows every node alive again", () => {
+  const cluster = ring(10, 21);
+  converge(cluster);
+  cluster.partition([0, 1, 2, 3, 4], [5, 6, 7, 8, 9]);
+  cluster.run(6000);
+  assert.equal(cluster.node(0)!.membership().alive, 5);
+  cluster.heal();
+  converge(cluster, 60_000);
+  const app = cluster.client(1, "app");
+  assert.equal(
+    app.request("echo8", { command: "across" }, { maxMs: 10_000 })?.message.echoOf,
+    "across",
+  );
+});
+
+test("ring: idle links close after the idle bound and traffic opens them again", () => {
+  const cluster = ring(4, 4);
+  converge(cluster);
+  const app = cluster.client(0, "app");
+  assert.ok(app.request("echo3", { command: "one" }));
+  assert.equal(cluster.node(0)!.linkCount >= 1, true);
+  cluster.run(40_000);
+  assert.equal(cluster.node(0)!.linkCount, 0, "closed when idle");
+  assert.equal(cluster.node(3)!.linkCount, 0);
+  assert.equal(app.request("echo3", { command: "two" })?.message.echoOf, "two");
+  assert.deepEqual(cluster.violations(), []);
+});
+
+test("ring: a broadcast to every worker reaches each node's worker", () => {
+  const cluster = ring(6, 8);
+  converge(cluster);
+  const got: string[] = [];
+  for (const node of cluster.liveNodes()) {
+    node.on("message-delivered", ({ worker, message }: { worker: string; message: MapMessage }) => {
+      if (message.message.command === "all") got.push(worker);
+    });
+  }
+  cluster.client(0, "app").send("ALLWorkers", { command: "all" });
+  cluster.run(3000);
+  assert.deepEqual(got.filter((w) => w.startsWith("echo")).sort(), [
+    "echo0",
+    "echo1",
+    "echo2",
+    "echo3",
+    "echo4",
+    "echo5",
+  ]);
+});
+
+test("ring: one seed gives one trace hash", () => {
+  const hash = () => {
+    const cluster = ring(12, 31);
+    converge(cluster);
+    const app = cluster.client(3, "app");
+    for (let i = 0; i < 12; i++) app.send(`echo${i}`, { command: "x" });
+    cluster.run(5000);
+    cluster.crash(4);
+    cluster.run(5000);
+    return cluster.sim.traceHash;
+  };
+  assert.equal(hash(), hash());
+});
+
+test("ring: options that cannot work are refused with a Cannot error", () => {
+  const sim = new Simulation({ seed: 1 });
+  const errors: string[] = [];
+  sim.addHost("h", (platform) => {
+    for (
+      const options of [
+        { membership: "ring", codec: "json" },
+        { membership: "ring", clusterKey: "k".repeat(32) },
+        { membership: "star" },
+      ] as const
+    ) {
+      try {
+        new AutoMpiNode(platform, options as never);
+      } catch (error) {
+        errors.push((error as Error).message);
+      }
+    }
+  });
+  assert.equal(errors.length, 3);
+  assert.match(errors[0], /^Cannot create node: ring membership needs the native protocol/);
+  assert.match(errors[1], /^Cannot create node: ring membership cannot carry a cluster key/);
+  assert.match(errors[2], /^Cannot create node: membership must be "mesh" or "ring"/);
+});
+
+test("ring: fault campaigns keep every invariant at 2..20 nodes (fixed budget, determinism)", () => {
+  const report = fuzzCampaigns({
+    runs: 40,
+    seed: 20261204,
+    nodesMin: 2,
+    nodesMax: 20,
+    checkDeterminism: true,
+    membership: "ring",
+  });
+  assert.equal(report.failure, undefined, JSON.stringify(report.failure, null, 2));
+  assert.equal(report.runs, 40);
+  assert.ok(report.sent > 500, `only ${report.sent} messages sent`);
+  assert.ok(
+    report.reported > 0,
+    "the faults made some messages undeliverable, and they were reported",
+  );
+});
+
+test("ring: fault campaigns keep every invariant at 100 nodes", () => {
+  const report = fuzzCampaigns({
+    runs: 2,
+    seed: 4100,
+    nodesMin: 100,
+    nodesMax: 100,
+    membership: "ring",
+  });
+  assert.equal(report.failure, undefined, JSON.stringify(report.failure, null, 2));
+  assert.ok(report.sent > 50, `only ${report.sent} messages sent`);
+});
