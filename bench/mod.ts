@@ -15,8 +15,10 @@
  * - `membership`: `membership_bench.ts`, the scaling membership (ring monitors, flooding) on
  *   100 and 1,000 simulated hosts beside the mesh's all-to-all heartbeats at the same sizes
  *   (`--membership-sizes 100,1000,10000` for other sizes).
+ * - `scale`: `scale_bench.ts`, whole clusters of real nodes with ring membership at 100 and
+ *   1,000 nodes beside the mesh in the same run (`--scale-sizes`, `--scale-mesh-budget-s`).
  *
- * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery,scenario,membership]`, or
+ * Run: `deno task bench [--json] [--only codec,sim,real,peer,discovery,scenario,membership,scale]`, or
  * `bun run bench/mod.ts …`. `--sim-1000-budget-s N` sets the wall-clock budget of the
  * 1,000-node run (default 20), `--sim-1000-full` runs it until fully meshed (minutes, 6+ GB).
  * Progress goes to stderr, so `--json` output stays one JSON object per line on stdout.
@@ -33,6 +35,7 @@ import { peerComparisonRows, peerRows } from "./peer_bench.ts";
 import { discoveryRows } from "./discovery_bench.ts";
 import { scenarioRows } from "./scenario_bench.ts";
 import { membershipRows, membershipSizesFromArgs, monitorsFromArgs } from "./membership_bench.ts";
+import { meshBudgetFromArgs, scaleRows, scaleSizesFromArgs } from "./scale_bench.ts";
 
 /** The groups of benchmarks, in the order they run. */
 export const GROUPS = [
@@ -42,6 +45,7 @@ export const GROUPS = [
   "discovery",
   "scenario",
   "membership",
+  "scale",
   "sim",
 ] as const;
 
@@ -91,6 +95,10 @@ export async function allRows(args: readonly string[] = benchArgs()): Promise<Be
   forceGc(); // What the group before left on the heap is not this group's cost.
   if (groups.has("membership")) {
     rows.push(...membershipRows(membershipSizesFromArgs(args), monitorsFromArgs(args)));
+  }
+  forceGc(); // What the group before left on the heap is not this group's cost.
+  if (groups.has("scale")) {
+    rows.push(...scaleRows(scaleSizesFromArgs(args), meshBudgetFromArgs(args)));
   }
   // The `sim` group last: its 1,000-node cluster leaves a heap of gigabytes whose collection
   // would slow down whatever ran after it (the real-socket figures above all).

@@ -89,6 +89,9 @@ function heartbeatFields(self: HelloIdentity): Record<string, string> {
     [SystemField.HostEndpoint]: self.address,
     [SystemField.Version]: String(PROTOCOL_VERSION),
     [SystemField.Incarnation]: self.incarnation,
+    ...(self.memberVersion === undefined
+      ? {}
+      : { [SystemField.MemberVersion]: String(self.memberVersion) }),
   };
 }
 

@@ -69,7 +69,12 @@ export interface DiscoveryHost {
   /** Whether the node is running (datagrams are ignored otherwise). */
   running(): boolean;
   /** A node's heartbeat (not an unchanged one from a linked peer); returns the peer it updated. */
-  onHeartbeat(guid: string, address: string, incarnation: string): HeardPeer | undefined;
+  onHeartbeat(
+    guid: string,
+    address: string,
+    incarnation: string,
+    memberVersion?: number,
+  ): HeardPeer | undefined;
   /** A system datagram that is not a heartbeat. */
   onSystem(message: MapMessage, from: Address): void;
   /** A user message that came by datagram. */
@@ -82,7 +87,9 @@ interface CachedDatagram {
   readonly bytes: Uint8Array;
   readonly message: MapMessage;
   /** Set when the datagram is a well-formed heartbeat. */
-  readonly heartbeat: { guid: string; address: string; incarnation: string } | undefined;
+  readonly heartbeat:
+    | { guid: string; address: string; incarnation: string; memberVersion?: number }
+    | undefined;
   /** The peer this heartbeat last updated, for the fast path. */
   peer: HeardPeer | undefined;
 }
@@ -296,7 +303,12 @@ export class Discovery {
           peer.lastHeardMs = host.clock.now();
           return;
         }
-        cached.peer = host.onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+        cached.peer = host.onHeartbeat(
+          heartbeat.guid,
+          heartbeat.address,
+          heartbeat.incarnation,
+          heartbeat.memberVersion,
+        );
       } else {
         host.onSystem(cached.message, from);
       }
@@ -320,10 +332,12 @@ export class Discovery {
         this.#logError(formatAddress(from), new ProtocolError(verdict.reason));
         return;
       }
+      const memberVersion = Number(fields[SystemField.MemberVersion]);
       heartbeat = {
         guid: verdict.guid,
         address: verdict.address,
         incarnation: verdict.incarnation,
+        ...(Number.isFinite(memberVersion) && memberVersion > 0 ? { memberVersion } : {}),
       };
     }
     // Only small system datagrams are remembered, from at most 1024 sources: junk from many
@@ -351,7 +365,12 @@ export class Discovery {
     from: Address,
   ): HeardPeer | undefined {
     if (heartbeat !== undefined) {
-      return this.#host.onHeartbeat(heartbeat.guid, heartbeat.address, heartbeat.incarnation);
+      return this.#host.onHeartbeat(
+        heartbeat.guid,
+        heartbeat.address,
+        heartbeat.incarnation,
+        heartbeat.memberVersion,
+      );
     }
     this.#host.onSystem(message, from);
     return undefined;

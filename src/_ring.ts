@@ -35,8 +35,10 @@ import type { LinkDownReason, MembershipState, UndeliverableReason } from "./_ty
 export const DIRECTORY_MARKER = 0xc2;
 /** Most messages waiting for one node's link or one worker's lookup. */
 export const MAX_WAITING = 1024;
-/** Heartbeats go out on these node ticks (then every 64th): enough to be heard when joining. */
-const BEAT_TICKS_MAX = 64;
+/** Heartbeats go out on node ticks 0, 1, 2, 4 and 8: enough to be heard when joining. */
+const BEAT_TICKS_JOINING = 8;
+/** A node that still knows no one broadcasts again every this many ticks. */
+const BEAT_TICKS_ALONE = 16;
 
 /** What ring membership needs from its node. */
 export interface RingHost {
@@ -113,9 +115,16 @@ export class RingMode {
   readonly #textEncoder = new TextEncoder();
   readonly #textDecoder = new TextDecoder();
 
+  /**
+   * This node's membership version: its start time, so a restarted node's claims win over what
+   * the cluster held about its earlier run. Its heartbeats carry it.
+   */
+  readonly version: number;
+
   constructor(host: RingHost, options: RingOptions) {
     this.#host = host;
     this.#o = options;
+    this.version = host.clock.wallNow();
     this.#pool = new LinkPool({
       maxLinks: options.maxLinks,
       idleMs: Math.max(30_000, 30 * options.intervalMs),
@@ -125,7 +134,7 @@ export class RingMode {
   /** Starts: binds the ring socket on `listen`, joins the seeds. `address` is ours, advertised. */
   start(listen: Address, address: string): void {
     const host = this.#host;
-    const version = host.clock.wallNow();
+    const version = this.version;
     this.#membership = new Membership({
       now: () => host.clock.now(),
       randomInt: (bound) => host.random.int(0, bound - 1),
@@ -182,20 +191,29 @@ export class RingMode {
     this.#waitingLookup.clear();
   }
 
-  /** Whether the node should broadcast a heartbeat on its tick number `ticks` (to join). */
+  /**
+   * Whether the node should broadcast a heartbeat on its tick number `ticks`: while joining
+   * (ticks 0, 1, 2, 4, 8), then only while it knows no other member. A broadcast reaches every
+   * node of the subnet, so steady heartbeats would cost each node N deliveries per beat;
+   * partitions heal through the membership's syncs with members held dead instead.
+   */
   shouldBeat(ticks: number): boolean {
-    if (ticks <= BEAT_TICKS_MAX) return (ticks & (ticks - 1)) === 0;
-    return ticks % BEAT_TICKS_MAX === 0;
+    if (ticks <= BEAT_TICKS_JOINING) return (ticks & (ticks - 1)) === 0;
+    return ticks % BEAT_TICKS_ALONE === 0 && (this.#membership?.liveCount ?? 0) <= 1;
   }
 
-  /** A discovery heartbeat from `node` at `address` was heard. */
-  heard(node: string, address: string): void {
+  /**
+   * A discovery heartbeat from `node` at `address` was heard, carrying its membership version
+   * (0 if it carried none).
+   */
+  heard(node: string, address: string, version: number): void {
     const membership = this.#membership;
     if (membership === undefined || node === this.#o.guid) return;
     const known = membership.get(node);
-    if (known !== undefined && known.status === "alive") return;
-    // A claim at version 0 makes it a member now unless we hold a newer claim about it.
-    membership.heard({ guid: node, address, version: 0, status: "alive" });
+    if (known !== undefined && known.status === "alive" && known.version >= version) return;
+    // Its own claim about itself (not flooded: the subnet heard the same broadcast), unless we
+    // hold a newer one.
+    membership.heard({ guid: node, address, version, status: "alive" });
     // Alone (just started), or it was held dead (it restarted, or a partition healed): swap
     // tables with it, once per interval at most.
     if (membership.liveCount <= 2 || known?.status === "dead") {

@@ -50,8 +50,8 @@ export interface NodeOptions {
    *   original does; its cost per node grows with the cluster (fine to about 100 nodes).
    * - `"ring"`: a cost per node that does not grow with the cluster. Membership by beats to two
    *   ring monitors over UDP on the listen port (a crash is known everywhere in about 2.75
-   *   heartbeat intervals), broadcast heartbeats only to join (backing off to one every 64
-   *   intervals), links opened when there is something to send and closed when idle, worker
+   *   heartbeat intervals), broadcast heartbeats only to join (on the first intervals, then
+   *   only while it knows no one), links opened when there is something to send and closed when idle, worker
    *   locations in a directory spread over the members with a cache at each sender. A message
    *   to `ALLNodes` or `ALLWorkers` opens a link to every member. Needs the native protocol and,
    *   for now, no cluster key. See `docs/scaling.md`.

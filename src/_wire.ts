@@ -29,6 +29,8 @@ export interface HelloIdentity {
   readonly codec: CodecName;
   /** Its link address, `host:port`. */
   readonly address: string;
+  /** Ring membership only: its membership version, carried on its heartbeats. */
+  readonly memberVersion?: number;
 }
 
 /** What a hello is read against: the connection it came on and the peers known. */

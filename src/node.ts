@@ -423,7 +423,8 @@ export class AutoMpiNode {
       log: platform.log,
       stats: this.#stats,
       running: () => this.#state === "running",
-      onHeartbeat: (guid, address, incarnation) => this.#onHeartbeat(guid, address, incarnation),
+      onHeartbeat: (guid, address, incarnation, memberVersion) =>
+        this.#onHeartbeat(guid, address, incarnation, memberVersion),
       onSystem: (message, from) => this.#router.onDatagram(message, from),
       onMessage: (message) => this.#receive(message, undefined),
       onBadDatagram: (address, error) =>
@@ -890,6 +891,7 @@ export class AutoMpiNode {
       incarnation: this.incarnation,
       codec: this.#codec.name,
       address: this.#address,
+      ...(this.#ring === undefined ? {} : { memberVersion: this.#ring.version }),
     };
     this.#table.start(this.#identity);
     this.#discovery.start(this.#identity);
@@ -938,14 +940,19 @@ export class AutoMpiNode {
     this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
   }
 
-  #onHeartbeat(guid: string, address: string, incarnation: string): Peer | undefined {
+  #onHeartbeat(
+    guid: string,
+    address: string,
+    incarnation: string,
+    memberVersion?: number,
+  ): Peer | undefined {
     this.#stats.heartbeatsReceived++;
     if (guid === this.guid) {
       if (incarnation !== this.incarnation) this.#twins.report(guid, address, incarnation);
       return undefined;
     }
     if (this.#ring !== undefined) {
-      this.#ring.heard(guid, address);
+      this.#ring.heard(guid, address, memberVersion ?? 0);
       return undefined;
     }
     return this.#peers.learn(guid, address, incarnation, "heartbeat");

@@ -60,6 +60,8 @@ export const SystemField = {
   AgentLocationTtl: "AutoMPI_SMDP_AgentLocationMessageTTL",
   Version: "AutoMPI_SMDP_Version",
   Incarnation: "AutoMPI_SMDP_Incarnation",
+  /** Ring membership: the sender's membership version, on its heartbeats (see `_ring.ts`). */
+  MemberVersion: "AutoMPI_SMDP_MemberVersion",
   /** JSON array of `[guid, "host:port", incarnation]`. */
   Peers: "AutoMPI_SMDP_Peers",
   Reason: "AutoMPI_SMDP_Reason",
