@@ -42,6 +42,8 @@ export interface ProgramOptions {
   readonly httpHost: string;
   readonly httpPort: number;
   readonly codec: CodecName;
+  /** Mesh or ring membership (see `NodeOptions.membership`). */
+  readonly membership: "mesh" | "ring";
   readonly workers: ReadonlyArray<{ kind: string; guid: string; argument?: string }>;
   readonly token: string | undefined;
   /** The cluster key given on the command line (visible to `ps`: prefer the file). */
@@ -100,6 +102,11 @@ nodes find each other. It never broadcasts beyond loopback unless --host says so
   --token TOKEN          bearer token for POST /messages, /spawn and /stop (needed when
                          --http-host is not loopback)
   --codec msgpack|json   wire codec (default msgpack)
+  --membership mesh|ring how nodes know who is alive (default mesh: everyone heartbeats and
+                         links everyone). ring: a cost per node that does not grow with the
+                         cluster (UDP on the listen port, links on demand, a worker directory);
+                         every node of a cluster must use the same. Not with --codec json or a
+                         cluster key
   --cluster-key-file PATH
                          the cluster key: the file's bytes, trailing whitespace and newlines
                          removed. Heartbeats are signed and links need both sides to prove the
@@ -231,6 +238,7 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
     httpHost: "127.0.0.1",
     httpPort: 8800,
     codec: "msgpack" as CodecName,
+    membership: "mesh" as "mesh" | "ring",
     workers: [] as Array<{ kind: string; guid: string; argument?: string }>,
     token: undefined as string | undefined,
     clusterKey: undefined as string | undefined,
@@ -300,6 +308,14 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
           throw new UsageError("Cannot use --cluster-key-file: the path is empty");
         }
         break;
+      case "--membership": {
+        const membership = value();
+        if (membership !== "mesh" && membership !== "ring") {
+          throw new UsageError(`Cannot use --membership "${membership}": expected mesh or ring`);
+        }
+        options.membership = membership;
+        break;
+      }
       case "--codec": {
         const codec = value();
         if (codec !== "msgpack" && codec !== "json") {
@@ -419,6 +435,19 @@ export function parseProgramArgs(args: readonly string[]): ProgramOptions | "hel
   ) {
     throw new UsageError(
       "Cannot use a cluster key with --codec json: the original protocol cannot carry it",
+    );
+  }
+  if (options.membership === "ring" && options.codec === "json") {
+    throw new UsageError(
+      "Cannot use --membership ring with --codec json: it needs the native protocol",
+    );
+  }
+  if (
+    options.membership === "ring" &&
+    (options.clusterKey !== undefined || options.clusterKeyFile !== undefined)
+  ) {
+    throw new UsageError(
+      "Cannot use --membership ring with a cluster key: ring datagrams are not signed yet",
     );
   }
   if (!isLoopback(options.httpHost) && options.token === undefined) {
@@ -561,6 +590,7 @@ export async function startProgram(
     discovery: { port: options.discoveryPort, broadcastAddress: broadcast, bindHost: broadcast },
     seeds: options.peers,
     codec: options.codec,
+    membership: options.membership,
     heartbeatIntervalMs: options.heartbeatMs,
     silenceIntervals: options.silenceIntervals,
     clusterKey,
@@ -651,6 +681,7 @@ export async function startProgram(
     http: http ? `http://${options.httpHost}:${http.port}/` : "off",
     runtime: env.runtime,
     codec: options.codec,
+    membership: options.membership,
     key: clusterKey === undefined ? undefined : "set",
     storage: options.dataDir ?? "memory",
   });

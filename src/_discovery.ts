@@ -165,14 +165,22 @@ export class Discovery {
   readonly #errorLogged = new Map<string, number>();
 
   /** Discovery for a node; `config` undefined for none (no sockets, no heartbeats). */
+  readonly #cacheSources: number;
+
   constructor(host: DiscoveryHost, options: {
     readonly config: DiscoveryConfig | undefined;
     readonly protocol: WireProtocol;
     readonly auth: ClusterAuth;
     readonly codec: Codec;
     readonly maxDatagramBytes: number;
+    /**
+     * From how many sources decoded datagrams are remembered (the unchanged-heartbeat fast
+     * path). Default 1024; ring membership hears few heartbeats and keeps 16.
+     */
+    readonly cacheSources?: number;
   }) {
     this.#host = host;
+    this.#cacheSources = options.cacheSources ?? 1024;
     this.#config = options.config;
     this.#protocol = options.protocol;
     this.#auth = options.auth;
@@ -340,13 +348,13 @@ export class Discovery {
         ...(Number.isFinite(memberVersion) && memberVersion > 0 ? { memberVersion } : {}),
       };
     }
-    // Only small system datagrams are remembered, from at most 1024 sources: junk from many
+    // Only small system datagrams are remembered, from a bounded number of sources: junk from many
     // sources must not pin memory.
     if (data.length > 512) {
       this.#onSystem(message, heartbeat, from);
       return;
     }
-    if (this.#cacheSize >= 1024) {
+    if (this.#cacheSize >= this.#cacheSources) {
       this.#cache.clear();
       this.#cacheSize = 0;
       byPort = undefined;

@@ -435,6 +435,7 @@ export class AutoMpiNode {
       auth: o.auth,
       codec: o.codec,
       maxDatagramBytes: o.maxDatagramBytes,
+      cacheSources: o.membership === "ring" ? 16 : 1024,
     });
     this.#events = new Emitter<NodeEvents>((error, type) => {
       this.#stats.listenerErrors++;

@@ -30,6 +30,7 @@ test("program flags: the defaults make a loopback node", () => {
   assert.equal(options.discoveryPort, 9999);
   assert.equal(options.httpPort, 8800);
   assert.equal(options.codec, "msgpack");
+  assert.equal(options.membership, "mesh");
   assert.equal(options.broadcast, undefined);
 });
 
@@ -49,6 +50,7 @@ test("program flags: every flag is read, in both --flag value and --flag=value f
     "0",
     "--codec",
     "json",
+    "--membership=mesh",
     "--worker",
     "template:T1",
     "--worker=template:T2",
@@ -78,6 +80,9 @@ test("program flags: mistakes are UsageErrors that say what is wrong", () => {
     [["--port", "x"], /--port "x"/],
     [["--port", "70000"], /--port/],
     [["--codec", "xml"], /msgpack or json/],
+    [["--membership", "star"], /expected mesh or ring/],
+    [["--membership", "ring", "--codec", "json"], /needs the native protocol/],
+    [["--membership", "ring", "--cluster-key", "k".repeat(32)], /not signed yet/],
     [["--worker", "unicorn:U1"], /KIND:GUID/],
     [["--host", "0.0.0.0"], /0\.0\.0\.0/],
     [["--http-host", "10.0.0.1"], /--token/],
