@@ -163,6 +163,75 @@ async function meshRun(platform: Platform, token: string): Promise<MeshRun> {
   }
 }
 
+/**
+ * `MESH_NODES` nodes with ring membership in this process, from start until every node knows
+ * every node alive and has had an answer from the worker of the next node (a lookup, a link
+ * opened for it, the answer back).
+ */
+async function ringRun(platform: Platform, token: string): Promise<MeshRun> {
+  const port = await freePort("udp");
+  const guids = Array.from({ length: MESH_NODES }, (_, i) => `R${token}n${i}`);
+  const ours = new Set(guids);
+  const nodes = guids.map((guid) =>
+    new AutoMpiNode(platform, {
+      guid,
+      listen: { host: "127.0.0.1", port: 0 },
+      discovery: { port, broadcastAddress: BROADCAST, bindHost: BROADCAST },
+      heartbeatIntervalMs: HEARTBEAT_MS,
+      membership: "ring",
+    })
+  );
+  let foreign = 0;
+  let knownAt: number | undefined;
+  let answers = 0;
+  let resolveDone!: (atMs: number) => void;
+  const done = new Promise<number>((resolve) => (resolveDone = resolve));
+  const check = () => {
+    if (knownAt !== undefined) return;
+    if (!nodes.every((node) => node.membership().alive === MESH_NODES)) return;
+    knownAt = performance.now();
+    for (const [i, node] of nodes.entries()) {
+      node.send({
+        destination: `W${token}r${(i + 1) % MESH_NODES}`,
+        source: node.guid,
+        message: { command: "reach" },
+      });
+    }
+  };
+  for (const node of nodes) {
+    node.on("peer-discovered", (event) => {
+      if (!ours.has(event.peer)) foreign++;
+      check();
+    });
+    node.onMessage((message) => {
+      if (message.message.echoOf === "reach" && ++answers === MESH_NODES) {
+        resolveDone(performance.now());
+      }
+    });
+  }
+  const startMs = performance.now();
+  try {
+    for (const [i, node] of nodes.entries()) {
+      node.start();
+      node.attachWorker(new EchoWorker(`W${token}r${i}`));
+    }
+    const timeout = new Promise<undefined>((resolve) => {
+      const timer = platform.clock.schedule(MESH_LIMIT_MS, () => resolve(undefined));
+      void done.then(() => timer.cancel());
+    });
+    const doneAt = await Promise.race([done, timeout]);
+    if (doneAt === undefined) {
+      const counts = nodes.map((node) => node.membership().alive).join(",");
+      throw new Error(
+        `Cannot measure: ring not complete in ${MESH_LIMIT_MS} ms (members ${counts}, ${answers} answers)`,
+      );
+    }
+    return { linksMs: knownAt! - startMs, meshMs: doneAt - startMs, foreign };
+  } finally {
+    for (const node of nodes) node.close();
+  }
+}
+
 interface Victim {
   readonly guid: string;
   readonly process: NodeProcess;
@@ -182,6 +251,7 @@ function dropAfter(
   observer: AutoMpiNode,
   victim: Victim,
   signal: "SIGKILL" | "SIGSTOP",
+  ring = false,
 ): Promise<DropRun> {
   return new Promise((resolve, reject) => {
     let startMs = 0;
@@ -191,13 +261,22 @@ function dropAfter(
         new Error(`Cannot measure: ${victim.guid} not dropped ${DROP_LIMIT_MS} ms after ${signal}`),
       );
     });
-    const off = observer.on("link-down", (event) => {
-      if (event.peer !== victim.guid) return;
-      const dropMs = performance.now() - startMs;
-      off();
-      timer.cancel();
-      resolve({ dropMs, reason: event.reason });
-    });
+    // The mesh drops the link; ring membership reports the member lost.
+    const off = ring
+      ? observer.on("peer-lost", (event) => {
+        if (event.peer !== victim.guid) return;
+        const dropMs = performance.now() - startMs;
+        off();
+        timer.cancel();
+        resolve({ dropMs, reason: "member-down" });
+      })
+      : observer.on("link-down", (event) => {
+        if (event.peer !== victim.guid) return;
+        const dropMs = performance.now() - startMs;
+        off();
+        timer.cancel();
+        resolve({ dropMs, reason: event.reason });
+      });
     startMs = performance.now();
     if (!victim.process.signal(signal)) {
       off();
@@ -214,7 +293,11 @@ interface FailureRuns {
 }
 
 /** One observer here, `KILL_RUNS + 1` node programs as children: kill -9 each, SIGSTOP one. */
-async function failureRuns(platform: Platform, token: string): Promise<FailureRuns> {
+async function failureRuns(
+  platform: Platform,
+  token: string,
+  ring = false,
+): Promise<FailureRuns> {
   const runtime = currentRuntime();
   if (findRuntime(runtime) === undefined) throw new Error(`Cannot find the ${runtime} executable`);
   const discoveryPort = await freePort("udp");
@@ -224,12 +307,14 @@ async function failureRuns(platform: Platform, token: string): Promise<FailureRu
     discovery: { port: discoveryPort, broadcastAddress: BROADCAST, bindHost: BROADCAST },
     heartbeatIntervalMs: HEARTBEAT_MS,
     silenceIntervals: SILENCE_INTERVALS,
+    ...(ring ? { membership: "ring" as const } : {}),
   });
   let foreign = 0;
   const victims: Victim[] = [];
   const linkedTo = new Set<string>();
   const waiters = new Set<() => void>();
-  observer.on("link-up", (event) => {
+  // Known to the observer: linked (mesh), or a member (ring).
+  observer.on(ring ? "peer-discovered" : "link-up", (event) => {
     if (!event.peer.startsWith(`V${token}`)) foreign++;
     linkedTo.add(event.peer);
     for (const waiter of [...waiters]) waiter();
@@ -254,6 +339,7 @@ async function failureRuns(platform: Platform, token: string): Promise<FailureRu
           String(HEARTBEAT_MS),
           "--silence",
           String(SILENCE_INTERVALS),
+          ...(ring ? ["--membership", "ring"] : []),
         ],
       });
       victims.push({ guid, process });
@@ -277,10 +363,10 @@ async function failureRuns(platform: Platform, token: string): Promise<FailureRu
     const kills: DropRun[] = [];
     for (const victim of victims.slice(0, KILL_RUNS)) {
       await settle();
-      kills.push(await dropAfter(platform, observer, victim, "SIGKILL"));
+      kills.push(await dropAfter(platform, observer, victim, "SIGKILL", ring));
     }
     await settle();
-    const stop = await dropAfter(platform, observer, victims[KILL_RUNS], "SIGSTOP");
+    const stop = await dropAfter(platform, observer, victims[KILL_RUNS], "SIGSTOP", ring);
     return { kills, stop, foreign };
   } finally {
     observer.close();
@@ -361,10 +447,78 @@ export async function discoveryRows(): Promise<BenchRow[]> {
             `+ 10% jitter = ${ms((SILENCE_INTERVALS + 1) * HEARTBEAT_MS * 1.1)}`,
       },
     );
+    rows.push(...(await ringRows(platform, `${token}g`)));
   } finally {
     await killAll();
     await platform.close();
   }
+  return rows;
+}
+
+/** The same figures with ring membership (`membership: "ring"`, `--membership ring`). */
+async function ringRows(platform: Platform, token: string): Promise<BenchRow[]> {
+  const runtime = runtimeName();
+  progress(`discovery: ${MESH_NODES} nodes with ring membership, ${MESH_RUNS} runs`);
+  const runs: MeshRun[] = [];
+  let runError = "";
+  for (let i = 0; i < MESH_RUNS; i++) {
+    try {
+      runs.push(await ringRun(platform, `${token}r${i}`));
+    } catch (error) {
+      runError = (error as Error).message;
+    }
+  }
+  const foreign = runs.reduce((sum, run) => sum + run.foreign, 0);
+  const rows: BenchRow[] = [{
+    name: `discovery_ring_${MESH_NODES}`,
+    runtime,
+    value: median(runs.map((run) => run.meshMs)),
+    unit: "ms",
+    baseline: HEARTBEAT_MS,
+    baselineName: "heartbeat interval",
+    note: runs.length === 0
+      ? `not measured: ${runError}`
+      : `median of ${runs.length} (${runs.map((run) => ms(run.meshMs)).join(", ")}); ` +
+        `every node knew all ${MESH_NODES} alive after ${
+          ms(median(runs.map((run) => run.linksMs)))
+        }, then every node had an answer from the next node's worker` +
+        (foreign > 0 ? `; ${foreign} members outside this run!` : "") +
+        (runError && runs.length < MESH_RUNS ? `; a run failed: ${runError}` : ""),
+  }];
+  progress(`discovery: kill -9 and SIGSTOP of ring node programs (${currentRuntime()})`);
+  let failures: FailureRuns | undefined;
+  let failureError = "";
+  try {
+    failures = await failureRuns(platform, token, true);
+  } catch (error) {
+    failureError = (error as Error).message.split("\n")[0];
+  }
+  rows.push(
+    {
+      name: "ring_lost_after_kill9",
+      runtime,
+      value: failures === undefined ? NaN : median(failures.kills.map((run) => run.dropMs)),
+      unit: "ms",
+      baseline: SILENCE_INTERVALS * HEARTBEAT_MS,
+      baselineName: `3 heartbeat intervals`,
+      note: failures === undefined
+        ? `not measured: ${failureError}`
+        : `median of ${failures.kills.length} (${
+          failures.kills.map((run) => ms(run.dropMs)).join(", ")
+        }), SIGKILL to peer-lost: the membership's verdict, not a link's end (no link to it)`,
+    },
+    {
+      name: "ring_lost_after_sigstop",
+      runtime,
+      value: failures?.stop.dropMs ?? NaN,
+      unit: "ms",
+      baseline: SILENCE_INTERVALS * HEARTBEAT_MS,
+      baselineName: `3 heartbeat intervals`,
+      note: failures === undefined
+        ? `not measured: ${failureError}`
+        : "frozen, sockets open: SIGSTOP to peer-lost",
+    },
+  );
   return rows;
 }
 
