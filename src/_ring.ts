@@ -35,8 +35,11 @@ import type { LinkDownReason, MembershipState, UndeliverableReason } from "./_ty
 export const DIRECTORY_MARKER = 0xc2;
 /** Most messages waiting for one node's link or one worker's lookup. */
 export const MAX_WAITING = 1024;
-/** Heartbeats go out on node ticks 0, 1, 2, 4 and 8: enough to be heard when joining. */
-const BEAT_TICKS_JOINING = 8;
+/**
+ * Heartbeats go out on node ticks 0 and 1 (two chances against a lost broadcast): every node of
+ * the subnet hears each one, so each round costs the subnet N² deliveries at a cold start.
+ */
+const BEAT_TICKS_JOINING = 1;
 /** A node that still knows no one broadcasts again every this many ticks. */
 const BEAT_TICKS_ALONE = 16;
 
@@ -193,7 +196,7 @@ export class RingMode {
 
   /**
    * Whether the node should broadcast a heartbeat on its tick number `ticks`: while joining
-   * (ticks 0, 1, 2, 4, 8), then only while it knows no other member. A broadcast reaches every
+   * (ticks 0 and 1), then only while it knows no other member. A broadcast reaches every
    * node of the subnet, so steady heartbeats would cost each node N deliveries per beat;
    * partitions heal through the membership's syncs with members held dead instead.
    */
