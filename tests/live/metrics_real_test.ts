@@ -100,6 +100,18 @@ test(
       { what: "node C counts the message it received", describe: outputs },
     );
 
+    // The heartbeat timer first fires at a random moment of the first interval (workers that
+    // only answer messages get no timer): wait until each node's has fired once.
+    for (const port of http) {
+      await waitFor(
+        async () =>
+          /^automp_event_loop_lag_seconds_count [1-9]/m.test((await scrape(port)).text)
+            ? true
+            : undefined,
+        5000,
+        { what: `the node serving port ${port} timed its heartbeat timer`, describe: outputs },
+      );
+    }
     for (const [i, port] of http.entries()) {
       const { type, text } = await scrape(port);
       assert.match(type, /^text\/plain; version=0\.0\.4/);
