@@ -104,6 +104,19 @@ async function freePort(kind: "udp" | "tcp"): Promise<number> {
   throw new Error(`Cannot find a free ${kind} port in 30000..32767`);
 }
 
+/** What `promise` gives within `limitMs`, or `undefined` if it takes longer. */
+function within<T>(
+  platform: Platform,
+  promise: Promise<T>,
+  limitMs: number,
+): Promise<T | undefined> {
+  const timeout = new Promise<undefined>((resolve) => {
+    const timer = platform.clock.schedule(limitMs, () => resolve(undefined));
+    void promise.then(() => timer.cancel());
+  });
+  return Promise.race([promise, timeout]);
+}
+
 interface MeshRun {
   readonly linksMs: number;
   readonly meshMs: number;
@@ -148,11 +161,7 @@ async function meshRun(platform: Platform, token: string): Promise<MeshRun> {
       node.start();
       node.attachWorker(new EchoWorker(`W${token}n${i}`));
     }
-    const timeout = new Promise<undefined>((resolve) => {
-      const timer = platform.clock.schedule(MESH_LIMIT_MS, () => resolve(undefined));
-      void mesh.then(() => timer.cancel());
-    });
-    const meshAt = await Promise.race([mesh, timeout]);
+    const meshAt = await within(platform, mesh, MESH_LIMIT_MS);
     if (meshAt === undefined) {
       const counts = nodes.map((node) => node.linkCount).join(",");
       throw new Error(`Cannot measure: no full mesh in ${MESH_LIMIT_MS} ms (links ${counts})`);
@@ -215,11 +224,7 @@ async function ringRun(platform: Platform, token: string): Promise<MeshRun> {
       node.start();
       node.attachWorker(new EchoWorker(`W${token}r${i}`));
     }
-    const timeout = new Promise<undefined>((resolve) => {
-      const timer = platform.clock.schedule(MESH_LIMIT_MS, () => resolve(undefined));
-      void done.then(() => timer.cancel());
-    });
-    const doneAt = await Promise.race([done, timeout]);
+    const doneAt = await within(platform, done, MESH_LIMIT_MS);
     if (doneAt === undefined) {
       const counts = nodes.map((node) => node.membership().alive).join(",");
       throw new Error(

@@ -39,14 +39,16 @@ export interface MetricsView {
   readonly storage?: readonly MetricFamily[];
 }
 
-const counter = (name: string, help: string, value: number): MetricFamily => ({
+/** A counter family with one unlabelled sample. */
+export const counter = (name: string, help: string, value: number): MetricFamily => ({
   name,
   help,
   type: "counter",
   samples: [{ value }],
 });
 
-const gauge = (name: string, help: string, value: number): MetricFamily => ({
+/** A gauge family with one unlabelled sample. */
+export const gauge = (name: string, help: string, value: number): MetricFamily => ({
   name,
   help,
   type: "gauge",

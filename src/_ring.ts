@@ -25,6 +25,7 @@ import { Directory, type DirectoryMessage } from "./_directory.ts";
 import { LinkPool } from "./_link_pool.ts";
 import { type MemberEvent, Membership, type MembershipMessage } from "./_membership.ts";
 import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
+import { counter, gauge } from "./_node_metrics.ts";
 import type { MapMessage } from "./message.ts";
 import type { MetricFamily } from "./metrics.ts";
 import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
@@ -115,6 +116,8 @@ export class RingMode {
   #ticks = 0;
   /** Workers attached before the directory started (the node attaches before it listens). */
   readonly #early = new Set<string>();
+  /** Members' addresses, parsed. */
+  readonly #addresses = new Map<string, Address>();
   readonly #textEncoder = new TextEncoder();
   readonly #textDecoder = new TextDecoder();
 
@@ -408,18 +411,6 @@ export class RingMode {
     const state = this.state();
     const stats = this.#membership?.stats;
     const directory = this.#directory?.stats;
-    const gauge = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "gauge",
-      samples: [{ value }],
-    });
-    const counter = (name: string, help: string, value: number): MetricFamily => ({
-      name,
-      help,
-      type: "counter",
-      samples: [{ value }],
-    });
     return [
       {
         name: "automp_members",
@@ -479,30 +470,38 @@ export class RingMode {
   }
 
   #sendMembership(to: string, message: MembershipMessage): void {
-    if (this.#socket === undefined) return;
-    let address: Address;
-    try {
-      address = parseAddress(to);
-    } catch {
-      return; // a member with no address we can reach: nothing to send to
-    }
-    this.#socket.send(encodeMembership(message), address);
+    this.#sendTo(to, () => encodeMembership(message));
   }
 
   #sendDirectory(node: string, message: DirectoryMessage): void {
     const member = this.#membership?.get(node);
-    if (this.#socket === undefined || member === undefined) return;
-    let address: Address;
-    try {
-      address = parseAddress(member.address);
-    } catch {
-      return;
+    if (member === undefined) return;
+    this.#sendTo(member.address, () => {
+      const json = this.#textEncoder.encode(JSON.stringify(message));
+      const bytes = new Uint8Array(json.length + 1);
+      bytes[0] = DIRECTORY_MARKER;
+      bytes.set(json, 1);
+      return bytes;
+    });
+  }
+
+  /**
+   * Sends a datagram to a member's `host:port`, parsed once per address (a few per node: its
+   * monitors and the members it probes); an address that does not parse gets nothing.
+   */
+  #sendTo(to: string, bytes: () => Uint8Array): void {
+    if (this.#socket === undefined) return;
+    let address = this.#addresses.get(to);
+    if (address === undefined) {
+      try {
+        address = parseAddress(to);
+      } catch {
+        return;
+      }
+      if (this.#addresses.size >= 4096) this.#addresses.clear();
+      this.#addresses.set(to, address);
     }
-    const json = this.#textEncoder.encode(JSON.stringify(message));
-    const bytes = new Uint8Array(json.length + 1);
-    bytes[0] = DIRECTORY_MARKER;
-    bytes.set(json, 1);
-    this.#socket.send(bytes, address);
+    this.#socket.send(bytes(), address);
   }
 
   #changed(event: MemberEvent): void {
