@@ -277,7 +277,7 @@ export class Directory {
   /**
    * Registers every hosted worker with its owners again, as the membership sees them now:
    * anti-entropy for entries an owner dropped or never got while views of the membership
-   * differed (a partition, a burst of changes). Call it now and then (the node: every 10
+   * differed (a partition, a burst of changes). Call it now and then (the node: every 30
    * intervals); the puts are idempotent.
    */
   refresh(): void {

@@ -94,6 +94,20 @@ interface CachedDatagram {
   peer: HeardPeer | undefined;
 }
 
+/** What an unsigned system datagram decodes to: the same for every node that receives it. */
+interface DecodedSystem {
+  readonly message: MapMessage;
+  readonly heartbeat: CachedDatagram["heartbeat"];
+}
+
+/**
+ * Unsigned system datagrams already decoded in this process, by the received array itself.
+ * Received bytes are read-only (see `platform.ts`), and a node sends the same heartbeat array
+ * each interval, so when one process hosts many nodes (a simulated cluster) a broadcast is
+ * decoded once, not once per receiver. Entries go with their arrays.
+ */
+const decodedSystems = new WeakMap<Uint8Array, DecodedSystem>();
+
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   // Identity first: received bytes are read-only, and a simulated broadcast shares its array.
   if (a === b) return true;
@@ -322,32 +336,38 @@ export class Discovery {
       }
       return;
     }
-    const message = this.#decode(data, from);
-    if (message === undefined) return;
-    const fields = message.message;
-    const kind = fields[SYSTEM_KEY];
-    if (kind === undefined) {
-      host.onMessage(message);
-      return;
-    }
-    // Only system messages are cached: they never reach user code, so nobody can modify them.
-    let heartbeat: CachedDatagram["heartbeat"];
-    if (kind === SystemKind.NodeLocation || kind === SystemKind.ConnectToMe) {
-      const verdict = this.#auth.checkHeartbeat(fields);
-      if (verdict.kind === "replayed") return; // Only signed heartbeats are numbered.
-      if (verdict.kind === "refused") {
-        host.stats.datagramErrors++;
-        this.#logError(formatAddress(from), new ProtocolError(verdict.reason));
+    let decoded = decodedSystems.get(data);
+    if (decoded === undefined) {
+      const message = this.#decode(data, from);
+      if (message === undefined) return;
+      const fields = message.message;
+      const kind = fields[SYSTEM_KEY];
+      if (kind === undefined) {
+        host.onMessage(message);
         return;
       }
-      const memberVersion = Number(fields[SystemField.MemberVersion]);
-      heartbeat = {
-        guid: verdict.guid,
-        address: verdict.address,
-        incarnation: verdict.incarnation,
-        ...(Number.isFinite(memberVersion) && memberVersion > 0 ? { memberVersion } : {}),
-      };
+      // Only system messages are cached: they never reach user code, so nobody can modify them.
+      let heartbeat: CachedDatagram["heartbeat"];
+      if (kind === SystemKind.NodeLocation || kind === SystemKind.ConnectToMe) {
+        const verdict = this.#auth.checkHeartbeat(fields);
+        if (verdict.kind === "replayed") return; // Only signed heartbeats are numbered.
+        if (verdict.kind === "refused") {
+          host.stats.datagramErrors++;
+          this.#logError(formatAddress(from), new ProtocolError(verdict.reason));
+          return;
+        }
+        const memberVersion = Number(fields[SystemField.MemberVersion]);
+        heartbeat = {
+          guid: verdict.guid,
+          address: verdict.address,
+          incarnation: verdict.incarnation,
+          ...(Number.isFinite(memberVersion) && memberVersion > 0 ? { memberVersion } : {}),
+        };
+      }
+      decoded = { message, heartbeat };
+      decodedSystems.set(data, decoded);
     }
+    const { message, heartbeat } = decoded;
     // Only small system datagrams are remembered, from a bounded number of sources: junk from many
     // sources must not pin memory.
     if (data.length > 512) {

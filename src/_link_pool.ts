@@ -41,6 +41,11 @@ export class LinkPool {
   /** Peer → last activity, least recently used first. */
   readonly #lastUsed = new Map<string, number>();
   readonly #pinned = new Set<string>();
+  /**
+   * No link can be idle before this time, as the last look found (activity only ever makes a
+   * link's idle time later): until then, while within bounds, there is nothing to look at.
+   */
+  #nothingIdleBeforeMs = 0;
 
   /** A pool with the given bounds. */
   constructor(options: LinkPoolOptions = {}) {
@@ -65,12 +70,14 @@ export class LinkPool {
   touch(peer: string, nowMs: number): void {
     this.#lastUsed.delete(peer);
     this.#lastUsed.set(peer, nowMs);
+    const idleAtMs = nowMs + this.#idleMs;
+    if (idleAtMs < this.#nothingIdleBeforeMs) this.#nothingIdleBeforeMs = idleAtMs;
   }
 
   /** Keeps the link to `peer` whatever its use (or stops keeping it). */
   pin(peer: string, pinned = true): void {
     if (pinned) this.#pinned.add(peer);
-    else this.#pinned.delete(peer);
+    else if (this.#pinned.delete(peer)) this.#nothingIdleBeforeMs = 0; // it may be idle already
   }
 
   /** The link to `peer` closed (for any reason). */
@@ -87,15 +94,24 @@ export class LinkPool {
   toClose(nowMs: number, isBusy: (peer: string) => boolean): string[] {
     const close: string[] = [];
     let open = this.#lastUsed.size;
+    if (open <= this.#maxLinks && nowMs < this.#nothingIdleBeforeMs) return close;
+    // Busy and pinned links may be idle already: while there are any, look every time.
+    let skipped = false;
+    let nextIdleMs = Infinity;
     for (const [peer, lastMs] of this.#lastUsed) {
-      if (this.#pinned.has(peer) || isBusy(peer)) continue;
+      if (this.#pinned.has(peer) || isBusy(peer)) {
+        skipped = true;
+        continue;
+      }
       if (nowMs - lastMs >= this.#idleMs || open > this.#maxLinks) {
         close.push(peer);
         open--;
       } else if (open <= this.#maxLinks) {
+        nextIdleMs = lastMs + this.#idleMs;
         break; // the rest were used more recently still
       }
     }
+    this.#nothingIdleBeforeMs = skipped ? 0 : nextIdleMs;
     for (const peer of close) this.#lastUsed.delete(peer);
     return close;
   }

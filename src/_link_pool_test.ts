@@ -44,6 +44,30 @@ describe("link pool", () => {
     assert.deepEqual(pool.toClose(100, () => false), ["A"]);
   });
 
+  it("looks that find nothing idle never make a later idle link stay open", () => {
+    const pool = new LinkPool({ idleMs: 1000 });
+    assert.deepEqual(pool.toClose(0, () => false), [], "empty");
+    pool.touch("A", 10);
+    assert.deepEqual(pool.toClose(500, () => false), []);
+    pool.touch("B", 600);
+    pool.touch("A", 700); // A used again: B is now the oldest
+    assert.deepEqual(pool.toClose(1010, () => false), []);
+    assert.deepEqual(pool.toClose(1600, () => false), ["B"]);
+    assert.deepEqual(pool.toClose(1699, () => false), []);
+    assert.deepEqual(pool.toClose(1700, () => false), ["A"]);
+    pool.touch("C", 5000);
+    assert.deepEqual(pool.toClose(6000, () => false), ["C"], "a link added after the pool emptied");
+  });
+
+  it("a link that stops being busy is closed at the next look if it is idle by then", () => {
+    const pool = new LinkPool({ idleMs: 100 });
+    let busy = true;
+    pool.touch("A", 0);
+    assert.deepEqual(pool.toClose(200, () => busy), []);
+    busy = false;
+    assert.deepEqual(pool.toClose(201, () => busy), ["A"]);
+  });
+
   it("bad bounds are refused with a Cannot error", () => {
     assert.throws(() => new LinkPool({ maxLinks: 0 }), /^RangeError: Cannot create link pool/);
     assert.throws(() => new LinkPool({ idleMs: -1 }), /Cannot create link pool: idleMs/);

@@ -99,6 +99,12 @@ export interface LinkTableOptions {
   readonly maxFrameBytes: number;
   readonly maxLinks: number;
   readonly maxPendingHandshakes: number;
+  /**
+   * Under `"ring"` membership idle links get no keepalives and are not closed for silence: the
+   * membership says when a peer is gone (and its link then closes), so a pool of idle links
+   * costs nothing. Under `"mesh"` each link watches itself.
+   */
+  readonly membership: "mesh" | "ring";
 }
 
 /** How a teardown treats the socket. */
@@ -579,13 +585,16 @@ export class LinkTable {
 
   /**
    * Housekeeping: links silent past the bound are dropped, idle ones get a keepalive (where the
-   * protocol has them); handshakes and dials past their time are abandoned.
+   * protocol has them, and not under ring membership); handshakes and dials past their time are
+   * abandoned.
    */
   tick(now: number): void {
     const o = this.#o;
     const keepAlives = o.protocol.keepAlives;
+    const watchLinks = o.membership === "mesh";
     for (const link of [...this.connections]) {
       if (link.state === "active") {
+        if (!watchLinks) continue;
         // Without keepalives (the original's), a peer's heartbeats vouch for its link.
         const heardMs = keepAlives
           ? link.lastReceivedMs

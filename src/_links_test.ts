@@ -48,6 +48,7 @@ const OPTIONS: LinkTableOptions = {
   maxFrameBytes: 1 << 20,
   maxLinks: 8,
   maxPendingHandshakes: 2,
+  membership: "mesh",
 };
 
 function world(options: Partial<LinkTableOptions> = {}) {
@@ -291,6 +292,22 @@ test("ticks keep idle links alive, drop silent ones, abandon slow handshakes and
   w.at(5002);
   w.table.tick(5002);
   assert.ok(w.events.includes("down B silence"));
+});
+
+test("under ring membership idle links get no keepalives and are never dropped for silence", () => {
+  const w = world({ membership: "ring" });
+  const linked = w.accept(5000);
+  linked.handlers.onData!(linked.conn, w.hello("B"));
+  const slow = w.accept(5001);
+  w.at(1200);
+  w.table.tick(1200);
+  assert.equal(linked.conn.written.length, 1, "only the hello");
+  w.at(60_000);
+  w.table.tick(60_000);
+  assert.equal(linked.conn.written.length, 1, "still only the hello");
+  assert.equal(linked.conn.destroyed, false);
+  assert.ok(!w.events.some((e) => e.includes("silence")), "no silence verdict");
+  assert.equal(slow.conn.destroyed, true, "a handshake still times out");
 });
 
 test("closing all says goodbye on links first", () => {

@@ -180,10 +180,17 @@ export function encodeMembership(message: MembershipMessage): Uint8Array {
 /** Reads one datagram; every overrun or bad value is a `ProtocolError`. */
 class Reader {
   at = 0;
-  readonly #view: DataView;
+  #dataView: DataView | undefined;
 
-  constructor(readonly bytes: Uint8Array) {
-    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  constructor(readonly bytes: Uint8Array) {}
+
+  /** Made on first use: most datagrams (beats, pings) carry no fixed-width numbers. */
+  get #view(): DataView {
+    return this.#dataView ??= new DataView(
+      this.bytes.buffer,
+      this.bytes.byteOffset,
+      this.bytes.byteLength,
+    );
   }
 
   fail(what: string): never {

@@ -41,8 +41,21 @@ export const MAX_WAITING = 1024;
  * the subnet hears each one, so each round costs the subnet N² deliveries at a cold start.
  */
 const BEAT_TICKS_JOINING = 1;
+/**
+ * Hosted workers are registered with their owners again every this many ticks. Owner changes
+ * re-register at once (the membership reports them); this only repairs puts that were lost.
+ */
+const REFRESH_TICKS = 30;
 /** A node that still knows no one broadcasts again every this many ticks. */
 const BEAT_TICKS_ALONE = 16;
+
+/**
+ * Membership datagrams already decoded in this process, by the received array itself. Received
+ * bytes are read-only (see `platform.ts`) and a decoded message is only read, and a member sends
+ * the same array for every beat that carries no news, so when one process hosts many nodes (a
+ * simulated cluster) each such beat is decoded once. Entries go with their arrays.
+ */
+const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
 
 /** What ring membership needs from its node. */
 export interface RingHost {
@@ -119,6 +132,8 @@ export class RingMode {
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
   readonly #textEncoder = new TextEncoder();
+  /** This node's beat when it carries no news: the same bytes every round. */
+  #plainBeat: Uint8Array | undefined;
   readonly #textDecoder = new TextDecoder();
 
   /**
@@ -369,11 +384,11 @@ export class RingMode {
 
   /**
    * Housekeeping on the node's tick: idle links closed, dials that never came up reported, and
-   * every 10th tick the hosted workers registered again with their owners.
+   * every 30th tick the hosted workers registered again with their owners.
    */
   tick(now: number): void {
     const host = this.#host;
-    if (++this.#ticks % 10 === 0) this.#directory?.refresh();
+    if (++this.#ticks % REFRESH_TICKS === 0) this.#directory?.refresh();
     for (const node of this.#pool.toClose(now, (peer) => host.isBusy(peer))) {
       host.closeLink(node, "idle", "no traffic for a while");
     }
@@ -454,7 +469,12 @@ export class RingMode {
     if (this.#closed) return;
     try {
       if (data[0] === MEMBERSHIP_MARKER) {
-        this.#membership?.receive(decodeMembership(data), `${from.host}:${from.port}`);
+        let message = decodedMemberships.get(data);
+        if (message === undefined) {
+          message = decodeMembership(data);
+          decodedMemberships.set(data, message);
+        }
+        this.#membership?.receive(message, `${from.host}:${from.port}`);
       } else if (data[0] === DIRECTORY_MARKER) {
         const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
         this.#directory?.receive(message);
@@ -470,7 +490,11 @@ export class RingMode {
   }
 
   #sendMembership(to: string, message: MembershipMessage): void {
-    this.#sendTo(to, () => encodeMembership(message));
+    if (message.kind === "beat" && message.updates.length === 0) {
+      this.#sendTo(to, () => this.#plainBeat ??= encodeMembership(message));
+    } else {
+      this.#sendTo(to, () => encodeMembership(message));
+    }
   }
 
   #sendDirectory(node: string, message: DirectoryMessage): void {

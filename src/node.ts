@@ -371,7 +371,8 @@ export class AutoMpiNode {
       workerSet: (node, workers) => this.#locations.replace(node, workers),
     }, {
       guid: o.guid,
-      peerLists: o.protocol.peerLists,
+      // Under ring membership the membership tells who is alive: links carry no peer lists.
+      peerLists: o.protocol.peerLists && o.membership === "mesh",
       workerSets: o.protocol.workerSets,
       gossipIntervals: o.gossipIntervals,
     });
@@ -932,7 +933,7 @@ export class AutoMpiNode {
       this.#discovery.sendHeartbeat();
     }
     this.#ring?.tick(now);
-    this.#table.tick(now);
+    if (this.#connections.size > 0) this.#table.tick(now);
     this.#peers.tick(now);
     this.#sessions.expire(now);
     if (this.#protocol.placement) this.#placement.tick();
