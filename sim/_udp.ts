@@ -349,9 +349,11 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
  */
 export class SimDatagramSocket implements DatagramSocket {
   #local: Address = { host: ANY, port: 0 };
-  // Senders usually reuse one address object per destination: remember the last one parsed.
-  #lastTo: Address | undefined;
-  #lastTarget = 0;
+  // Senders usually reuse one address object per destination (a member beats to two or three
+  // monitors in turn): the last few parsed, by identity, in a small ring.
+  readonly #recentTo: (Address | undefined)[] = [undefined, undefined, undefined, undefined];
+  readonly #recentTarget = [0, 0, 0, 0];
+  #recentNext = 0;
   /** The source address its datagrams carry: the host's address when bound to any. */
   source: Address = this.#local;
   closed = false;
@@ -391,7 +393,17 @@ export class SimDatagramSocket implements DatagramSocket {
       );
     }
     if (this.closed) throw new NetError("EINVAL", "Cannot send datagram: the socket is closed");
-    const target = to === this.#lastTo ? this.#lastTarget : parseIpv4(to.host);
+    const recent = this.#recentTo;
+    const at = to === recent[0]
+      ? 0
+      : to === recent[1]
+      ? 1
+      : to === recent[2]
+      ? 2
+      : to === recent[3]
+      ? 3
+      : -1;
+    const target = at >= 0 ? this.#recentTarget[at] : parseIpv4(to.host);
     if (target === undefined || !(to.port > 0 && to.port <= 65535)) {
       throw new NetError(
         "EINVAL",
@@ -405,8 +417,12 @@ export class SimDatagramSocket implements DatagramSocket {
         `Cannot send to broadcast address ${to.host}: the socket was bound without broadcast: true`,
       );
     }
-    this.#lastTo = to;
-    this.#lastTarget = target;
+    if (at < 0) {
+      const slot = this.#recentNext;
+      recent[slot] = to;
+      this.#recentTarget[slot] = target;
+      this.#recentNext = (slot + 1) & 3;
+    }
     if (this.host.state === "down") return;
     this.udp.send(this.host, this.source, data, to, target, broadcast);
   }

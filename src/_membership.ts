@@ -343,6 +343,11 @@ export class Membership {
     return this.#digest;
   }
 
+  /** How many rounds of beats this node has had (one per interval once it runs). */
+  get rounds(): number {
+    return this.#ticks;
+  }
+
   /** How many members are alive or suspect, this node included. */
   get liveCount(): number {
     return this.#ring.length;
@@ -407,17 +412,16 @@ export class Membership {
   }
 
   /**
-   * When {@link tick} next has work: the next round of beats, a subject becoming late, a probe's
-   * timeout, or a suspicion's end. The node sets a timer for it after each tick. Messages
-   * received in between only ever make it later (a suspicion heard ends after the next round),
-   * so one timer is enough, and a quiet cluster wakes each node about once per interval.
+   * When {@link tick} next has work: the next round of beats, a probe's timeout, or a
+   * suspicion's end (late subjects are noticed on rounds and arrivals, not by a timer). The node
+   * sets a timer for it after each tick and each datagram, so a quiet cluster wakes each node
+   * once per interval.
    */
   nextWakeMs(): number {
     let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
     for (const watch of this.#watching.values()) {
-      const due = watch.probing
-        ? watch.probeSentMs + this.#pingTimeoutMs
-        : watch.heardMs + this.#lateMs;
+      if (!watch.probing) continue; // lateness is looked at on rounds and arrivals
+      const due = watch.probeSentMs + this.#pingTimeoutMs;
       if (due < wake) wake = due;
     }
     for (const since of this.#suspectedAt.values()) {
@@ -447,24 +451,7 @@ export class Membership {
         });
       }
     }
-    for (const [guid, watch] of this.#watching) {
-      const subject = this.#records.get(guid)!;
-      if (!watch.probing) {
-        if (now - watch.heardMs < this.#lateMs) continue;
-        // Late: ask it directly and through others at once.
-        watch.probing = true;
-        watch.probeSentMs = now;
-        this.#ping(subject.address);
-        this.#probeIndirectly(subject);
-      } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
-        watch.probing = false;
-        watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
-        if (subject.status === "alive") {
-          this.stats.suspicions++;
-          this.#apply({ ...subject, status: "suspect" }, "self", true);
-        }
-      }
-    }
+    this.#checkWatched(now);
     // Suspicions that were not refuted in time become deaths.
     for (const [guid, since] of this.#suspectedAt) {
       if (now - since < this.#suspicionMs) continue;
@@ -480,6 +467,35 @@ export class Membership {
           ? this.#randomDead()
           : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
+    }
+  }
+
+  /**
+   * Probes watched members that are late and suspects those whose probes went unanswered.
+   * Lateness is looked at on each round and on each datagram that arrives (a monitor hears a
+   * beat from each of its K subjects every interval, so looks come several times an interval)
+   * rather than at a timer of its own: in a healthy cluster such a timer would always find the
+   * beat already there, and cost every node a wake per subject per interval.
+   */
+  #checkWatched(now: number): void {
+    for (const [guid, watch] of this.#watching) {
+      if (!watch.probing) {
+        if (now - watch.heardMs < this.#lateMs) continue;
+        // Late: ask it directly and through others at once.
+        const subject = this.#records.get(guid)!;
+        watch.probing = true;
+        watch.probeSentMs = now;
+        this.#ping(subject.address);
+        this.#probeIndirectly(subject);
+      } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
+        const subject = this.#records.get(guid)!;
+        watch.probing = false;
+        watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
+        if (subject.status === "alive") {
+          this.stats.suspicions++;
+          this.#apply({ ...subject, status: "suspect" }, "self", true);
+        }
+      }
     }
   }
 
@@ -552,6 +568,7 @@ export class Membership {
         }
         break;
     }
+    this.#checkWatched(this.#host.now());
   }
 
   /** Stops all work; later ticks and messages are ignored. */

@@ -142,6 +142,36 @@ describe("membership", () => {
     );
   });
 
+  it("a late subject is probed when the next datagram arrives, with no timer of its own", () => {
+    const sent: [string, MembershipMessage][] = [];
+    let now = 0;
+    const a = new Membership({
+      now: () => now,
+      randomInt: () => 0,
+      send: (to, message) => void sent.push([to, message]),
+      changed: () => {},
+    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
+    a.heard({ guid: "B", address: "b:1", version: 1, status: "alive" });
+    a.heard({ guid: "C", address: "c:1", version: 1, status: "alive" });
+    a.tick(); // the first round at 0; A watches B and C
+    assert.deepEqual(a.watching().sort(), ["B", "C"]);
+    now = 200;
+    a.receive({ kind: "beat", from: "B", updates: [] }, "b:1");
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    // Only the next round wakes A: lateness has no timer.
+    assert.equal(a.nextWakeMs(), 1000);
+    now = 1000;
+    a.tick();
+    now = 1200;
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1"); // B's beat did not come
+    sent.length = 0;
+    now = 1460; // B last heard 1,260 ms ago: late; C's beat arrives and A looks
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged at once");
+    // Now a probe runs: its timeout wakes A before the next round.
+    assert.equal(a.nextWakeMs(), 1460 + 500);
+  });
+
   it("a broken path between a monitor and its subject is bridged by indirect probes", () => {
     const net = cluster(10, 3);
     const node = net.nodes.get("N0004")!;

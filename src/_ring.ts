@@ -87,6 +87,11 @@ export interface RingHost {
   memberDown(node: string, address: string): void;
   /** A datagram that is not one of ours arrived. */
   badDatagram(from: Address, error: Error): void;
+  /**
+   * The membership had its round (once per interval): the node's housekeeping runs in the same
+   * wake, so a quiet node wakes once per interval in all. `dueMs` is when the wake was due.
+   */
+  round(dueMs: number): void;
 }
 
 /** The node's identity and tuning, as ring membership needs them. */
@@ -119,6 +124,9 @@ export class RingMode {
   #socket: DatagramSocket | undefined;
   #timer: Timer | undefined;
   #timerAtMs = Infinity;
+  /** The first round's time: a random moment of the first interval, so nodes started together
+   * do not all wake at the same instants. */
+  #firstRoundMs = 0;
   /** Messages waiting for a link to their node, and when the dial went out. */
   readonly #waitingLink = new Map<string, { messages: MapMessage[]; dialledMs: number }>();
   /** Messages waiting for their worker's lookup. */
@@ -182,6 +190,7 @@ export class RingMode {
         host.log.log("error", "ring.socket-error", { error: error.message });
       },
     });
+    this.#firstRoundMs = host.clock.now() + host.random.next() * this.#o.intervalMs;
     for (const worker of this.#early) this.#directory.attach(worker);
     this.#early.clear();
     for (const seed of this.#o.seeds) {
@@ -572,18 +581,23 @@ export class RingMode {
 
   /** Sets the one timer for the next membership or directory work, if sooner than set. */
   #rearm(): void {
-    if (this.#closed || this.#membership === undefined) return;
-    const wake = Math.min(this.#membership.nextWakeMs(), this.#directory?.nextWakeMs() ?? Infinity);
+    const membership = this.#membership;
+    if (this.#closed || membership === undefined) return;
+    let wake = Math.min(membership.nextWakeMs(), this.#directory?.nextWakeMs() ?? Infinity);
+    if (membership.rounds === 0) wake = Math.max(wake, this.#firstRoundMs);
     if (this.#timer !== undefined && wake >= this.#timerAtMs) return;
     this.#timer?.cancel();
     const now = this.#host.clock.now();
-    this.#timerAtMs = Math.max(wake, now);
+    const dueMs = Math.max(wake, now);
+    this.#timerAtMs = dueMs;
     this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), () => {
       this.#timer = undefined;
       this.#timerAtMs = Infinity;
       if (this.#closed || !this.#host.running()) return;
-      this.#membership?.tick();
+      const rounds = membership.rounds;
+      membership.tick();
       this.#directory?.tick();
+      if (membership.rounds !== rounds) this.#host.round(dueMs);
       this.#rearm();
     });
   }

@@ -526,6 +526,10 @@ export class AutoMpiNode {
         this.#placement.linkDown(node);
         this.#events.emit("peer-lost", { peer: node, address });
       },
+      round: (dueMs) => {
+        this.#tickDueMs = dueMs;
+        this.#tick();
+      },
       badDatagram: (address, error) =>
         this.#events.emit("protocol-error", {
           address: formatAddress(address),
@@ -909,7 +913,10 @@ export class AutoMpiNode {
     });
     this.#ring?.start({ host: this.#o.listen.host, port: this.#listenPort }, this.#address);
     this.#peers.dialSeeds();
-    this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
+    // Under ring membership the housekeeping runs on the membership's rounds (one wake).
+    if (this.#ring === undefined) {
+      this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
+    }
   }
 
   // ---- housekeeping ------------------------------------------------------------------------------
@@ -938,6 +945,7 @@ export class AutoMpiNode {
     this.#sessions.expire(now);
     if (this.#protocol.placement) this.#placement.tick();
     this.#gossip.tick(this.#ticks);
+    if (this.#ring !== undefined) return; // the next round calls again
     const spread = this.#o.intervalMs * this.#o.jitter;
     this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
   }

@@ -65,6 +65,27 @@ test("ring: at 100 nodes each node keeps few links when it talks to few nodes", 
   }
 });
 
+test("ring: a quiet node wakes once per interval and receives about two beats, with links open", () => {
+  const cluster = ring(100, 9, { history: false, checks: false });
+  converge(cluster, 20_000);
+  const clients = Array.from({ length: 100 }, (_, i) => cluster.client(i, `app${i}`));
+  for (let i = 0; i < 100; i++) clients[i].send(`echo${(i + 1) % 100}`, { command: "next" });
+  cluster.run(5000);
+  const before = { ...cluster.sim.stats };
+  cluster.run(20_000);
+  const after = cluster.sim.stats;
+  const perNodeS = (count: number) => count / 100 / 20;
+  // Two beats to the two monitors, an anti-entropy digest now and then, and nothing on the
+  // idle links (no keepalives): the membership vouches for them.
+  const datagrams = perNodeS(after.datagramsDelivered - before.datagramsDelivered);
+  assert.ok(datagrams >= 2 && datagrams <= 2.5, `${datagrams} datagrams per node per s`);
+  assert.equal(after.segmentsDelivered - before.segmentsDelivered, 0, "segments on idle links");
+  // Events: those datagrams and one timer wake per node per interval.
+  const events = perNodeS(after.events - before.events);
+  assert.ok(events <= datagrams + 1.2, `${events} events per node per s`);
+  for (const node of cluster.liveNodes()) assert.ok(node.linkCount >= 1, "links stay open");
+});
+
 test("ring: a crashed node is known dead by every live node within 3 heartbeat intervals", () => {
   const cluster = ring(20, 5);
   converge(cluster);
