@@ -37,15 +37,22 @@ export const DIRECTORY_MARKER = 0xc2;
 /** Most messages waiting for one node's link or one worker's lookup. */
 export const MAX_WAITING = 1024;
 /**
- * Heartbeats go out on node ticks 0 and 1 (two chances against a lost broadcast): every node of
- * the subnet hears each one, so each round costs the subnet N² deliveries at a cold start.
+ * Heartbeats go out when the discovery socket is ready and on node tick 1 (two chances against a
+ * lost broadcast): every node of the subnet hears each one, so each costs the subnet N²
+ * deliveries at a cold start.
  */
-const BEAT_TICKS_JOINING = 1;
+const BEAT_TICK_JOINING = 1;
 /**
  * Hosted workers are registered with their owners again every this many ticks. Owner changes
  * re-register at once (the membership reports them); this only repairs puts that were lost.
  */
 const REFRESH_TICKS = 30;
+/** A node that heard others by the first round joins its seeds at this round. */
+const SEED_JOIN_ROUND = 3;
+/** Parsed member addresses kept for sending (see #sendTo). */
+const MAX_ADDRESSES = 32;
+/** Nodes remembered as asked to join within the last interval. */
+const MAX_JOIN_ASKED = 256;
 /** A node that still knows no one broadcasts again every this many ticks. */
 const BEAT_TICKS_ALONE = 16;
 
@@ -139,6 +146,9 @@ export class RingMode {
   readonly #early = new Set<string>();
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
+  /** The seeds' `host:port`, this node's own left out. */
+  #seedAddresses: string[] = [];
+  #seedsJoined = false;
   readonly #textEncoder = new TextEncoder();
   /** This node's beat when it carries no news: the same bytes every round. */
   #plainBeat: Uint8Array | undefined;
@@ -193,11 +203,30 @@ export class RingMode {
     this.#firstRoundMs = host.clock.now() + host.random.next() * this.#o.intervalMs;
     for (const worker of this.#early) this.#directory.attach(worker);
     this.#early.clear();
-    for (const seed of this.#o.seeds) {
-      const text = `${seed.host}:${seed.port}`;
-      if (text !== address) membership.join(text);
-    }
+    this.#seedAddresses = this.#o.seeds.map((seed) => `${seed.host}:${seed.port}`)
+      .filter((text) => text !== address);
     this.#rearm();
+  }
+
+  /**
+   * Joins the seeds after this node's round: at the first round if it has heard no one yet
+   * (seeds are its only way in), else at the third, once the heartbeats of its own subnet are
+   * in; then again every {@link BEAT_TICKS_ALONE} rounds while it knows no one. Joining later
+   * when a subnet is there matters at scale: each join swaps whole tables, and a seed that
+   * already knows its subnet answers every joiner with all of it at once instead of a little
+   * at a time.
+   */
+  #joinSeeds(membership: Membership): void {
+    const seeds = this.#seedAddresses;
+    if (seeds.length === 0) return;
+    const rounds = membership.rounds;
+    const alone = membership.liveCount <= 1;
+    const due = this.#seedsJoined
+      ? alone && rounds % BEAT_TICKS_ALONE === 0
+      : alone || rounds >= SEED_JOIN_ROUND;
+    if (!due) return;
+    this.#seedsJoined = true;
+    for (const seed of seeds) membership.join(seed);
   }
 
   /** Stops all work and closes the socket; waiting messages are reported. */
@@ -222,13 +251,14 @@ export class RingMode {
   }
 
   /**
-   * Whether the node should broadcast a heartbeat on its tick number `ticks`: while joining
-   * (ticks 0 and 1), then only while it knows no other member. A broadcast reaches every
-   * node of the subnet, so steady heartbeats would cost each node N deliveries per beat;
-   * partitions heal through the membership's syncs with members held dead instead.
+   * Whether the node should broadcast a heartbeat on its tick number `ticks` (the one sent when
+   * the socket is ready comes first): once more on tick 1, then only while it knows no other
+   * member. A broadcast reaches every node of the subnet, so steady heartbeats would cost each
+   * node N deliveries per beat; partitions heal through the membership's syncs with members
+   * held dead instead.
    */
   shouldBeat(ticks: number): boolean {
-    if (ticks <= BEAT_TICKS_JOINING) return (ticks & (ticks - 1)) === 0;
+    if (ticks <= BEAT_TICK_JOINING) return ticks === BEAT_TICK_JOINING;
     return ticks % BEAT_TICKS_ALONE === 0 && (this.#membership?.liveCount ?? 0) <= 1;
   }
 
@@ -251,7 +281,7 @@ export class RingMode {
       const asked = this.#joinAsked.get(node);
       if (asked === undefined || now - asked >= this.#o.intervalMs) {
         this.#joinAsked.set(node, now);
-        if (this.#joinAsked.size > 1024) this.#joinAsked.clear();
+        if (this.#joinAsked.size > MAX_JOIN_ASKED) this.#joinAsked.clear();
         membership.join(address);
       }
     }
@@ -519,8 +549,9 @@ export class RingMode {
   }
 
   /**
-   * Sends a datagram to a member's `host:port`, parsed once per address (a few per node: its
-   * monitors and the members it probes); an address that does not parse gets nothing.
+   * Sends a datagram to a member's `host:port`, parsed once per address while it is among the
+   * few kept (its monitors and the members it probes); an address that does not parse gets
+   * nothing.
    */
   #sendTo(to: string, bytes: () => Uint8Array): void {
     if (this.#socket === undefined) return;
@@ -531,7 +562,9 @@ export class RingMode {
       } catch {
         return;
       }
-      if (this.#addresses.size >= 4096) this.#addresses.clear();
+      // A handful suffice (the monitors, a probe's targets); a cold start's gossip to random
+      // members must not leave every node holding every address.
+      if (this.#addresses.size >= MAX_ADDRESSES) this.#addresses.clear();
       this.#addresses.set(to, address);
     }
     this.#socket.send(bytes(), address);
@@ -597,7 +630,10 @@ export class RingMode {
       const rounds = membership.rounds;
       membership.tick();
       this.#directory?.tick();
-      if (membership.rounds !== rounds) this.#host.round(dueMs);
+      if (membership.rounds !== rounds) {
+        this.#joinSeeds(membership);
+        this.#host.round(dueMs);
+      }
       this.#rearm();
     });
   }

@@ -52,6 +52,49 @@ for (const n of [2, 5, 20]) {
   });
 }
 
+test("ring: nodes on several subnets meet through seeds and reach each other's workers", () => {
+  // Broadcasts stay within a subnet; the first node of each subnet seeds the others.
+  const cluster = ring(60, 5, { subnets: 3 });
+  const knownAt = converge(cluster, 20_000);
+  assert.ok(knownAt < 10_000, `all known only at ${knownAt} ms`);
+  const clients = Array.from({ length: 60 }, (_, i) => cluster.client(i, `app${i}`));
+  for (let i = 0; i < 60; i++) clients[i].send(`echo${(i + 1) % 60}`, { command: "across" });
+  cluster.run(3000);
+  assert.equal(clients.reduce((sum, c) => sum + c.received.length, 0), 60);
+  assert.deepEqual(cluster.violations(), []);
+});
+
+test("ring: a node with only a seed (no broadcast) joins within its first interval", () => {
+  const cluster = ring(6, 3);
+  converge(cluster);
+  const sim = cluster.sim;
+  const seed = cluster.host(0).address;
+  let joined: AutoMpiNode | undefined;
+  sim.addHost("late", (platform, host) => {
+    joined = new AutoMpiNode(platform, {
+      guid: "late-node",
+      listen: { host: host.address, port: 8888 },
+      membership: "ring",
+      discovery: false,
+      seeds: [`${seed}:8888`],
+    });
+    joined.start();
+    return joined;
+  });
+  const startedAt = cluster.now;
+  assert.ok(
+    cluster.runUntil(() => joined?.membership().alive === 7, 5000),
+    "the late node did not learn the cluster",
+  );
+  assert.ok(cluster.now - startedAt <= 1100, `joined after ${cluster.now - startedAt} ms`);
+  for (const node of cluster.liveNodes()) {
+    assert.ok(
+      cluster.runUntil(() => node.membership().alive === 7, 1000),
+      `${node.guid} never heard of the late node`,
+    );
+  }
+});
+
 test("ring: at 100 nodes each node keeps few links when it talks to few nodes", () => {
   const cluster = ring(100, 7, { history: false, checks: false });
   converge(cluster, 20_000);
