@@ -180,6 +180,7 @@ export class Discovery {
 
   /** Discovery for a node; `config` undefined for none (no sockets, no heartbeats). */
   readonly #cacheSources: number;
+  readonly #heartbeatOnReady: boolean;
 
   constructor(host: DiscoveryHost, options: {
     readonly config: DiscoveryConfig | undefined;
@@ -192,9 +193,16 @@ export class Discovery {
      * path). Default 1024; ring membership hears few heartbeats and keeps 16.
      */
     readonly cacheSources?: number;
+    /**
+     * Whether the first heartbeat goes as soon as the socket is ready. Default true; ring
+     * membership leaves its heartbeats to the node's first ticks, at a random moment of the
+     * first interval, so a cluster started at once is not one N² burst.
+     */
+    readonly heartbeatOnReady?: boolean;
   }) {
     this.#host = host;
     this.#cacheSources = options.cacheSources ?? 1024;
+    this.#heartbeatOnReady = options.heartbeatOnReady ?? true;
     this.#config = options.config;
     this.#protocol = options.protocol;
     this.#auth = options.auth;
@@ -222,7 +230,9 @@ export class Discovery {
       },
       {
         onMessage: (data, from) => this.receive(data, from),
-        onReady: () => this.sendHeartbeat(),
+        onReady: () => {
+          if (this.#heartbeatOnReady) this.sendHeartbeat();
+        },
         onError: (error) => log.log("error", "discovery.error", { error: error.message }),
       },
     );

@@ -150,6 +150,13 @@ export interface MembershipOptions {
   readonly fanout?: number;
   /** Most updates carried by one ping, ack or gossip. Default 8. */
   readonly maxPiggyback?: number;
+  /**
+   * Most claims this member floods (sends on at once to its neighbours and `fanout` random
+   * members) per interval. Default 8. Past it, news only rides on later datagrams and
+   * anti-entropy: when many members join at once (a cold start), flooding each one's claim
+   * would cost every member `fanout` datagrams per joiner.
+   */
+  readonly floodsPerInterval?: number;
   /** An anti-entropy digest goes to one random member every this many intervals. Default 5. */
   readonly syncEveryIntervals?: number;
   /** Most updates in one sync page (keeps datagrams well under 64 KiB). Default 200. */
@@ -275,6 +282,8 @@ export class Membership {
   readonly #suspicionMs: number;
   readonly #fanout: number;
   readonly #maxPiggyback: number;
+  readonly #floodsPerInterval: number;
+  #floodsLeft: number;
   readonly #syncEvery: number;
   readonly #pageSize: number;
   /** Every member this node knows of, itself included, dead ones as tombstones. */
@@ -323,6 +332,8 @@ export class Membership {
     this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs, "suspicionMs");
     this.#fanout = positiveInt(options.fanout, 3, "fanout");
     this.#maxPiggyback = positiveInt(options.maxPiggyback, 8, "maxPiggyback");
+    this.#floodsPerInterval = positiveInt(options.floodsPerInterval, 8, "floodsPerInterval");
+    this.#floodsLeft = this.#floodsPerInterval;
     this.#syncEvery = Math.max(1, positiveInt(options.syncEveryIntervals, 5, "syncEveryIntervals"));
     this.#pageSize = Math.max(1, positiveInt(options.syncPageSize, 200, "syncPageSize"));
     this.#self = this.#store({
@@ -442,6 +453,7 @@ export class Membership {
     if (round) {
       this.#lastRoundMs = now;
       this.#ticks++;
+      this.#floodsLeft = this.#floodsPerInterval;
       for (const monitor of this.#monitoredBy) {
         this.stats.beatsSent++;
         this.#send(this.#records.get(monitor)!.address, {
@@ -766,6 +778,8 @@ export class Membership {
     const rides = Math.ceil(Math.log2(this.#ring.length + 1)) + 1;
     this.#piggyback.delete(claim.guid);
     this.#piggyback.set(claim.guid, { update: claim, left: rides });
+    if (this.#floodsLeft <= 0) return; // it rides along and anti-entropy brings it
+    this.#floodsLeft--;
     const exclude = [this.#guid, via, claim.guid];
     // The ring neighbours first: a member that random choices missed still hears it from the
     // members beside it, so coverage does not rest on luck alone.

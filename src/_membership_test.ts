@@ -172,6 +172,53 @@ describe("membership", () => {
     assert.equal(a.nextWakeMs(), 1460 + 500);
   });
 
+  it("past floodsPerInterval news is not flooded at once but rides along, and the budget renews each round", () => {
+    const sent: [string, MembershipMessage][] = [];
+    let now = 0;
+    const a = new Membership({
+      now: () => now,
+      randomInt: () => 0,
+      send: (to, message) => void sent.push([to, message]),
+      changed: () => {},
+    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000, floodsPerInterval: 1 });
+    for (const guid of ["B", "C", "D", "E"]) {
+      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
+    }
+    a.tick();
+    sent.length = 0;
+    // Two joiners' own claims arrive in one interval: only the first is flooded.
+    a.receive({
+      kind: "gossip",
+      from: "B",
+      updates: [{ guid: "F", address: "f:1", version: 1, status: "alive" }],
+    }, "b:1");
+    const afterFirst = sent.filter(([, m]) => m.kind === "gossip").length;
+    assert.ok(afterFirst >= 2, "the first claim is flooded");
+    a.receive({
+      kind: "gossip",
+      from: "B",
+      updates: [{ guid: "G", address: "g:1", version: 1, status: "alive" }],
+    }, "b:1");
+    assert.equal(
+      sent.filter(([, m]) => m.kind === "gossip").length,
+      afterFirst,
+      "no flood past the budget",
+    );
+    now = 1000;
+    a.tick(); // the beats of the next round carry G
+    const beats = sent.filter(([, m]) => m.kind === "beat");
+    assert.ok(beats.some(([, m]) => m.updates.some((u) => u.guid === "G")), "G rides on the beats");
+    a.receive({
+      kind: "gossip",
+      from: "B",
+      updates: [{ guid: "H", address: "h:1", version: 1, status: "alive" }],
+    }, "b:1");
+    assert.ok(
+      sent.filter(([, m]) => m.kind === "gossip").length > afterFirst,
+      "a new round, a new flood",
+    );
+  });
+
   it("a broken path between a monitor and its subject is bridged by indirect probes", () => {
     const net = cluster(10, 3);
     const node = net.nodes.get("N0004")!;

@@ -437,6 +437,7 @@ export class AutoMpiNode {
       codec: o.codec,
       maxDatagramBytes: o.maxDatagramBytes,
       cacheSources: o.membership === "ring" ? 16 : 1024,
+      heartbeatOnReady: o.membership === "mesh",
     });
     this.#events = new Emitter<NodeEvents>((error, type) => {
       this.#stats.listenerErrors++;
