@@ -296,6 +296,8 @@ export class Membership {
   readonly #watching = new Map<string, Watch>();
   /** Members that monitor this node (its K successors on the ring): they get its beats. */
   #monitoredBy: string[] = [];
+  /** Members probed out of turn (see {@link probe}) → when the ping went. */
+  readonly #probedNow = new Map<string, number>();
   /** When each current suspicion started, by GUID. */
   readonly #suspectedAt = new Map<string, number>();
   /** Recent updates still to piggyback, with how many more times each rides along. */
@@ -435,6 +437,9 @@ export class Membership {
       const due = watch.probeSentMs + this.#pingTimeoutMs;
       if (due < wake) wake = due;
     }
+    for (const sentMs of this.#probedNow.values()) {
+      wake = Math.min(wake, sentMs + this.#pingTimeoutMs);
+    }
     for (const since of this.#suspectedAt.values()) {
       wake = Math.min(wake, since + this.#suspicionMs);
     }
@@ -483,6 +488,30 @@ export class Membership {
   }
 
   /**
+   * Probes `guid` now, out of turn: the node saw a sign it may be gone (its link ended without
+   * a goodbye, as when its process is killed). A watched member is probed as if late; any other
+   * live member is pinged, and suspected (flooded, as a monitor would) if nothing comes from it
+   * within the ping timeout. At most once per ping timeout per member.
+   */
+  probe(guid: string): void {
+    if (this.#closed || guid === this.#guid) return;
+    const subject = this.#records.get(guid);
+    if (subject === undefined || subject.status === "dead") return;
+    const now = this.#host.now();
+    const watch = this.#watching.get(guid);
+    if (watch !== undefined) {
+      if (watch.probing) return;
+      watch.probing = true;
+      watch.probeSentMs = now;
+    } else {
+      if (this.#probedNow.has(guid)) return;
+      this.#probedNow.set(guid, now);
+    }
+    this.#ping(subject.address);
+    this.#probeIndirectly(subject);
+  }
+
+  /**
    * Probes watched members that are late and suspects those whose probes went unanswered.
    * Lateness is looked at on each round and on each datagram that arrives (a monitor hears a
    * beat from each of its K subjects every interval, so looks come several times an interval)
@@ -509,6 +538,15 @@ export class Membership {
         }
       }
     }
+    for (const [guid, sentMs] of this.#probedNow) {
+      if (now - sentMs < this.#pingTimeoutMs) continue;
+      this.#probedNow.delete(guid);
+      const subject = this.#records.get(guid);
+      if (subject?.status === "alive") {
+        this.stats.suspicions++;
+        this.#apply({ ...subject, status: "suspect" }, "self", true);
+      }
+    }
   }
 
   /** Handles a membership datagram that arrived from `fromAddress`. */
@@ -523,6 +561,10 @@ export class Membership {
     // Any datagram from a watched member shows it alive (an ack about it is handled below).
     const sender = this.#watching.get(message.from);
     if (sender !== undefined) this.#heard(sender);
+    if (this.#probedNow.size > 0) {
+      this.#probedNow.delete(message.from);
+      if (message.kind === "ack") this.#probedNow.delete(message.subject);
+    }
     switch (message.kind) {
       case "ping": {
         this.stats.acksSent++;

@@ -219,6 +219,37 @@ describe("membership", () => {
     );
   });
 
+  it("a member probed out of turn is suspected when nothing comes back, and left alone when it answers", () => {
+    const sent: [string, MembershipMessage][] = [];
+    let now = 0;
+    const a = new Membership({
+      now: () => now,
+      randomInt: () => 0,
+      send: (to, message) => void sent.push([to, message]),
+      changed: () => {},
+    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
+    for (const guid of ["B", "C", "D", "E", "F", "G"]) {
+      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
+    }
+    a.tick();
+    const unwatched = ["B", "C", "D", "E", "F", "G"].filter((g) => !a.watching().includes(g));
+    const [quiet, answering] = unwatched;
+    sent.length = 0;
+    now = 100;
+    a.probe(quiet);
+    a.probe(answering);
+    a.probe(quiet); // once per ping timeout
+    const pings = sent.filter(([, m]) => m.kind === "ping");
+    assert.equal(pings.length, 2);
+    assert.equal(a.nextWakeMs(), 600, "the ping timeout wakes the node");
+    now = 150;
+    a.receive({ kind: "ack", from: answering, subject: answering, seq: 1, updates: [] }, "x:1");
+    now = 600;
+    a.tick();
+    assert.equal(a.get(quiet)?.status, "suspect");
+    assert.equal(a.get(answering)?.status, "alive");
+  });
+
   it("a broken path between a monitor and its subject is bridged by indirect probes", () => {
     const net = cluster(10, 3);
     const node = net.nodes.get("N0004")!;

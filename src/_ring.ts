@@ -416,9 +416,16 @@ export class RingMode {
     for (const message of waiting.messages) this.#host.route(message, node);
   }
 
-  /** The link to `node` is down. */
-  linkDown(node: string): void {
+  /**
+   * The link to `node` is down. One that ended without a goodbye (`eof`, `reset`) may mean its
+   * process died: the membership probes it now rather than at its monitors' next look.
+   */
+  linkDown(node: string, reason?: LinkDownReason): void {
     this.#pool.closed(node);
+    if (reason === "eof" || reason === "reset") {
+      this.#membership?.probe(node);
+      this.#rearm();
+    }
   }
 
   /**

@@ -1043,7 +1043,7 @@ export class AutoMpiNode {
     });
     if (this.#ring !== undefined) {
       // Links close when idle: the membership, not a goodbye, says who is lost.
-      this.#ring.linkDown(peerGuid);
+      this.#ring.linkDown(peerGuid, reason);
       return;
     }
     if (reason === "goodbye" && peer !== undefined) this.#peers.announceLost(peer);
