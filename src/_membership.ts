@@ -296,6 +296,20 @@ export class Membership {
   readonly #watching = new Map<string, Watch>();
   /** Members that monitor this node (its K successors on the ring): they get its beats. */
   #monitoredBy: string[] = [];
+  /**
+   * The table's pages as last sent, reused while the table and the round are the same: a seed
+   * that many join at once sends the same messages (the node's transport may then send the
+   * same bytes) instead of building them for each joiner. Dropped at the next round.
+   */
+  #tablePages:
+    | {
+      digest: number;
+      reply: boolean;
+      round: number;
+      size: number;
+      messages: readonly MembershipMessage[];
+    }
+    | undefined;
   /** Members probed out of turn (see {@link probe}) → when the ping went. */
   readonly #probedNow = new Map<string, number>();
   /** When each current suspicion started, by GUID. */
@@ -459,6 +473,7 @@ export class Membership {
       this.#lastRoundMs = now;
       this.#ticks++;
       this.#floodsLeft = this.#floodsPerInterval;
+      this.#tablePages = undefined;
       for (const monitor of this.#monitoredBy) {
         this.stats.beatsSent++;
         this.#send(this.#records.get(monitor)!.address, {
@@ -678,19 +693,41 @@ export class Membership {
 
   /** Pushes the whole table in pages; the last page asks for a reply when `reply`. */
   #sendTable(address: string, reply: boolean): void {
-    const all = [...this.#records.values()].map(strip);
-    const pages = Math.max(1, Math.ceil(all.length / this.#pageSize));
-    for (let page = 0; page < pages; page++) {
-      this.stats.syncsSent++;
-      this.#send(address, {
-        kind: "sync",
-        from: this.#guid,
+    const cached = this.#tablePages;
+    let messages: readonly MembershipMessage[];
+    if (
+      cached !== undefined && cached.digest === this.#digest && cached.reply === reply &&
+      cached.round === this.#ticks && cached.size === this.#records.size
+    ) {
+      messages = cached.messages;
+    } else {
+      // Claims are immutable and carry the update's fields: they go as they are.
+      const all: MemberUpdate[] = [...this.#records.values()];
+      const pages = Math.max(1, Math.ceil(all.length / this.#pageSize));
+      const built: MembershipMessage[] = [];
+      for (let page = 0; page < pages; page++) {
+        built.push({
+          kind: "sync",
+          from: this.#guid,
+          digest: this.#digest,
+          reply,
+          page,
+          pages,
+          updates: all.slice(page * this.#pageSize, (page + 1) * this.#pageSize),
+        });
+      }
+      messages = built;
+      this.#tablePages = {
         digest: this.#digest,
         reply,
-        page,
-        pages,
-        updates: all.slice(page * this.#pageSize, (page + 1) * this.#pageSize),
-      });
+        round: this.#ticks,
+        size: this.#records.size,
+        messages,
+      };
+    }
+    for (const message of messages) {
+      this.stats.syncsSent++;
+      this.#send(address, message);
     }
   }
 

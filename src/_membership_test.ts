@@ -250,6 +250,37 @@ describe("membership", () => {
     assert.equal(a.get(answering)?.status, "alive");
   });
 
+  it("tables sent to several joiners in one round are the same messages; a new round builds them again", () => {
+    const sent: [string, MembershipMessage][] = [];
+    let now = 0;
+    const a = new Membership({
+      now: () => now,
+      randomInt: () => 0,
+      send: (to, message) => void sent.push([to, message]),
+      changed: () => {},
+    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000, syncPageSize: 2 });
+    for (const guid of ["B", "C", "D"]) {
+      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
+    }
+    a.tick();
+    sent.length = 0;
+    a.join("x:1");
+    a.join("y:1");
+    const toX = sent.filter(([to]) => to === "x:1").map(([, m]) => m);
+    const toY = sent.filter(([to]) => to === "y:1").map(([, m]) => m);
+    assert.equal(toX.length, 2, "four records in pages of two");
+    assert.ok(toX.every((m, i) => m === toY[i]), "the same page objects");
+    now = 1000;
+    a.tick();
+    sent.length = 0;
+    a.join("z:1");
+    assert.ok(sent.every(([, m]) => !toX.includes(m)), "built again in a new round");
+    a.heard({ guid: "E", address: "e:1", version: 1, status: "alive" });
+    sent.length = 0;
+    a.join("w:1");
+    assert.equal(sent.length, 3, "a changed table is built again");
+  });
+
   it("a broken path between a monitor and its subject is bridged by indirect probes", () => {
     const net = cluster(10, 3);
     const node = net.nodes.get("N0004")!;

@@ -50,6 +50,8 @@ const BEAT_TICKS_JOINING = 1;
 const REFRESH_TICKS = 30;
 /** A node that heard others by the first round joins its seeds at this round. */
 const SEED_JOIN_ROUND = 3;
+/** A second seed (chosen at random) is joined at this round, in case the first was down. */
+const SEED_RETRY_ROUND = 8;
 /** Parsed member addresses kept for sending (see #sendTo). */
 const MAX_ADDRESSES = 32;
 /** Nodes remembered as asked to join within the last interval. */
@@ -64,6 +66,9 @@ const BEAT_TICKS_ALONE = 16;
  * simulated cluster) each such beat is decoded once. Entries go with their arrays.
  */
 const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
+
+/** Table pages already encoded, by the message the membership reuses (see `#sendTable`). */
+const encodedPages = new WeakMap<MembershipMessage, Uint8Array>();
 
 /** What ring membership needs from its node. */
 export interface RingHost {
@@ -210,9 +215,10 @@ export class RingMode {
   }
 
   /**
-   * Joins the seeds after this node's round: at the first round if it has heard no one yet
-   * (seeds are its only way in), else at the third, once the heartbeats of its own subnet are
-   * in; then again every {@link BEAT_TICKS_ALONE} rounds while it knows no one. Joining later
+   * Joins a seed after this node's round: at the first round if it has heard no one yet (then
+   * every seed: they are its only way in), else one seed at the third round, once the
+   * heartbeats of its own subnet are in, and another at the eighth in case that one was down;
+   * then again every {@link BEAT_TICKS_ALONE} rounds while it knows no one. Joining later
    * when a subnet is there matters at scale: each join swaps whole tables, and a seed that
    * already knows its subnet answers every joiner with all of it at once instead of a little
    * at a time.
@@ -223,11 +229,16 @@ export class RingMode {
     const rounds = membership.rounds;
     const alone = membership.liveCount <= 1;
     const due = this.#seedsJoined
-      ? alone && rounds % BEAT_TICKS_ALONE === 0
+      ? (alone && rounds % BEAT_TICKS_ALONE === 0) || rounds === SEED_RETRY_ROUND
       : alone || rounds >= SEED_JOIN_ROUND;
     if (!due) return;
+    // One seed, chosen at random, then another each time it is due: a cluster of thousands
+    // joining every seed would have every seed send its whole table to every node.
+    const first = !this.#seedsJoined;
     this.#seedsJoined = true;
-    for (const seed of seeds) membership.join(seed);
+    const seed = seeds[this.#host.random.int(0, seeds.length - 1)];
+    membership.join(seed);
+    if (first && alone) { for (const other of seeds) if (other !== seed) membership.join(other); }
   }
 
   /** Stops all work and closes the socket; waiting messages are reported. */
@@ -538,6 +549,13 @@ export class RingMode {
   #sendMembership(to: string, message: MembershipMessage): void {
     if (message.kind === "beat" && message.updates.length === 0) {
       this.#sendTo(to, () => this.#plainBeat ??= encodeMembership(message));
+    } else if (message.kind === "sync" && message.updates.length > 0) {
+      // Table pages are reused by the membership while the table stands: so are their bytes.
+      this.#sendTo(to, () => {
+        let bytes = encodedPages.get(message);
+        if (bytes === undefined) encodedPages.set(message, bytes = encodeMembership(message));
+        return bytes;
+      });
     } else {
       this.#sendTo(to, () => encodeMembership(message));
     }
