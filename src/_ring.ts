@@ -50,7 +50,7 @@ const BEAT_TICKS_JOINING = 1;
 const REFRESH_TICKS = 30;
 /** A node that heard others by the first round joins its seeds at this round. */
 const SEED_JOIN_ROUND = 3;
-/** A second seed (chosen at random) is joined at this round, in case the first was down. */
+/** A second seed (chosen at random) is joined at this round if the first taught nothing. */
 const SEED_RETRY_ROUND = 8;
 /** Parsed member addresses kept for sending (see #sendTo). */
 const MAX_ADDRESSES = 32;
@@ -155,6 +155,8 @@ export class RingMode {
   /** The seeds' `host:port`, this node's own left out. */
   #seedAddresses: string[] = [];
   #seedsJoined = false;
+  /** How many members were live when this node last joined a seed. */
+  #liveAtSeedJoin = 0;
   readonly #textEncoder = new TextEncoder();
   /** This node's beat when it carries no news: the same bytes every round. */
   #plainBeat: Uint8Array | undefined;
@@ -217,7 +219,7 @@ export class RingMode {
   /**
    * Joins a seed after this node's round: at the first round if it has heard no one yet (then
    * every seed: they are its only way in), else one seed at the third round, once the
-   * heartbeats of its own subnet are in, and another at the eighth in case that one was down;
+   * heartbeats of its own subnet are in, and another at the eighth if that one taught it nothing (it may be down);
    * then again every {@link BEAT_TICKS_ALONE} rounds while it knows no one. Joining later
    * when a subnet is there matters at scale: each join swaps whole tables, and a seed that
    * already knows its subnet answers every joiner with all of it at once instead of a little
@@ -229,9 +231,12 @@ export class RingMode {
     const rounds = membership.rounds;
     const alone = membership.liveCount <= 1;
     const due = this.#seedsJoined
-      ? (alone && rounds % BEAT_TICKS_ALONE === 0) || rounds === SEED_RETRY_ROUND
+      ? (alone && rounds % BEAT_TICKS_ALONE === 0) ||
+        // The first seed taught nothing: it may be down, try another.
+        (rounds === SEED_RETRY_ROUND && membership.liveCount <= this.#liveAtSeedJoin)
       : alone || rounds >= SEED_JOIN_ROUND;
     if (!due) return;
+    this.#liveAtSeedJoin = membership.liveCount;
     // One seed, chosen at random, then another each time it is due: a cluster of thousands
     // joining every seed would have every seed send its whole table to every node.
     const first = !this.#seedsJoined;
