@@ -9,13 +9,14 @@
  *   `beat` once per interval. So each node sends K datagrams and receives K per interval,
  *   whatever N is: half what ping and ack would cost, since a healthy member needs no answer.
  * - **Probes when a beat is late.** A monitor that heard nothing from its subject for `lateMs`
- *   (1.25 intervals) pings it and, at once, asks `indirectProbes` other members to ping it too
- *   (`ping-req`), so one broken path alone does not raise a suspicion.
- * - **Suspicion and refutation with versions.** When `pingTimeoutMs` (half an interval) passes
+ *   (1.1 intervals; looked at on its rounds and whenever a datagram arrives) pings it and, at
+ *   once, asks `indirectProbes` other members to ping it too (`ping-req`), so one broken path
+ *   alone does not raise a suspicion.
+ * - **Suspicion and refutation with versions.** When `pingTimeoutMs` (0.4 intervals) passes
  *   with no ack, direct or relayed, the monitor suspects the subject. A member that hears itself
  *   suspected or declared dead raises its version above the claim and announces itself alive: a
  *   higher version always wins, and for equal versions dead beats suspect beats alive. A
- *   suspicion not refuted within `suspicionMs` (one interval) becomes dead. So a crash is known
+ *   suspicion not refuted within `suspicionMs` (0.8 intervals) becomes dead. So a crash is known
  *   everywhere at most about 3 intervals after it, like the mesh's silence bound.
  * - **Dissemination by flooding, not by rounds.** An update a node did not know is forwarded at
  *   once to its two ring neighbours and `fanout` random members, so every member has it after about log(N) network hops
@@ -140,11 +141,11 @@ export interface MembershipOptions {
   readonly monitors?: number;
   /** How many members are asked to probe a silent subject. Default 2. */
   readonly indirectProbes?: number;
-  /** A subject not heard from for this long is probed. Default 1.25 intervals. */
+  /** A subject not heard from for this long is probed. Default 1.1 intervals (looked at on rounds and arrivals). */
   readonly lateMs?: number;
-  /** A probe with no ack, direct or relayed, after this long: suspect. Default half an interval. */
+  /** A probe with no ack, direct or relayed, after this long: suspect. Default 0.4 intervals. */
   readonly pingTimeoutMs?: number;
-  /** A suspicion not refuted for this long: dead. Default 1 interval. */
+  /** A suspicion not refuted for this long: dead. Default 0.8 intervals. */
   readonly suspicionMs?: number;
   /** How many random members a new update is forwarded to. Default 3. */
   readonly fanout?: number;
@@ -254,7 +255,7 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
  * a.tick(); // B watches A (the only other member): A sends it a beat
  * if (!sent.some(([to, m]) => to === "b:1" && m.kind === "beat")) throw new Error("no beat");
  * now = 2250;
- * a.tick(); // …and A watches B, whose beats did not come for 1.25 intervals: A pings it
+ * a.tick(); // …and A watches B, whose beats did not come for 1.1 intervals: A pings it
  * if (!sent.some(([to, m]) => to === "b:1" && m.kind === "ping")) throw new Error("no ping");
  * ```
  */
@@ -339,13 +340,13 @@ export class Membership {
     this.#intervalMs = positiveMs(options.intervalMs, 1000, "intervalMs");
     this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
     this.#indirect = positiveInt(options.indirectProbes, 2, "indirectProbes");
-    this.#lateMs = positiveMs(options.lateMs, this.#intervalMs * 1.25, "lateMs");
+    this.#lateMs = positiveMs(options.lateMs, this.#intervalMs * 1.1, "lateMs");
     this.#pingTimeoutMs = positiveMs(
       options.pingTimeoutMs,
-      this.#intervalMs / 2,
+      this.#intervalMs * 0.4,
       "pingTimeoutMs",
     );
-    this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs, "suspicionMs");
+    this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs * 0.8, "suspicionMs");
     this.#fanout = positiveInt(options.fanout, 3, "fanout");
     this.#maxPiggyback = positiveInt(options.maxPiggyback, 8, "maxPiggyback");
     this.#floodsPerInterval = positiveInt(options.floodsPerInterval, 8, "floodsPerInterval");

@@ -169,7 +169,7 @@ describe("membership", () => {
     a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
     assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged at once");
     // Now a probe runs: its timeout wakes A before the next round.
-    assert.equal(a.nextWakeMs(), 1460 + 500);
+    assert.equal(a.nextWakeMs(), 1460 + 400);
   });
 
   it("past floodsPerInterval news is not flooded at once but rides along, and the budget renews each round", () => {
@@ -241,10 +241,10 @@ describe("membership", () => {
     a.probe(quiet); // once per ping timeout
     const pings = sent.filter(([, m]) => m.kind === "ping");
     assert.equal(pings.length, 2);
-    assert.equal(a.nextWakeMs(), 600, "the ping timeout wakes the node");
+    assert.equal(a.nextWakeMs(), 500, "the ping timeout wakes the node");
     now = 150;
     a.receive({ kind: "ack", from: answering, subject: answering, seq: 1, updates: [] }, "x:1");
-    now = 600;
+    now = 500;
     a.tick();
     assert.equal(a.get(quiet)?.status, "suspect");
     assert.equal(a.get(answering)?.status, "alive");
