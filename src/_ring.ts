@@ -37,12 +37,11 @@ export const DIRECTORY_MARKER = 0xc2;
 /** Most messages waiting for one node's link or one worker's lookup. */
 export const MAX_WAITING = 1024;
 /**
- * Heartbeats go out on node ticks 0 and 1 (two chances against a lost broadcast; the first tick
- * comes at a random moment of the first interval, so a cluster started at once does not
- * broadcast at once): every node of the subnet hears each one, so each round costs the subnet
- * N² deliveries at a cold start.
+ * Heartbeats go out soon after start (the node sends one at a random moment of the first tenth
+ * of an interval) and on node tick 1 (a second chance against a lost broadcast): every node of
+ * the subnet hears each one, so each round costs the subnet N² deliveries at a cold start.
  */
-const BEAT_TICKS_JOINING = 1;
+const BEAT_TICK_JOINING = 1;
 /**
  * Hosted workers are registered with their owners again every this many ticks. Owner changes
  * re-register at once (the membership reports them); this only repairs puts that were lost.
@@ -268,13 +267,13 @@ export class RingMode {
   }
 
   /**
-   * Whether the node should broadcast a heartbeat on its tick number `ticks`: while joining
-   * (ticks 0 and 1), then only while it knows no other member. A broadcast reaches every
-   * node of the subnet, so steady heartbeats would cost each node N deliveries per beat;
+   * Whether the node should broadcast a heartbeat on its tick number `ticks` (one went soon
+   * after start): on tick 1, then only while it knows no other member. A broadcast reaches
+   * every node of the subnet, so steady heartbeats would cost each node N deliveries per beat;
    * partitions heal through the membership's syncs with members held dead instead.
    */
   shouldBeat(ticks: number): boolean {
-    if (ticks <= BEAT_TICKS_JOINING) return true;
+    if (ticks <= BEAT_TICK_JOINING) return ticks === BEAT_TICK_JOINING;
     return ticks % BEAT_TICKS_ALONE === 0 && (this.#membership?.liveCount ?? 0) <= 1;
   }
 

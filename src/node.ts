@@ -914,9 +914,15 @@ export class AutoMpiNode {
     });
     this.#ring?.start({ host: this.#o.listen.host, port: this.#listenPort }, this.#address);
     this.#peers.dialSeeds();
-    // Under ring membership the housekeeping runs on the membership's rounds (one wake).
+    // Under ring membership the housekeeping runs on the membership's rounds (one wake), and the
+    // first heartbeat goes at a random moment of the first tenth of an interval: soon, yet a
+    // cluster started at once does not broadcast at once (each round costs a subnet N²).
     if (this.#ring === undefined) {
       this.#scheduleTick(this.#platform.random.next() * this.#o.intervalMs);
+    } else {
+      this.#platform.clock.schedule(this.#platform.random.next() * this.#o.intervalMs / 10, () => {
+        if (this.#state === "running") this.#discovery.sendHeartbeat();
+      });
     }
   }
 
