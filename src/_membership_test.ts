@@ -95,6 +95,25 @@ function cluster(n: number, seed = 7, options: Partial<MembershipOptions> = {}):
   return net;
 }
 
+/**
+ * One member "A" (1 s intervals, draws always 0) that heard `others` (`b:1`, `c:1`, …); what it
+ * sends is recorded, and the test sets `clock.now`.
+ */
+function lone(others: string[], options: Partial<MembershipOptions> = {}) {
+  const sent: [string, MembershipMessage][] = [];
+  const clock = { now: 0 };
+  const a = new Membership({
+    now: () => clock.now,
+    randomInt: () => 0,
+    send: (to, message) => void sent.push([to, message]),
+    changed: () => {},
+  }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000, ...options });
+  for (const guid of others) {
+    a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
+  }
+  return { a, sent, clock };
+}
+
 describe("membership", () => {
   it("members that heard each other watch K predecessors and raise no suspicion in 20 intervals", () => {
     const net = cluster(12);
@@ -143,29 +162,20 @@ describe("membership", () => {
   });
 
   it("a late subject is probed when the next datagram arrives, with no timer of its own", () => {
-    const sent: [string, MembershipMessage][] = [];
-    let now = 0;
-    const a = new Membership({
-      now: () => now,
-      randomInt: () => 0,
-      send: (to, message) => void sent.push([to, message]),
-      changed: () => {},
-    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
-    a.heard({ guid: "B", address: "b:1", version: 1, status: "alive" });
-    a.heard({ guid: "C", address: "c:1", version: 1, status: "alive" });
+    const { a, sent, clock } = lone(["B", "C"]);
     a.tick(); // the first round at 0; A watches B and C
     assert.deepEqual(a.watching().sort(), ["B", "C"]);
-    now = 200;
+    clock.now = 200;
     a.receive({ kind: "beat", from: "B", updates: [] }, "b:1");
     a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
     // Only the next round wakes A: lateness has no timer.
     assert.equal(a.nextWakeMs(), 1000);
-    now = 1000;
+    clock.now = 1000;
     a.tick();
-    now = 1200;
+    clock.now = 1200;
     a.receive({ kind: "beat", from: "C", updates: [] }, "c:1"); // B's beat did not come
     sent.length = 0;
-    now = 1460; // B last heard 1,260 ms ago: late; C's beat arrives and A looks
+    clock.now = 1460; // B last heard 1,260 ms ago: late; C's beat arrives and A looks
     a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
     assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged at once");
     // Now a probe runs: its timeout wakes A before the next round.
@@ -173,17 +183,7 @@ describe("membership", () => {
   });
 
   it("past floodsPerInterval news is not flooded at once but rides along, and the budget renews each round", () => {
-    const sent: [string, MembershipMessage][] = [];
-    let now = 0;
-    const a = new Membership({
-      now: () => now,
-      randomInt: () => 0,
-      send: (to, message) => void sent.push([to, message]),
-      changed: () => {},
-    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000, floodsPerInterval: 1 });
-    for (const guid of ["B", "C", "D", "E"]) {
-      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
-    }
+    const { a, sent, clock } = lone(["B", "C", "D", "E"], { floodsPerInterval: 1 });
     a.tick();
     sent.length = 0;
     // Two joiners' own claims arrive in one interval: only the first is flooded.
@@ -204,7 +204,7 @@ describe("membership", () => {
       afterFirst,
       "no flood past the budget",
     );
-    now = 1000;
+    clock.now = 1000;
     a.tick(); // the beats of the next round carry G
     const beats = sent.filter(([, m]) => m.kind === "beat");
     assert.ok(beats.some(([, m]) => m.updates.some((u) => u.guid === "G")), "G rides on the beats");
@@ -220,48 +220,28 @@ describe("membership", () => {
   });
 
   it("a member probed out of turn is suspected when nothing comes back, and left alone when it answers", () => {
-    const sent: [string, MembershipMessage][] = [];
-    let now = 0;
-    const a = new Membership({
-      now: () => now,
-      randomInt: () => 0,
-      send: (to, message) => void sent.push([to, message]),
-      changed: () => {},
-    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
-    for (const guid of ["B", "C", "D", "E", "F", "G"]) {
-      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
-    }
+    const { a, sent, clock } = lone(["B", "C", "D", "E", "F", "G"]);
     a.tick();
     const unwatched = ["B", "C", "D", "E", "F", "G"].filter((g) => !a.watching().includes(g));
     const [quiet, answering] = unwatched;
     sent.length = 0;
-    now = 100;
+    clock.now = 100;
     a.probe(quiet);
     a.probe(answering);
     a.probe(quiet); // once per ping timeout
     const pings = sent.filter(([, m]) => m.kind === "ping");
     assert.equal(pings.length, 2);
     assert.equal(a.nextWakeMs(), 500, "the ping timeout wakes the node");
-    now = 150;
+    clock.now = 150;
     a.receive({ kind: "ack", from: answering, subject: answering, seq: 1, updates: [] }, "x:1");
-    now = 500;
+    clock.now = 500;
     a.tick();
     assert.equal(a.get(quiet)?.status, "suspect");
     assert.equal(a.get(answering)?.status, "alive");
   });
 
   it("tables sent to several joiners in one round are the same messages; a new round builds them again", () => {
-    const sent: [string, MembershipMessage][] = [];
-    let now = 0;
-    const a = new Membership({
-      now: () => now,
-      randomInt: () => 0,
-      send: (to, message) => void sent.push([to, message]),
-      changed: () => {},
-    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000, syncPageSize: 2 });
-    for (const guid of ["B", "C", "D"]) {
-      a.heard({ guid, address: `${guid.toLowerCase()}:1`, version: 1, status: "alive" });
-    }
+    const { a, sent, clock } = lone(["B", "C", "D"], { syncPageSize: 2 });
     a.tick();
     sent.length = 0;
     a.join("x:1");
@@ -270,7 +250,7 @@ describe("membership", () => {
     const toY = sent.filter(([to]) => to === "y:1").map(([, m]) => m);
     assert.equal(toX.length, 2, "four records in pages of two");
     assert.ok(toX.every((m, i) => m === toY[i]), "the same page objects");
-    now = 1000;
+    clock.now = 1000;
     a.tick();
     sent.length = 0;
     a.join("z:1");
