@@ -194,9 +194,9 @@ export class Discovery {
      */
     readonly cacheSources?: number;
     /**
-     * Whether the first heartbeat goes as soon as the socket is ready. Default true; ring
-     * membership leaves its heartbeats to the node's first ticks, at a random moment of the
-     * first interval, so a cluster started at once is not one N² burst.
+     * Whether the first heartbeat goes as soon as the socket is ready. Default true; under ring
+     * membership the node sends its first at a random moment of the first tenth of an
+     * interval instead, so a cluster started at once is not one N² burst.
      */
     readonly heartbeatOnReady?: boolean;
   }) {

@@ -136,8 +136,10 @@ export class RingMode {
   #socket: DatagramSocket | undefined;
   #timer: Timer | undefined;
   #timerAtMs = Infinity;
-  /** The first round's time: a random moment of the first interval, so nodes started together
-   * do not all wake at the same instants. */
+  /**
+   * The first round's time: a random moment of the first interval, so nodes started together
+   * do not all wake at the same instants.
+   */
   #firstRoundMs = 0;
   /** Messages waiting for a link to their node, and when the dial went out. */
   readonly #waitingLink = new Map<string, { messages: MapMessage[]; dialledMs: number }>();
@@ -218,8 +220,9 @@ export class RingMode {
   /**
    * Joins a seed after this node's round: at the first round if it has heard no one yet (then
    * every seed: they are its only way in), else one seed at the third round, once the
-   * heartbeats of its own subnet are in, and another at the eighth if that one taught it nothing (it may be down);
-   * then again every {@link BEAT_TICKS_ALONE} rounds while it knows no one. Joining later
+   * heartbeats of its own subnet are in, and another at the eighth if that one taught it
+   * nothing (it may be down); then again every {@link BEAT_TICKS_ALONE} rounds while it knows
+   * no one. Joining later
    * when a subnet is there matters at scale: each join swaps whole tables, and a seed that
    * already knows its subnet answers every joiner with all of it at once instead of a little
    * at a time.
@@ -242,7 +245,9 @@ export class RingMode {
     this.#seedsJoined = true;
     const seed = seeds[this.#host.random.int(0, seeds.length - 1)];
     membership.join(seed);
-    if (first && alone) { for (const other of seeds) if (other !== seed) membership.join(other); }
+    if (first && alone) {
+      for (const other of seeds) if (other !== seed) membership.join(other);
+    }
   }
 
   /** Stops all work and closes the socket; waiting messages are reported. */
