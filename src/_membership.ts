@@ -554,6 +554,7 @@ export class Membership {
         }
       }
     }
+    if (this.#probedNow.size === 0) return; // the usual case, on every datagram
     for (const [guid, sentMs] of this.#probedNow) {
       if (now - sentMs < this.#pingTimeoutMs) continue;
       this.#probedNow.delete(guid);
