@@ -194,6 +194,21 @@ interface Watch {
   probeSentMs: number;
 }
 
+interface Piggyback {
+  readonly update: MemberUpdate;
+  left: number;
+  beatRounds: number;
+}
+
+/**
+ * The piggyback queue holds at most this many times `maxPiggyback` updates: the newest. When a
+ * cold start brings more news than datagrams can carry, the oldest are left to anti-entropy
+ * rather than ride on every beat for minutes after the cluster settled.
+ */
+const PIGGYBACK_QUEUE = 4;
+/** Rounds of beats an update rides on: its monitors hear it twice, in case one beat is lost. */
+const PIGGYBACK_BEAT_ROUNDS = 2;
+
 const RANK: Readonly<Record<MemberStatus, number>> = { alive: 0, suspect: 1, dead: 2 };
 
 /** 32-bit hash of a string (FNV-1a with a final avalanche), for ring places and digests. */
@@ -315,8 +330,13 @@ export class Membership {
   readonly #probedNow = new Map<string, number>();
   /** When each current suspicion started, by GUID. */
   readonly #suspectedAt = new Map<string, number>();
-  /** Recent updates still to piggyback, with how many more times each rides along. */
-  readonly #piggyback = new Map<string, { update: MemberUpdate; left: number }>();
+  /**
+   * Recent updates still to piggyback, oldest first, at most {@link PIGGYBACK_QUEUE} times
+   * `maxPiggyback` of them: how many more datagrams each rides on, and on how many more rounds
+   * of beats (which go to the same monitors every round, so riding on them again and again
+   * would tell those monitors nothing new).
+   */
+  readonly #piggyback = new Map<string, Piggyback>();
   /** Pings relayed for others: our seq → whom to send the ack to. */
   readonly #relays = new Map<number, { guid: string; address: string; seq: number }>();
   #seq = 0;
@@ -475,13 +495,17 @@ export class Membership {
       this.#ticks++;
       this.#floodsLeft = this.#floodsPerInterval;
       this.#tablePages = undefined;
-      for (const monitor of this.#monitoredBy) {
-        this.stats.beatsSent++;
-        this.#send(this.#records.get(monitor)!.address, {
+      if (this.#monitoredBy.length > 0) {
+        // The same beat to each monitor: news rides on it once per round, not once per monitor.
+        const beat: MembershipMessage = {
           kind: "beat",
           from: this.#guid,
-          updates: this.#takePiggyback(),
-        });
+          updates: this.#takePiggyback(true),
+        };
+        for (const monitor of this.#monitoredBy) {
+          this.stats.beatsSent++;
+          this.#send(this.#records.get(monitor)!.address, beat);
+        }
       }
     }
     this.#checkWatched(now);
@@ -857,8 +881,10 @@ export class Membership {
   #spread(update: MemberUpdate, via: string): void {
     const claim = strip(update);
     const rides = Math.ceil(Math.log2(this.#ring.length + 1)) + 1;
-    this.#piggyback.delete(claim.guid);
-    this.#piggyback.set(claim.guid, { update: claim, left: rides });
+    const queue = this.#piggyback;
+    queue.delete(claim.guid);
+    queue.set(claim.guid, { update: claim, left: rides, beatRounds: PIGGYBACK_BEAT_ROUNDS });
+    if (queue.size > this.#maxPiggyback * PIGGYBACK_QUEUE) queue.delete(queue.keys().next().value!);
     if (this.#floodsLeft <= 0) return; // it rides along and anti-entropy brings it
     this.#floodsLeft--;
     const exclude = [this.#guid, via, claim.guid];
@@ -884,13 +910,18 @@ export class Membership {
     }
   }
 
-  #takePiggyback(): MemberUpdate[] {
-    if (this.#piggyback.size === 0 || this.#maxPiggyback === 0) return [];
+  /** The newest updates still to ride along, at most `maxPiggyback`; `beat` for a round's beat. */
+  #takePiggyback(beat = false): MemberUpdate[] {
+    const queue = this.#piggyback;
+    if (queue.size === 0 || this.#maxPiggyback === 0) return [];
+    const entries = [...queue.values()];
     const updates: MemberUpdate[] = [];
-    for (const [guid, entry] of this.#piggyback) {
+    for (let i = entries.length - 1; i >= 0 && updates.length < this.#maxPiggyback; i--) {
+      const entry = entries[i];
       updates.push(entry.update);
-      if (--entry.left <= 0) this.#piggyback.delete(guid);
-      if (updates.length >= this.#maxPiggyback) break;
+      entry.left--;
+      if (beat) entry.beatRounds--;
+      if (entry.left <= 0 || entry.beatRounds <= 0) queue.delete(entry.update.guid);
     }
     return updates;
   }
