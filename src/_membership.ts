@@ -37,6 +37,10 @@
  * @module
  */
 
+import { hash32, MemberTable } from "./_member_table.ts";
+
+export { hash32 };
+
 /** What a member is believed to be. */
 export type MemberStatus = "alive" | "suspect" | "dead";
 
@@ -211,21 +215,6 @@ const PIGGYBACK_BEAT_ROUNDS = 2;
 
 const RANK: Readonly<Record<MemberStatus, number>> = { alive: 0, suspect: 1, dead: 2 };
 
-/** 32-bit hash of a string (FNV-1a with a final avalanche), for ring places and digests. */
-export function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
 /** Whether claim `a` supersedes claim `b` about the same member. */
 export function supersedes(a: MemberUpdate, b: MemberUpdate): boolean {
   if (a.version !== b.version) return a.version > b.version;
@@ -302,10 +291,15 @@ export class Membership {
   #floodsLeft: number;
   readonly #syncEvery: number;
   readonly #pageSize: number;
-  /** Every member this node knows of, itself included, dead ones as tombstones. */
-  readonly #records = new Map<string, Claim>();
-  /** Live members (alive or suspect), itself included, in ring order. */
-  #ring: Claim[] = [];
+  /**
+   * Every member this node knows of, itself included, dead ones as tombstones; live ones in ring
+   * order.
+   */
+  readonly #table = new MemberTable<Claim>();
+  /** Whether whom this node watches must be worked out again when the batch under way ends. */
+  #rewatchDue = false;
+  /** Member events of the batch under way, reported when it ends. */
+  #batchEvents: MemberEvent[] = [];
   /** XOR of every record's term: equal tables have equal digests. */
   #digest = 0;
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
@@ -398,7 +392,7 @@ export class Membership {
 
   /** How many members are alive or suspect, this node included. */
   get liveCount(): number {
-    return this.#ring.length;
+    return this.#table.liveCount;
   }
 
   /** How many members are suspect now. */
@@ -408,22 +402,22 @@ export class Membership {
 
   /** How many members this node knows of, tombstones and itself included. */
   get knownCount(): number {
-    return this.#records.size;
+    return this.#table.size;
   }
 
   /** What this node believes about `guid`, or undefined if it never heard of it. */
   get(guid: string): MemberUpdate | undefined {
-    return this.#records.get(guid);
+    return this.#table.get(guid);
   }
 
   /** Live members (alive or suspect), this node included, in ring order. */
   live(): readonly MemberUpdate[] {
-    return this.#ring;
+    return this.#table.live();
   }
 
-  /** Every known member including tombstones, in the order first heard. */
+  /** Every known member including tombstones: live ones in ring order, then tombstones. */
   all(): IterableIterator<MemberUpdate> {
-    return this.#records.values();
+    return this.#table.values();
   }
 
   /** The members this node watches (its K predecessors on the ring). */
@@ -436,9 +430,9 @@ export class Membership {
    * consistent hashing over the membership.
    */
   successorsOf(key: string, count = 1): MemberUpdate[] {
-    const ring = this.#ring;
+    const ring = this.#table.live();
     if (ring.length === 0) return [];
-    const start = this.#search(hash32(key), key);
+    const start = this.#table.search(hash32(key), key);
     const result: MemberUpdate[] = [];
     for (let i = 0; i < Math.min(count, ring.length); i++) {
       result.push(ring[(start + i) % ring.length]);
@@ -504,7 +498,7 @@ export class Membership {
         };
         for (const monitor of this.#monitoredBy) {
           this.stats.beatsSent++;
-          this.#send(this.#records.get(monitor)!.address, beat);
+          this.#send(this.#table.get(monitor)!.address, beat);
         }
       }
     }
@@ -512,17 +506,16 @@ export class Membership {
     // Suspicions that were not refuted in time become deaths.
     for (const [guid, since] of this.#suspectedAt) {
       if (now - since < this.#suspicionMs) continue;
-      const record = this.#records.get(guid)!;
+      const record = this.#table.get(guid)!;
       this.stats.deaths++;
       this.#apply({ ...record, status: "dead" }, "self", true);
     }
     if (round && this.#ticks % this.#syncEvery === 0) {
       // Every other time, a member held dead: if it is back (a partition healed, or it
       // restarted where no broadcast reaches), the tables merge and it refutes its death.
-      const partner =
-        (this.#ticks / this.#syncEvery) % 2 === 0 && this.#records.size > this.#ring.length
-          ? this.#randomDead()
-          : this.#randomLive([this.#guid]);
+      const partner = (this.#ticks / this.#syncEvery) % 2 === 0 && this.#table.deadCount > 0
+        ? this.#table.randomDead((bound) => this.#host.randomInt(bound))
+        : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
     }
   }
@@ -535,7 +528,7 @@ export class Membership {
    */
   probe(guid: string): void {
     if (this.#closed || guid === this.#guid) return;
-    const subject = this.#records.get(guid);
+    const subject = this.#table.get(guid);
     if (subject === undefined || subject.status === "dead") return;
     const now = this.#host.now();
     const watch = this.#watching.get(guid);
@@ -563,13 +556,13 @@ export class Membership {
       if (!watch.probing) {
         if (now - watch.heardMs < this.#lateMs) continue;
         // Late: ask it directly and through others at once.
-        const subject = this.#records.get(guid)!;
+        const subject = this.#table.get(guid)!;
         watch.probing = true;
         watch.probeSentMs = now;
         this.#ping(subject.address);
         this.#probeIndirectly(subject);
       } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
-        const subject = this.#records.get(guid)!;
+        const subject = this.#table.get(guid)!;
         watch.probing = false;
         watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
         if (subject.status === "alive") {
@@ -582,7 +575,7 @@ export class Membership {
     for (const [guid, sentMs] of this.#probedNow) {
       if (now - sentMs < this.#pingTimeoutMs) continue;
       this.#probedNow.delete(guid);
-      const subject = this.#records.get(guid);
+      const subject = this.#table.get(guid);
       if (subject?.status === "alive") {
         this.stats.suspicions++;
         this.#apply({ ...subject, status: "suspect" }, "self", true);
@@ -596,8 +589,28 @@ export class Membership {
     // Updates in a sync are old news (anti-entropy) except the sender's claim about itself,
     // which is how a joiner becomes known: only that one is flooded.
     const syncing = message.kind === "sync";
-    for (const update of message.updates) {
-      this.#apply(update, message.from, !syncing || update.guid === message.from);
+    const updates = message.updates;
+    if (updates.length > 4) {
+      // Many at once (a page of a table): new members join the ring in one merge at the end.
+      try {
+        this.#table.batch(() => {
+          for (const update of updates) {
+            this.#apply(update, message.from, !syncing || update.guid === message.from);
+          }
+        });
+      } finally {
+        if (this.#rewatchDue) {
+          this.#rewatchDue = false;
+          this.#rewatch();
+        }
+        const events = this.#batchEvents;
+        this.#batchEvents = [];
+        for (const event of events) this.#host.changed(event);
+      }
+    } else {
+      for (const update of updates) {
+        this.#apply(update, message.from, !syncing || update.guid === message.from);
+      }
     }
     // Any datagram from a watched member shows it alive (an ack about it is handled below).
     const sender = this.#watching.get(message.from);
@@ -723,12 +736,12 @@ export class Membership {
     let messages: readonly MembershipMessage[];
     if (
       cached !== undefined && cached.digest === this.#digest && cached.reply === reply &&
-      cached.round === this.#ticks && cached.size === this.#records.size
+      cached.round === this.#ticks && cached.size === this.#table.size
     ) {
       messages = cached.messages;
     } else {
       // Claims are immutable and carry the update's fields: they go as they are.
-      const all: MemberUpdate[] = [...this.#records.values()];
+      const all: MemberUpdate[] = [...this.#table.values()];
       const pages = Math.max(1, Math.ceil(all.length / this.#pageSize));
       const built: MembershipMessage[] = [];
       for (let page = 0; page < pages; page++) {
@@ -747,7 +760,7 @@ export class Membership {
         digest: this.#digest,
         reply,
         round: this.#ticks,
-        size: this.#records.size,
+        size: this.#table.size,
         messages,
       };
     }
@@ -774,15 +787,18 @@ export class Membership {
       }
       return;
     }
-    const known = this.#records.get(update.guid);
+    const known = this.#table.get(update.guid);
     if (known && !supersedes(update, known)) return;
     this.stats.updatesApplied++;
-    const record = this.#store(strip(update), known);
+    const record = this.#store(strip(update));
     const wasLive = known !== undefined && known.status !== "dead";
     const isLive = record.status !== "dead";
     if (record.status === "suspect") this.#suspectedAt.set(record.guid, this.#host.now());
     else this.#suspectedAt.delete(record.guid);
-    if (wasLive !== isLive && this.#nearSelf(record)) this.#rewatch();
+    if (wasLive !== isLive) {
+      if (this.#table.batching) this.#rewatchDue = true;
+      else if (this.#nearSelf(record)) this.#rewatch();
+    }
     const watch = this.#watching.get(record.guid);
     // A refutation proves the subject alive through others: a fresh grace before suspecting it.
     if (watch && record.status === "alive") this.#heard(watch);
@@ -797,43 +813,20 @@ export class Membership {
     ) {
       return; // a refutation or restart that changes nothing observable
     }
-    this.#host.changed({ type, member: record, via });
+    const event: MemberEvent = { type, member: record, via };
+    // In a batch the ring is not whole until it ends: whoever acts on the event (the directory
+    // works out owners from the ring) hears of it then.
+    if (this.#table.batching) this.#batchEvents.push(event);
+    else this.#host.changed(event);
   }
 
   /** Stores a claim, keeping the ring and the digest in step. */
-  #store(update: MemberUpdate, known = this.#records.get(update.guid)): Claim {
+  #store(update: MemberUpdate): Claim {
     const record = claimOf(update);
-    if (known) {
-      this.#digest ^= known.term;
-      if (known.status !== "dead") this.#ringRemove(known);
-    }
+    const known = this.#table.set(record);
+    if (known) this.#digest ^= known.term;
     this.#digest ^= record.term;
-    this.#records.set(record.guid, record);
-    if (record.status !== "dead") this.#ringInsert(record);
     return record;
-  }
-
-  /** Index of the first ring record at or after (ring, guid). */
-  #search(ring: number, guid: string): number {
-    const records = this.#ring;
-    let lo = 0;
-    let hi = records.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      const r = records[mid];
-      if (r.ring < ring || (r.ring === ring && r.guid < guid)) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
-
-  #ringInsert(record: Claim): void {
-    this.#ring.splice(this.#search(record.ring, record.guid), 0, record);
-  }
-
-  #ringRemove(record: Claim): void {
-    const index = this.#search(record.ring, record.guid);
-    if (this.#ring[index]?.guid === record.guid) this.#ring.splice(index, 1);
   }
 
   /**
@@ -842,10 +835,10 @@ export class Membership {
    * otherwise recompute them N times).
    */
   #nearSelf(record: Claim): boolean {
-    const length = this.#ring.length;
+    const length = this.#table.live().length;
     if (length <= 2 * this.#monitors + 2) return true;
-    const me = this.#search(this.#self.ring, this.#guid);
-    const at = this.#search(record.ring, record.guid);
+    const me = this.#table.search(this.#self.ring, this.#guid);
+    const at = this.#table.search(record.ring, record.guid);
     const apart = Math.abs(at - me);
     return Math.min(apart, length - apart) <= this.#monitors + 1;
   }
@@ -856,8 +849,8 @@ export class Membership {
    * probed: its beats may still be going to its previous monitor.
    */
   #rewatch(): void {
-    const ring = this.#ring;
-    const me = this.#search(this.#self.ring, this.#guid);
+    const ring = this.#table.live();
+    const me = this.#table.search(this.#self.ring, this.#guid);
     const count = Math.min(this.#monitors, ring.length - 1);
     const next = new Set<string>();
     const monitoredBy: string[] = [];
@@ -880,7 +873,7 @@ export class Membership {
   /** Floods a new claim to `fanout` random live members and queues it for piggybacking. */
   #spread(update: MemberUpdate, via: string): void {
     const claim = strip(update);
-    const rides = Math.ceil(Math.log2(this.#ring.length + 1)) + 1;
+    const rides = Math.ceil(Math.log2(this.#table.liveCount + 1)) + 1;
     const queue = this.#piggyback;
     queue.delete(claim.guid);
     queue.set(claim.guid, { update: claim, left: rides, beatRounds: PIGGYBACK_BEAT_ROUNDS });
@@ -890,9 +883,9 @@ export class Membership {
     const exclude = [this.#guid, via, claim.guid];
     // The ring neighbours first: a member that random choices missed still hears it from the
     // members beside it, so coverage does not rest on luck alone.
-    const ring = this.#ring;
+    const ring = this.#table.live();
     if (ring.length > 1) {
-      const me = this.#search(this.#self.ring, this.#guid);
+      const me = this.#table.search(this.#self.ring, this.#guid);
       for (const index of [me + 1, me - 1 + ring.length]) {
         const neighbour = ring[index % ring.length];
         if (exclude.includes(neighbour.guid)) continue;
@@ -928,7 +921,7 @@ export class Membership {
 
   /** A random live member not in `exclude`, or undefined; a bounded number of draws. */
   #randomLive(exclude: readonly string[]): MemberUpdate | undefined {
-    const ring = this.#ring;
+    const ring = this.#table.live();
     const excludedLive = new Set(exclude.filter((guid) => this.#isLive(guid))).size;
     if (ring.length - excludedLive <= 0) return undefined;
     const start = this.#host.randomInt(ring.length);
@@ -939,15 +932,8 @@ export class Membership {
     return undefined;
   }
 
-  /** A random member held dead, or undefined; one draw. */
-  #randomDead(): MemberUpdate | undefined {
-    const dead: Claim[] = [];
-    for (const record of this.#records.values()) if (record.status === "dead") dead.push(record);
-    return dead.length === 0 ? undefined : dead[this.#host.randomInt(dead.length)];
-  }
-
   #isLive(guid: string): boolean {
-    const record = this.#records.get(guid);
+    const record = this.#table.get(guid);
     return record !== undefined && record.status !== "dead";
   }
 }

@@ -363,6 +363,68 @@ describe("membership", () => {
     assert.ok(Math.abs(large - small) < 0.5, `${small} vs ${large}`);
   });
 
+  it("a page of many new members is reported only once the ring holds them all", () => {
+    const seen: { guid: string; live: number; owner: string }[] = [];
+    const a: Membership = new Membership({
+      now: () => 0,
+      randomInt: () => 0,
+      send: () => {},
+      changed: (event) =>
+        seen.push({
+          guid: event.member.guid,
+          live: a.live().length,
+          owner: a.successorsOf("worker-7")[0].guid,
+        }),
+    }, { guid: "A", address: "a:1", version: 1, intervalMs: 1000 });
+    const updates = Array.from({ length: 50 }, (_, i) => ({
+      guid: `N${i}`,
+      address: `n${i}:1`,
+      version: 1,
+      status: "alive" as const,
+    }));
+    a.receive(
+      { kind: "sync", from: "N0", digest: 1, reply: false, page: 0, pages: 1, updates },
+      "n0:1",
+    );
+    assert.equal(seen.length, 50);
+    const owner = a.successorsOf("worker-7")[0].guid;
+    for (const event of seen) {
+      assert.equal(event.live, 51, `${event.guid} was reported before the ring held the page`);
+      assert.equal(event.owner, owner);
+    }
+    assert.equal(a.watching().length, 2, "whom it watches was worked out from the whole page");
+  });
+
+  it("news rides on at most two rounds of beats, newest first, and old news past the queue is left to anti-entropy", () => {
+    const { a, sent, clock } = lone(["B", "C", "D"], { maxPiggyback: 8 });
+    // 40 claims A did not know, flooded to it one by one: more than the queue keeps. (Deaths of
+    // members it never met, so its ring, its monitors and its subjects stay as they are.)
+    for (let i = 0; i < 40; i++) {
+      const update = { guid: `X${i}`, address: `x${i}:1`, version: 1, status: "dead" as const };
+      a.receive({ kind: "gossip", from: "B", updates: [update] }, "b:1");
+    }
+    const beatsOfRound = () => {
+      clock.now += 1000;
+      // Its subjects are heard from, so no probe (which would carry news too) goes out.
+      for (const guid of ["B", "C", "D"]) {
+        a.receive({ kind: "beat", from: guid, updates: [] }, `${guid.toLowerCase()}:1`);
+      }
+      sent.length = 0;
+      a.tick();
+      return sent.filter(([, m]) => m.kind === "beat").map(([, m]) => m.updates.map((u) => u.guid));
+    };
+    const first = beatsOfRound();
+    assert.equal(first.length, 2, "one beat to each of K monitors");
+    assert.deepEqual(first[0], first[1], "the same news to each monitor");
+    assert.deepEqual(first[0], ["X39", "X38", "X37", "X36", "X35", "X34", "X33", "X32"]);
+    assert.deepEqual(beatsOfRound()[0], first[0], "twice, in case one beat is lost");
+    const third = beatsOfRound()[0];
+    assert.deepEqual(third, ["X31", "X30", "X29", "X28", "X27", "X26", "X25", "X24"]);
+    beatsOfRound();
+    for (let round = 0; round < 4; round++) beatsOfRound();
+    assert.deepEqual(beatsOfRound(), [[], []], "X0..X7 fell off the queue; nothing rides for ever");
+  });
+
   it("every member agrees on the owners of a key", () => {
     const net = cluster(50, 2);
     const owners = new Set(
