@@ -65,3 +65,22 @@ function fmix(value: number): number {
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return h ^ (h >>> 16);
 }
+
+/**
+ * A 32-bit digest of `bytes`' length and up to `limit` leading bytes, integer-only like
+ * {@link TraceHash}: worked out once for a datagram, however many hosts it reaches (a broadcast
+ * reaches every host of its subnet), and added to the trace as one word at each.
+ */
+export function digestBytes(bytes: Uint8Array, limit: number): number {
+  const end = Math.min(bytes.length, limit);
+  let h = Math.imul(bytes.length ^ 0x9e3779b9, 0x85ebca6b);
+  let i = 0;
+  for (; i + 4 <= end; i += 4) {
+    const word = bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+    h = Math.imul(h ^ word, 0x2c1b3c6d);
+    h = (h << 13) | (h >>> 19);
+  }
+  for (; i < end; i++) h = Math.imul(h ^ bytes[i], 0x297a2d39);
+  h ^= h >>> 16;
+  return Math.imul(h, 0xc2b2ae35) ^ (h >>> 13);
+}

@@ -28,6 +28,7 @@ import {
 } from "./_hosts.ts";
 import { type Fabric, PATH_CUT, PATH_HELD, type Resender } from "./_fabric.ts";
 import { inSubnet, parseIpv4 } from "./_ipv4.ts";
+import { digestBytes } from "./_trace_hash.ts";
 import type { PacketVerdict, SimStats } from "./simulation.ts";
 
 /** One datagram in flight. Every receiver of a broadcast gets the same `data` (read-only). */
@@ -39,6 +40,8 @@ export interface Datagram {
   readonly toPort: number;
   readonly broadcast: boolean;
   readonly data: Uint8Array;
+  /** `digestBytes(data)`: what the trace hash takes of the payload at each arrival. */
+  readonly digest: number;
 }
 
 /** What a datagram socket asks of its UDP part. */
@@ -169,6 +172,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     broadcast: boolean,
   ): void {
     const subnet = from.subnetInfo;
+    const digest = digestBytes(data, this.#traceHashBytes);
     if (broadcast) {
       for (const host of this.#hosts) {
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
@@ -181,6 +185,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
             toPort: to.port,
             broadcast: true,
             data,
+            digest,
           });
         }
       }
@@ -200,6 +205,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       toPort: to.port,
       broadcast: false,
       data,
+      digest,
     });
   }
 
@@ -238,7 +244,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     const hash = kernel.hash;
     hash.word(kernel.nowUs);
     hash.word((host.index << 16) ^ datagram.from.index);
-    hash.bytes(datagram.data, this.#traceHashBytes);
+    hash.word(datagram.digest);
     if (kernel.traceLimit > 0) {
       kernel.traceLine(
         host,

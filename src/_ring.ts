@@ -153,6 +153,10 @@ export class RingMode {
   readonly #early = new Set<string>();
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
+  /** Whether a membership datagram is being read (its member-ups then wait for its end). */
+  #receiving = false;
+  /** Whether members came up while reading it: the directory's owners are worked out after. */
+  #ownersDue = false;
   /** The seeds' `host:port`, this node's own left out. */
   #seedAddresses: string[] = [];
   #seedsJoined = false;
@@ -540,7 +544,16 @@ export class RingMode {
           message = decodeMembership(data);
           decodedMemberships.set(data, message);
         }
-        this.#membership?.receive(message, `${from.host}:${from.port}`);
+        this.#receiving = true;
+        try {
+          this.#membership?.receive(message, `${from.host}:${from.port}`);
+        } finally {
+          this.#receiving = false;
+          if (this.#ownersDue) {
+            this.#ownersDue = false;
+            this.#directory?.membershipChanged();
+          }
+        }
       } else if (data[0] === DIRECTORY_MARKER) {
         const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
         this.#directory?.receive(message);
@@ -608,7 +621,10 @@ export class RingMode {
     const { guid, address } = event.member;
     if (guid === this.#o.guid) return;
     if (event.type === "member-up") {
-      this.#directory?.membershipChanged();
+      // Many arrive at once from a page of a table: the directory works out its owners once,
+      // when the datagram has been read (see #onDatagram), not once for each.
+      if (this.#receiving) this.#ownersDue = true;
+      else this.#directory?.membershipChanged();
       this.#host.memberUp(guid, address);
     } else if (event.type === "member-down") {
       this.#directory?.membershipChanged([guid]);
