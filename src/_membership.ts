@@ -305,7 +305,7 @@ export class Membership {
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
   readonly #watching = new Map<string, Watch>();
   /** Members that monitor this node (its K successors on the ring): they get its beats. */
-  #monitoredBy: string[] = [];
+  #monitoredBy: Claim[] = [];
   /**
    * The table's pages as last sent, reused while the table and the round are the same: a seed
    * that many join at once sends the same messages (the node's transport may then send the
@@ -498,7 +498,7 @@ export class Membership {
         };
         for (const monitor of this.#monitoredBy) {
           this.stats.beatsSent++;
-          this.#send(this.#table.get(monitor)!.address, beat);
+          this.#send(monitor.address, beat);
         }
       }
     }
@@ -825,6 +825,10 @@ export class Membership {
     const record = claimOf(update);
     const known = this.#table.set(record);
     if (known) this.#digest ^= known.term;
+    const monitors = this.#monitoredBy;
+    for (let i = 0; i < monitors.length; i++) {
+      if (monitors[i].guid === record.guid) monitors[i] = record; // a new address, say
+    }
     this.#digest ^= record.term;
     return record;
   }
@@ -853,10 +857,10 @@ export class Membership {
     const me = this.#table.search(this.#self.ring, this.#guid);
     const count = Math.min(this.#monitors, ring.length - 1);
     const next = new Set<string>();
-    const monitoredBy: string[] = [];
+    const monitoredBy: Claim[] = [];
     for (let i = 1; i <= count; i++) {
       next.add(ring[(me - i + ring.length) % ring.length].guid);
-      monitoredBy.push(ring[(me + i) % ring.length].guid);
+      monitoredBy.push(ring[(me + i) % ring.length]);
     }
     this.#monitoredBy = monitoredBy;
     for (const guid of this.#watching.keys()) {
@@ -922,8 +926,11 @@ export class Membership {
   /** A random live member not in `exclude`, or undefined; a bounded number of draws. */
   #randomLive(exclude: readonly string[]): MemberUpdate | undefined {
     const ring = this.#table.live();
-    const excludedLive = new Set(exclude.filter((guid) => this.#isLive(guid))).size;
-    if (ring.length - excludedLive <= 0) return undefined;
+    // No draw when no member can be chosen (looked at only when the ring is that small).
+    if (ring.length <= exclude.length) {
+      const excludedLive = new Set(exclude.filter((guid) => this.#isLive(guid))).size;
+      if (ring.length - excludedLive <= 0) return undefined;
+    }
     const start = this.#host.randomInt(ring.length);
     for (let i = 0; i < ring.length; i++) {
       const record = ring[(start + i) % ring.length];

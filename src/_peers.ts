@@ -297,6 +297,11 @@ export class PeerTable {
    * should be; then the seeds.
    */
   tick(now: number): void {
+    if (this.#peers.size > 0) this.#tickPeers(now);
+    this.dialSeeds();
+  }
+
+  #tickPeers(now: number): void {
     const host = this.#host;
     for (const peer of [...this.#peers.values()]) {
       if (host.isLinked(peer.guid) || peer.pending !== undefined) continue;
@@ -313,7 +318,6 @@ export class PeerTable {
         this.maybeDial(peer);
       }
     }
-    this.dialSeeds();
   }
 
   /** Says a peer is lost (a log line, then the host's `onLost`). */
