@@ -335,6 +335,8 @@ export class Membership {
   readonly #relays = new Map<number, { guid: string; address: string; seq: number }>();
   #seq = 0;
   #ticks = 0;
+  /** Counts deadlines set (probes sent, suspicions begun): see {@link deadlinesSet}. */
+  #deadlines = 0;
   #lastRoundMs = -1;
   #closed = false;
 
@@ -388,6 +390,15 @@ export class Membership {
   /** How many rounds of beats this node has had (one per interval once it runs). */
   get rounds(): number {
     return this.#ticks;
+  }
+
+  /**
+   * How many deadlines (a probe's timeout, a suspicion's end) were set so far. {@link nextWakeMs}
+   * can only come sooner when this grows, or when a round passes: the node need not look again
+   * after each datagram that set none.
+   */
+  get deadlinesSet(): number {
+    return this.#deadlines;
   }
 
   /** How many members are alive or suspect, this node included. */
@@ -540,6 +551,7 @@ export class Membership {
       if (this.#probedNow.has(guid)) return;
       this.#probedNow.set(guid, now);
     }
+    this.#deadlines++;
     this.#ping(subject.address);
     this.#probeIndirectly(subject);
   }
@@ -559,6 +571,7 @@ export class Membership {
         const subject = this.#table.get(guid)!;
         watch.probing = true;
         watch.probeSentMs = now;
+        this.#deadlines++;
         this.#ping(subject.address);
         this.#probeIndirectly(subject);
       } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
@@ -793,8 +806,10 @@ export class Membership {
     const record = this.#store(strip(update));
     const wasLive = known !== undefined && known.status !== "dead";
     const isLive = record.status !== "dead";
-    if (record.status === "suspect") this.#suspectedAt.set(record.guid, this.#host.now());
-    else this.#suspectedAt.delete(record.guid);
+    if (record.status === "suspect") {
+      this.#suspectedAt.set(record.guid, this.#host.now());
+      this.#deadlines++;
+    } else this.#suspectedAt.delete(record.guid);
     if (wasLive !== isLive) {
       if (this.#table.batching) this.#rewatchDue = true;
       else if (this.#nearSelf(record)) this.#rewatch();

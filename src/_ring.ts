@@ -157,6 +157,8 @@ export class RingMode {
   #receiving = false;
   /** Whether members came up while reading it: the directory's owners are worked out after. */
   #ownersDue = false;
+  /** Whether the membership reported any change while a datagram was read. */
+  #changedWhileReceiving = false;
   /** The seeds' `host:port`, this node's own left out. */
   #seedAddresses: string[] = [];
   #seedsJoined = false;
@@ -544,9 +546,13 @@ export class RingMode {
           message = decodeMembership(data);
           decodedMemberships.set(data, message);
         }
+        const membership = this.#membership;
+        if (membership === undefined) return;
+        const deadlines = membership.deadlinesSet;
         this.#receiving = true;
+        this.#changedWhileReceiving = false;
         try {
-          this.#membership?.receive(message, `${from.host}:${from.port}`);
+          membership.receive(message, `${from.host}:${from.port}`);
         } finally {
           this.#receiving = false;
           if (this.#ownersDue) {
@@ -554,6 +560,11 @@ export class RingMode {
             this.#directory?.membershipChanged();
           }
         }
+        // The usual datagram (a beat) set no deadline and changed no member: the timer stands.
+        if (
+          this.#timer !== undefined && membership.deadlinesSet === deadlines &&
+          !this.#changedWhileReceiving
+        ) return;
       } else if (data[0] === DIRECTORY_MARKER) {
         const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
         this.#directory?.receive(message);
@@ -618,6 +629,7 @@ export class RingMode {
   }
 
   #changed(event: MemberEvent): void {
+    this.#changedWhileReceiving = true;
     const { guid, address } = event.member;
     if (guid === this.#o.guid) return;
     if (event.type === "member-up") {
