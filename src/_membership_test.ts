@@ -425,6 +425,25 @@ describe("membership", () => {
     assert.deepEqual(beatsOfRound(), [[], []], "X0..X7 fell off the queue; nothing rides for ever");
   });
 
+  it("deadlines set grow with a probe and a suspicion, never with a beat", () => {
+    const { a, clock } = lone(["B", "C"]);
+    clock.now = 1000;
+    a.tick();
+    const before = a.deadlinesSet;
+    a.receive({ kind: "beat", from: "B", updates: [] }, "b:1");
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.equal(a.deadlinesSet, before, "beats set no deadline");
+    const wake = a.nextWakeMs();
+    clock.now = 3000; // B and C are late: each is probed
+    a.receive({ kind: "beat", from: "B", updates: [] }, "b:1");
+    assert.equal(a.deadlinesSet, before + 1, "C's probe");
+    assert.ok(a.nextWakeMs() < wake + 1000, "its timeout is the next wake");
+    clock.now = 3400; // no ack from C: suspected
+    a.tick();
+    assert.equal(a.get("C")?.status, "suspect");
+    assert.equal(a.deadlinesSet, before + 2, "the suspicion's end");
+  });
+
   it("every member agrees on the owners of a key", () => {
     const net = cluster(50, 2);
     const owners = new Set(
