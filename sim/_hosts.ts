@@ -57,6 +57,13 @@ export class HostState implements SimHost<unknown>, KernelHost {
   clockRate = 1;
   nextPort = FIRST_EPHEMERAL_PORT;
   readonly datagramSockets: Map<number, SimDatagramSocket[]> = new Map();
+  /**
+   * Where the last unicast datagram to this host went: its port and address, and the socket
+   * chosen (see `_udp.ts`). Reset when a datagram socket binds or unbinds here.
+   */
+  lastDatagramPort = -1;
+  lastDatagramHost = "";
+  lastDatagramSocket: SimDatagramSocket | undefined = undefined;
   readonly listeners: Map<number, SimListener> = new Map();
   /** Events that arrived while paused, run in order on resume. */
   deferred: SimEvent[] = [];
@@ -282,6 +289,8 @@ export class HostTable implements HostDirectory {
     host.app = undefined;
     host.platform = undefined;
     host.datagramSockets.clear();
+    host.lastDatagramPort = -1;
+    host.lastDatagramSocket = undefined;
     for (const listener of host.listeners.values()) listener.closed = true;
     host.listeners.clear();
     host.deferred = [];

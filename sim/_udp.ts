@@ -149,6 +149,8 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     socket.local = { host: bindHost, port };
     if (existing) existing.push(socket);
     else host.datagramSockets.set(port, [socket]);
+    host.lastDatagramPort = -1;
+    host.lastDatagramSocket = undefined;
     kernel.call(host, 0, () => {
       if (!socket.closed) handlers.onReady?.(socket);
     });
@@ -160,6 +162,8 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     if (!list) return;
     const index = list.indexOf(socket);
     if (index >= 0) list.splice(index, 1);
+    host.lastDatagramPort = -1;
+    host.lastDatagramSocket = undefined;
     if (list.length === 0) host.datagramSockets.delete(socket.local.port);
   }
 
@@ -239,7 +243,6 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         return;
       }
     }
-    const sockets = host.datagramSockets.get(datagram.toPort);
     const kernel = this.#kernel;
     const hash = kernel.hash;
     hash.word(kernel.nowUs);
@@ -251,6 +254,16 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         `dgram from ${datagram.from.name} ${datagram.data.length}B port ${datagram.toPort}`,
       );
     }
+    if (
+      host.lastDatagramPort === datagram.toPort && host.lastDatagramHost === datagram.toHost &&
+      !datagram.broadcast
+    ) {
+      // As the last one to this port and address (a member's beats, say): the same socket.
+      stats.datagramsDelivered++;
+      host.lastDatagramSocket!.handlers.onMessage(datagram.data, datagram.fromAddress);
+      return;
+    }
+    const sockets = host.datagramSockets.get(datagram.toPort);
     if (sockets === undefined) {
       stats.datagramsDropped++;
       return;
@@ -291,6 +304,9 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       stats.datagramsDropped++;
       return;
     }
+    host.lastDatagramPort = datagram.toPort;
+    host.lastDatagramHost = datagram.toHost;
+    host.lastDatagramSocket = chosen;
     stats.datagramsDelivered++;
     chosen.handlers.onMessage(datagram.data, datagram.fromAddress);
   }
