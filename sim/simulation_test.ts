@@ -121,6 +121,38 @@ test("datagrams: sockets sharing a port with reuseAddress all get broadcasts; un
   assert.deepEqual(shared.app![1].got.map((g) => g.text).sort(), ["b", "u"]);
 });
 
+test("datagrams: unicast follows a socket bound or closed after earlier datagrams went to another", () => {
+  const sim = new Simulation({ seed: 5 });
+  const got: string[] = [];
+  const sockets: { close(): void }[] = [];
+  const host = sim.addHost("h", () => undefined);
+  const bind = (name: string, bindHost: string) =>
+    sockets.push(
+      host.platform!.net.bindDatagram({ host: bindHost, port: 7000, reuseAddress: true }, {
+        onMessage: (data) => void got.push(`${name}:${text(data)}`),
+      }),
+    );
+  const s = sim.addHost("s", sender);
+  bind("any", "0.0.0.0");
+  sim.run(1);
+  for (const value of ["1", "2"]) { // one at a time: datagrams may pass each other
+    s.app!.send(value, { host: host.address, port: 7000 });
+    sim.run(20);
+  }
+  bind("exact", host.address); // an exact address beats the wildcard from now on
+  sim.run(1);
+  s.app!.send("3", { host: host.address, port: 7000 });
+  sim.run(20);
+  sockets[1].close(); // and with it gone, the wildcard gets them again
+  s.app!.send("4", { host: host.address, port: 7000 });
+  sim.run(20);
+  sockets[0].close();
+  s.app!.send("5", { host: host.address, port: 7000 });
+  sim.run(20);
+  assert.deepEqual(got, ["any:1", "any:2", "exact:3", "any:4"]);
+  assert.equal(sim.stats.datagramsDropped, 1, "no socket left: dropped");
+});
+
 test("datagrams: a socket bound to 255.255.255.255 gets only limited broadcasts, one bound to the subnet broadcast only subnet ones", () => {
   const sim = new Simulation({ seed: 4 });
   const both = sim.addHost("both", (platform) => ({
