@@ -592,6 +592,7 @@ export class LinkTable {
     const o = this.#o;
     const keepAlives = o.protocol.keepAlives;
     const watchLinks = o.membership === "mesh";
+    if (!watchLinks && this.#allActive()) return; // under ring membership, nothing to look at
     for (const link of [...this.connections]) {
       if (link.state === "active") {
         if (!watchLinks) continue;
@@ -620,5 +621,10 @@ export class LinkTable {
         }
       }
     }
+  }
+
+  #allActive(): boolean {
+    for (const link of this.connections) if (link.state !== "active") return false;
+    return true;
   }
 }

@@ -303,6 +303,15 @@ export class PeerTable {
 
   #tickPeers(now: number): void {
     const host = this.#host;
+    // Linked or being dialled, as under ring membership usually: nothing to do, nothing copied.
+    let idle = false;
+    for (const peer of this.#peers.values()) {
+      if (!host.isLinked(peer.guid) && peer.pending === undefined) {
+        idle = true;
+        break;
+      }
+    }
+    if (!idle) return;
     for (const peer of [...this.#peers.values()]) {
       if (host.isLinked(peer.guid) || peer.pending !== undefined) continue;
       if (this.#o.autoDial === false) {
