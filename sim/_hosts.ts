@@ -81,6 +81,12 @@ export class HostState implements SimHost<unknown>, KernelHost {
     this.addressNumber = parseIpv4(address)!;
   }
 
+  /** Forgets the socket the last unicast datagram went to (a socket bound or went away). */
+  forgetDatagramRoute(): void {
+    this.lastDatagramPort = -1;
+    this.lastDatagramSocket = undefined;
+  }
+
   get subnet(): string {
     return this.subnetInfo.cidr;
   }
@@ -289,8 +295,7 @@ export class HostTable implements HostDirectory {
     host.app = undefined;
     host.platform = undefined;
     host.datagramSockets.clear();
-    host.lastDatagramPort = -1;
-    host.lastDatagramSocket = undefined;
+    host.forgetDatagramRoute();
     for (const listener of host.listeners.values()) listener.closed = true;
     host.listeners.clear();
     host.deferred = [];

@@ -149,8 +149,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     socket.local = { host: bindHost, port };
     if (existing) existing.push(socket);
     else host.datagramSockets.set(port, [socket]);
-    host.lastDatagramPort = -1;
-    host.lastDatagramSocket = undefined;
+    host.forgetDatagramRoute();
     kernel.call(host, 0, () => {
       if (!socket.closed) handlers.onReady?.(socket);
     });
@@ -162,8 +161,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     if (!list) return;
     const index = list.indexOf(socket);
     if (index >= 0) list.splice(index, 1);
-    host.lastDatagramPort = -1;
-    host.lastDatagramSocket = undefined;
+    host.forgetDatagramRoute();
     if (list.length === 0) host.datagramSockets.delete(socket.local.port);
   }
 
