@@ -213,6 +213,9 @@ const PIGGYBACK_QUEUE = 4;
 /** Rounds of beats an update rides on: its monitors hear it twice, in case one beat is lost. */
 const PIGGYBACK_BEAT_ROUNDS = 2;
 
+/** A datagram with this many updates or more is applied as one batch of the table. */
+const BATCH_UPDATES = 5;
+
 const RANK: Readonly<Record<MemberStatus, number>> = { alive: 0, suspect: 1, dead: 2 };
 
 /** Whether claim `a` supersedes claim `b` about the same member. */
@@ -599,18 +602,10 @@ export class Membership {
   /** Handles a membership datagram that arrived from `fromAddress`. */
   receive(message: MembershipMessage, fromAddress: string): void {
     if (this.#closed) return;
-    // Updates in a sync are old news (anti-entropy) except the sender's claim about itself,
-    // which is how a joiner becomes known: only that one is flooded.
-    const syncing = message.kind === "sync";
-    const updates = message.updates;
-    if (updates.length > 4) {
+    if (message.updates.length >= BATCH_UPDATES) {
       // Many at once (a page of a table): new members join the ring in one merge at the end.
       try {
-        this.#table.batch(() => {
-          for (const update of updates) {
-            this.#apply(update, message.from, !syncing || update.guid === message.from);
-          }
-        });
+        this.#table.batch(() => this.#applyAll(message));
       } finally {
         if (this.#rewatchDue) {
           this.#rewatchDue = false;
@@ -620,10 +615,8 @@ export class Membership {
         this.#batchEvents = [];
         for (const event of events) this.#host.changed(event);
       }
-    } else {
-      for (const update of updates) {
-        this.#apply(update, message.from, !syncing || update.guid === message.from);
-      }
+    } else if (message.updates.length > 0) {
+      this.#applyAll(message);
     }
     // Any datagram from a watched member shows it alive (an ack about it is handled below).
     const sender = this.#watching.get(message.from);
@@ -690,6 +683,17 @@ export class Membership {
         break;
     }
     this.#checkWatched(this.#host.now());
+  }
+
+  /**
+   * Applies a datagram's updates. Updates in a sync are old news (anti-entropy) except the
+   * sender's claim about itself, which is how a joiner becomes known: only that one is flooded.
+   */
+  #applyAll(message: MembershipMessage): void {
+    const syncing = message.kind === "sync";
+    for (const update of message.updates) {
+      this.#apply(update, message.from, !syncing || update.guid === message.from);
+    }
   }
 
   /** Stops all work; later ticks and messages are ignored. */
