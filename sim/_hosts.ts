@@ -353,8 +353,7 @@ export class HostTable implements HostDirectory {
             throw new TypeError("Cannot schedule: the callback is not a function");
           }
           const delayUs = toUs(delayMs / host.clockRate);
-          const event = kernel.push(delayUs, K_CALL, host, incarnation, fn);
-          return { cancel: () => void (event.payload = null) };
+          return kernel.push(delayUs, K_CALL, host, incarnation, fn);
         },
       },
       random: new SeededRandom(deriveSeed(this.#options.seed, 0x686f7374, host.index, incarnation)),

@@ -50,7 +50,7 @@ export interface KernelHost {
  * console.assert(event.timeUs === 1000 && event.next === undefined);
  * ```
  */
-export class SimEvent {
+export class SimEvent implements Timer {
   /** Link of the queue's per-instant list. */
   next: SimEvent | undefined = undefined;
   constructor(
@@ -62,6 +62,11 @@ export class SimEvent {
     // deno-lint-ignore no-explicit-any
     public payload: any,
   ) {}
+
+  /** As a {@link Timer}: the event stays queued but does nothing (one object per timer). */
+  cancel(): void {
+    this.payload = null;
+  }
 }
 
 /** A transport's receiving side: the kernel hands it each of its packets' arrival events. */
@@ -207,6 +212,17 @@ export class Kernel {
     return event;
   }
 
+  /**
+   * Queues an event built by its transport (a datagram is its own event: one object, not two),
+   * `delayUs` from now; one that already ran or waited may be queued again.
+   */
+  pushEvent(event: SimEvent, delayUs: number): void {
+    event.timeUs = this.nowUs + delayUs;
+    event.seq = this.#seq++;
+    event.next = undefined;
+    this.#queue.push(event);
+  }
+
   /** Host code to run `delayUs` from now, if the host is still in the same incarnation. */
   call(host: KernelHost, delayUs: number, fn: () => void): SimEvent {
     return this.push(delayUs, K_CALL, host, host.incarnation, fn);
@@ -226,8 +242,7 @@ export class Kernel {
 
   /** World code (tied to no host) at `delayMs` from now; the timer cancels it. */
   schedule(delayMs: number, fn: () => void): Timer {
-    const event = this.push(toUs(delayMs), K_WORLD, null, 0, fn);
-    return { cancel: () => void (event.payload = null) };
+    return this.push(toUs(delayMs), K_WORLD, null, 0, fn);
   }
 
   /** Runs the next event; returns `false` when there is none. */

@@ -18,7 +18,7 @@ import {
   type DatagramSocket,
   NetError,
 } from "../src/platform.ts";
-import { K_DGRAM, type Kernel, type PacketSink, type SimEvent } from "./_kernel.ts";
+import { K_DGRAM, type Kernel, type PacketSink, SimEvent } from "./_kernel.ts";
 import {
   ANY,
   type DatagramBinder,
@@ -31,17 +31,38 @@ import { inSubnet, parseIpv4 } from "./_ipv4.ts";
 import { digestBytes } from "./_trace_hash.ts";
 import type { PacketVerdict, SimStats } from "./simulation.ts";
 
-/** One datagram in flight. Every receiver of a broadcast gets the same `data` (read-only). */
-export interface Datagram {
-  readonly from: HostState;
-  readonly fromAddress: Address;
-  readonly to: HostState;
-  readonly toHost: string;
-  readonly toPort: number;
-  readonly broadcast: boolean;
-  readonly data: Uint8Array;
-  /** `digestBytes(data)`: what the trace hash takes of the payload at each arrival. */
-  readonly digest: number;
+/**
+ * One datagram in flight, and its arrival event (one object, not two: a broadcast makes one
+ * for each host). Every receiver of a broadcast gets the same `data` (read-only).
+ */
+export class Datagram extends SimEvent {
+  constructor(
+    readonly from: HostState,
+    readonly fromAddress: Address,
+    readonly to: HostState,
+    readonly toHost: string,
+    readonly toPort: number,
+    readonly broadcast: boolean,
+    readonly data: Uint8Array,
+    /** `digestBytes(data)`: what the trace hash takes of the payload at each arrival. */
+    readonly digest: number,
+  ) {
+    super(0, 0, K_DGRAM, to, 0, null);
+  }
+
+  /** The same datagram again (a duplicate), with a copy of its bytes. */
+  copy(): Datagram {
+    return new Datagram(
+      this.from,
+      this.fromAddress,
+      this.to,
+      this.toHost,
+      this.toPort,
+      this.broadcast,
+      this.data.slice(),
+      this.digest,
+    );
+  }
 }
 
 /** What a datagram socket asks of its UDP part. */
@@ -179,16 +200,9 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       for (const host of this.#hosts) {
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
           // Every host gets the same array: received datagrams are read-only (see platform.ts).
-          this.#transmit({
-            from,
-            fromAddress,
-            to: host,
-            toHost: to.host,
-            toPort: to.port,
-            broadcast: true,
-            data,
-            digest,
-          });
+          this.#transmit(
+            new Datagram(from, fromAddress, host, to.host, to.port, true, data, digest),
+          );
         }
       }
       return;
@@ -199,26 +213,17 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       this.#stats.datagramsDropped++;
       return;
     }
-    this.#transmit({
-      from,
-      fromAddress,
-      to: target,
-      toHost: to.host,
-      toPort: to.port,
-      broadcast: false,
-      data,
-      digest,
-    });
+    this.#transmit(new Datagram(from, fromAddress, target, to.host, to.port, false, data, digest));
   }
 
   /** A datagram parked on a held path goes on, with a fresh latency. */
   resend(datagram: Datagram): void {
-    this.#kernel.push(this.#fabric.latencyUs(), K_DGRAM, datagram.to, 0, datagram);
+    this.#kernel.pushEvent(datagram, this.#fabric.latencyUs());
   }
 
   /** A datagram reaches its host: a cut, a hold, a pause or a crash may still stop it. */
   arrive(event: SimEvent): void {
-    const datagram = event.payload as Datagram;
+    const datagram = event as Datagram;
     const host = datagram.to;
     const stats = this.#stats;
     if (host.state === "down") {
@@ -319,13 +324,10 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       return;
     }
     const extraUs = typeof verdict === "object" ? Math.round(verdict.delayMs * 1000) : 0;
-    kernel.push(fabric.latencyUs() + extraUs, K_DGRAM, datagram.to, 0, datagram);
+    kernel.pushEvent(datagram, fabric.latencyUs() + extraUs);
     if (verdict === "duplicate" || fabric.drawDuplicate()) {
       this.#stats.datagramsDuplicated++;
-      kernel.push(fabric.latencyUs() + extraUs, K_DGRAM, datagram.to, 0, {
-        ...datagram,
-        data: datagram.data.slice(),
-      });
+      kernel.pushEvent(datagram.copy(), fabric.latencyUs() + extraUs);
     }
   }
 
