@@ -38,6 +38,7 @@
  */
 
 import { hash32, MemberTable } from "./_member_table.ts";
+import { type Address, formatAddress } from "./platform.ts";
 
 export { hash32 };
 
@@ -307,6 +308,10 @@ export class Membership {
   #digest = 0;
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
   readonly #watching = new Map<string, Watch>();
+  /** The earliest `heardMs` among watched members not being probed (see #noteWatchDue). */
+  #watchHeardMs = Infinity;
+  /** The earliest `probeSentMs` among watched members being probed (see #noteWatchDue). */
+  #watchProbedMs = Infinity;
   /** Members that monitor this node (its K successors on the ring): they get its beats. */
   #monitoredBy: Claim[] = [];
   /**
@@ -550,6 +555,7 @@ export class Membership {
       if (watch.probing) return;
       watch.probing = true;
       watch.probeSentMs = now;
+      this.#watchProbedMs = Math.min(this.#watchProbedMs, now);
     } else {
       if (this.#probedNow.has(guid)) return;
       this.#probedNow.set(guid, now);
@@ -567,6 +573,26 @@ export class Membership {
    * beat already there, and cost every node a wake per subject per interval.
    */
   #checkWatched(now: number): void {
+    if (
+      now - this.#watchHeardMs >= this.#lateMs || now - this.#watchProbedMs >= this.#pingTimeoutMs
+    ) this.#lookAtWatched(now);
+    if (this.#probedNow.size === 0) return; // the usual case, on every datagram
+    for (const [guid, sentMs] of this.#probedNow) {
+      if (now - sentMs < this.#pingTimeoutMs) continue;
+      this.#probedNow.delete(guid);
+      const subject = this.#table.get(guid);
+      if (subject?.status === "alive") {
+        this.stats.suspicions++;
+        this.#apply({ ...subject, status: "suspect" }, "self", true);
+      }
+    }
+  }
+
+  /**
+   * Probes the watched members that are late, and suspects those whose probes went unanswered;
+   * notes when the next of them is due, so that datagrams before then need not look.
+   */
+  #lookAtWatched(now: number): void {
     for (const [guid, watch] of this.#watching) {
       if (!watch.probing) {
         if (now - watch.heardMs < this.#lateMs) continue;
@@ -587,20 +613,30 @@ export class Membership {
         }
       }
     }
-    if (this.#probedNow.size === 0) return; // the usual case, on every datagram
-    for (const [guid, sentMs] of this.#probedNow) {
-      if (now - sentMs < this.#pingTimeoutMs) continue;
-      this.#probedNow.delete(guid);
-      const subject = this.#table.get(guid);
-      if (subject?.status === "alive") {
-        this.stats.suspicions++;
-        this.#apply({ ...subject, status: "suspect" }, "self", true);
-      }
-    }
+    this.#noteWatchDue();
   }
 
-  /** Handles a membership datagram that arrived from `fromAddress`. */
-  receive(message: MembershipMessage, fromAddress: string): void {
+  /**
+   * Notes the earliest `heardMs` of the watched members not being probed and the earliest
+   * `probeSentMs` of those that are: a look finds nothing to do while neither is old enough.
+   * A later beat only makes them too early, which costs a look, never a missed one.
+   */
+  #noteWatchDue(): void {
+    let heard = Infinity;
+    let probed = Infinity;
+    for (const watch of this.#watching.values()) {
+      if (watch.probing) probed = Math.min(probed, watch.probeSentMs);
+      else heard = Math.min(heard, watch.heardMs);
+    }
+    this.#watchHeardMs = heard;
+    this.#watchProbedMs = probed;
+  }
+
+  /**
+   * Handles a membership datagram that arrived from `from` (`host:port`, or the address itself:
+   * it is written out only for the few kinds that are answered, not for each beat).
+   */
+  receive(message: MembershipMessage, from: string | Address): void {
     if (this.#closed) return;
     if (message.updates.length >= BATCH_UPDATES) {
       // Many at once (a page of a table): new members join the ring in one merge at the end.
@@ -627,6 +663,7 @@ export class Membership {
     }
     switch (message.kind) {
       case "ping": {
+        const fromAddress = typeof from === "string" ? from : formatAddress(from);
         this.stats.acksSent++;
         // On behalf of another member, the ack goes to the relay, which passes it on.
         this.#send(fromAddress, {
@@ -655,6 +692,7 @@ export class Membership {
         break;
       }
       case "ping-req": {
+        const fromAddress = typeof from === "string" ? from : formatAddress(from);
         const seq = ++this.#seq;
         this.#relays.set(seq, { guid: message.from, address: fromAddress, seq: message.seq });
         if (this.#relays.size > 1024) {
@@ -678,7 +716,10 @@ export class Membership {
         // Push-pull: a digest-only request gets our table and a request for theirs if they
         // still differ after merging it; a pushed table gets ours without a request.
         if (message.reply && message.digest !== this.#digest && message.page + 1 >= message.pages) {
-          this.#sendTable(fromAddress, message.updates.length === 0 && message.pages === 1);
+          this.#sendTable(
+            typeof from === "string" ? from : formatAddress(from),
+            message.updates.length === 0 && message.pages === 1,
+          );
         }
         break;
     }
@@ -702,8 +743,12 @@ export class Membership {
   }
 
   #heard(watch: Watch): void {
-    watch.heardMs = this.#host.now();
-    watch.probing = false;
+    const now = this.#host.now();
+    watch.heardMs = now;
+    if (watch.probing) {
+      watch.probing = false;
+      this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
+    }
   }
 
   #ping(address: string): void {
@@ -889,6 +934,7 @@ export class Membership {
     for (const guid of next) {
       if (!this.#watching.has(guid)) {
         this.#watching.set(guid, { heardMs: now, probing: false, probeSentMs: 0 });
+        this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
       }
     }
   }

@@ -180,6 +180,34 @@ describe("membership", () => {
     assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged at once");
     // Now a probe runs: its timeout wakes A before the next round.
     assert.equal(a.nextWakeMs(), 1460 + 400);
+    // C's beats before the timeout leave B alone; the first one after it finds B unanswered.
+    clock.now = 1800;
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.equal(a.get("B")?.status, "alive");
+    clock.now = 1860;
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.equal(a.get("B")?.status, "suspect");
+    // B answers at last: heard again, it is probed anew only once it is late again.
+    clock.now = 1900;
+    a.receive({ kind: "beat", from: "B", updates: [] }, "b:1");
+    sent.length = 0;
+    clock.now = 2990;
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.ok(!sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "not late yet");
+    clock.now = 3000;
+    a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
+    assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "late again: pinged");
+  });
+
+  it("a ping from an address is answered at that address written out, brackets for IPv6", () => {
+    const { a, sent } = lone(["B"]);
+    a.receive({ kind: "ping", from: "B", seq: 4, updates: [] }, { host: "::1", port: 7 });
+    a.receive({ kind: "ping", from: "B", seq: 5, updates: [] }, { host: "10.0.0.2", port: 8 });
+    a.receive({ kind: "ping", from: "B", seq: 6, updates: [] }, "b:1");
+    assert.deepEqual(
+      sent.filter(([, m]) => m.kind === "ack").map(([to, m]) => [to, m.kind === "ack" && m.seq]),
+      [["[::1]:7", 4], ["10.0.0.2:8", 5], ["b:1", 6]],
+    );
   });
 
   it("past floodsPerInterval news is not flooded at once but rides along, and the budget renews each round", () => {

@@ -29,7 +29,7 @@ import { counter, gauge } from "./_node_metrics.ts";
 import type { MapMessage } from "./message.ts";
 import type { MetricFamily } from "./metrics.ts";
 import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
-import { parseAddress } from "./platform.ts";
+import { formatAddress, parseAddress } from "./platform.ts";
 import type { LinkDownReason, MembershipState, UndeliverableReason } from "./_types.ts";
 
 /** The first byte of a directory datagram (JSON follows). */
@@ -51,7 +51,7 @@ const REFRESH_TICKS = 30;
 const SEED_JOIN_ROUND = 3;
 /** A second seed (chosen at random) is joined at this round if the first taught nothing. */
 const SEED_RETRY_ROUND = 8;
-/** Parsed member addresses kept for sending (see #sendTo). */
+/** Parsed member addresses kept for sending (see #addressOf). */
 const MAX_ADDRESSES = 32;
 /** Nodes remembered as asked to join within the last interval. */
 const MAX_JOIN_ASKED = 256;
@@ -218,7 +218,7 @@ export class RingMode {
     this.#firstRoundMs = host.clock.now() + host.random.next() * this.#o.intervalMs;
     for (const worker of this.#early) this.#directory.attach(worker);
     this.#early.clear();
-    this.#seedAddresses = this.#o.seeds.map((seed) => `${seed.host}:${seed.port}`)
+    this.#seedAddresses = this.#o.seeds.map(formatAddress)
       .filter((text) => text !== address);
     this.#rearm();
   }
@@ -552,7 +552,7 @@ export class RingMode {
         this.#receiving = true;
         this.#changedWhileReceiving = false;
         try {
-          membership.receive(message, `${from.host}:${from.port}`);
+          membership.receive(message, from);
         } finally {
           this.#receiving = false;
           if (this.#ownersDue) {
@@ -580,52 +580,55 @@ export class RingMode {
   }
 
   #sendMembership(to: string, message: MembershipMessage): void {
+    const socket = this.#socket;
+    const address = socket === undefined ? undefined : this.#addressOf(to);
+    if (address === undefined) return;
+    let bytes: Uint8Array;
     if (message.kind === "beat" && message.updates.length === 0) {
-      this.#sendTo(to, () => this.#plainBeat ??= encodeMembership(message));
+      bytes = this.#plainBeat ??= encodeMembership(message);
     } else if (message.kind === "sync" && message.updates.length > 0) {
       // Table pages are reused by the membership while the table stands: so are their bytes.
-      this.#sendTo(to, () => {
-        let bytes = encodedPages.get(message);
-        if (bytes === undefined) encodedPages.set(message, bytes = encodeMembership(message));
-        return bytes;
-      });
+      let encoded = encodedPages.get(message);
+      if (encoded === undefined) encodedPages.set(message, encoded = encodeMembership(message));
+      bytes = encoded;
     } else {
-      this.#sendTo(to, () => encodeMembership(message));
+      bytes = encodeMembership(message);
     }
+    socket!.send(bytes, address);
   }
 
   #sendDirectory(node: string, message: DirectoryMessage): void {
     const member = this.#membership?.get(node);
     if (member === undefined) return;
-    this.#sendTo(member.address, () => {
-      const json = this.#textEncoder.encode(JSON.stringify(message));
-      const bytes = new Uint8Array(json.length + 1);
-      bytes[0] = DIRECTORY_MARKER;
-      bytes.set(json, 1);
-      return bytes;
-    });
+    const socket = this.#socket;
+    const address = socket === undefined ? undefined : this.#addressOf(member.address);
+    if (address === undefined) return;
+    const json = this.#textEncoder.encode(JSON.stringify(message));
+    const bytes = new Uint8Array(json.length + 1);
+    bytes[0] = DIRECTORY_MARKER;
+    bytes.set(json, 1);
+    socket!.send(bytes, address);
   }
 
   /**
-   * Sends a datagram to a member's `host:port`, parsed once per address while it is among the
-   * few kept (its monitors and the members it probes); an address that does not parse gets
-   * nothing.
+   * A member's `host:port` as an address, parsed once while it is among the few kept (its
+   * monitors and the members it probes); undefined for one that does not parse (it gets
+   * nothing).
    */
-  #sendTo(to: string, bytes: () => Uint8Array): void {
-    if (this.#socket === undefined) return;
+  #addressOf(to: string): Address | undefined {
     let address = this.#addresses.get(to);
     if (address === undefined) {
       try {
         address = parseAddress(to);
       } catch {
-        return;
+        return undefined;
       }
       // A handful suffice (the monitors, a probe's targets); a cold start's gossip to random
       // members must not leave every node holding every address.
       if (this.#addresses.size >= MAX_ADDRESSES) this.#addresses.clear();
       this.#addresses.set(to, address);
     }
-    this.#socket.send(bytes(), address);
+    return address;
   }
 
   #changed(event: MemberEvent): void {
@@ -685,18 +688,23 @@ export class RingMode {
     const now = this.#host.clock.now();
     const dueMs = Math.max(wake, now);
     this.#timerAtMs = dueMs;
-    this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), () => {
-      this.#timer = undefined;
-      this.#timerAtMs = Infinity;
-      if (this.#closed || !this.#host.running()) return;
-      const rounds = membership.rounds;
-      membership.tick();
-      this.#directory?.tick();
-      if (membership.rounds !== rounds) {
-        this.#joinSeeds(membership);
-        this.#host.round(dueMs);
-      }
-      this.#rearm();
-    });
+    this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), this.#wake);
   }
+
+  /** The one timer's work (one function for every wake: a quiet node allocates none). */
+  readonly #wake = (): void => {
+    const dueMs = this.#timerAtMs;
+    this.#timer = undefined;
+    this.#timerAtMs = Infinity;
+    const membership = this.#membership;
+    if (this.#closed || membership === undefined || !this.#host.running()) return;
+    const rounds = membership.rounds;
+    membership.tick();
+    this.#directory?.tick();
+    if (membership.rounds !== rounds) {
+      this.#joinSeeds(membership);
+      this.#host.round(dueMs);
+    }
+    this.#rearm();
+  };
 }
