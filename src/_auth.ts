@@ -6,13 +6,20 @@
  * Without a key a heartbeat is the same bytes every time, a hello is the protocol's, and the
  * peer's hello is taken as it is (unless it asks for a key). With one, each heartbeat is
  * numbered and signed, a hello carries a fresh nonce, and a link comes up only after both
- * sides proved the key over both hellos (see `_cluster_key.ts`).
+ * sides proved the key over both hellos (see `_cluster_key.ts`), and each ring datagram is
+ * sealed: numbered in its sender's session and signed ({@link DatagramSeal}).
  *
  * @module
  */
-import { type ClusterKey, HeartbeatSequences } from "./_cluster_key.ts";
+import {
+  type ClusterKey,
+  DATAGRAM_TAG_BYTES,
+  DatagramWindows,
+  HeartbeatSequences,
+} from "./_cluster_key.ts";
 import type { Codec } from "./codec.ts";
 import { encodeFrame } from "./framing.ts";
+import { timingSafeEqual } from "./_sha256.ts";
 import type { Random } from "./platform.ts";
 import {
   decodeHello,
@@ -61,6 +68,24 @@ export type HeartbeatVerdict =
   /** Correctly signed but not newer than one taken before: replayed, duplicated, reordered. */
   | { readonly kind: "replayed"; readonly guid: string; readonly sequence: string };
 
+/**
+ * Seals and opens a node's ring datagrams under the cluster key. A sealed datagram is the
+ * payload, then 8 bytes of the sender's session (random, drawn when its node starts), an 8-byte
+ * number (one more for each datagram it sends) and a 16-byte tag over all of them.
+ */
+export interface DatagramSeal {
+  /** The payload sealed: numbered in this node's session and signed. */
+  seal(payload: Uint8Array): Uint8Array;
+  /**
+   * The payload of a sealed datagram, or `"replayed"` for one taken before (a replay, or a
+   * duplicate the network made). Throws a "Cannot" error for one not sealed with the key.
+   */
+  open(data: Uint8Array): Uint8Array | "replayed";
+}
+
+/** Bytes a seal adds: session, number and tag. */
+export const SEAL_BYTES = 16 + DATAGRAM_TAG_BYTES;
+
 /** A node's cluster authentication; see the module text. */
 export interface ClusterAuth {
   /** Whether there is a cluster key (signed heartbeats, proven links). */
@@ -72,6 +97,11 @@ export interface ClusterAuth {
    * datagram); a keyless node takes every heartbeat as it is.
    */
   checkHeartbeat(fields: Readonly<Record<string, string>>): HeartbeatVerdict;
+  /**
+   * The seal of this node's ring datagrams, drawing its session from `random`; `undefined`
+   * without a key (ring datagrams then go as they are).
+   */
+  datagramSeal(random: Random): DatagramSeal | undefined;
   /** The hello frame to send on a new connection; `plain` is the protocol's keyless one. */
   hello(slots: HandshakeSlots, plain: Uint8Array, self: HelloIdentity, random: Random): Uint8Array;
   /** Takes one handshake frame from the peer; `readHello` is the protocol's hello reader. */
@@ -132,6 +162,7 @@ export const NO_CLUSTER_AUTH: ClusterAuth = Object.freeze({
       ? { kind: "refused", reason: "Cannot use heartbeat: no node GUID or address" }
       : { kind: "taken", ...heartbeat };
   },
+  datagramSeal: () => undefined,
   hello: (_slots: HandshakeSlots, plain: Uint8Array) => plain,
   handshake(
     _slots: HandshakeSlots,
@@ -172,6 +203,7 @@ export const NO_CLUSTER_AUTH: ClusterAuth = Object.freeze({
  */
 export function keyedClusterAuth(key: ClusterKey): ClusterAuth {
   const sequences = new HeartbeatSequences();
+  const windows = new DatagramWindows();
   return {
     authenticated: true,
     heartbeats(codec: Codec, self: HelloIdentity): () => Uint8Array {
@@ -223,6 +255,9 @@ export function keyedClusterAuth(key: ClusterKey): ClusterAuth {
         return { kind: "replayed", guid: heartbeat.guid, sequence };
       }
       return { kind: "taken", ...heartbeat };
+    },
+    datagramSeal(random: Random): DatagramSeal {
+      return sealWith(key, random.fill(new Uint8Array(8)), windows);
     },
     hello(slots: HandshakeSlots, _plain: Uint8Array, self: HelloIdentity, random: Random) {
       slots.helloSent = encodeHello({
@@ -277,6 +312,45 @@ export function keyedClusterAuth(key: ClusterKey): ClusterAuth {
       slots.peerHello = undefined;
       slots.peerHelloBytes = undefined;
       return { kind: "hello", hello };
+    },
+  };
+}
+
+/** A datagram seal under `key` for the sender session `session` (8 bytes). */
+function sealWith(key: ClusterKey, session: Uint8Array, windows: DatagramWindows): DatagramSeal {
+  let sent = 0;
+  return {
+    seal(payload: Uint8Array): Uint8Array {
+      sent++;
+      const out = new Uint8Array(payload.length + SEAL_BYTES);
+      out.set(payload, 0);
+      const head = out.subarray(payload.length, payload.length + 16);
+      head.set(session, 0);
+      // The number as 8 bytes, big-endian (below 2^53).
+      const view = new DataView(out.buffer, out.byteOffset + payload.length + 8, 8);
+      view.setUint32(0, Math.floor(sent / 2 ** 32));
+      view.setUint32(4, sent >>> 0);
+      out.set(key.datagramTag(head, payload), payload.length + 16);
+      return out;
+    },
+    open(data: Uint8Array): Uint8Array | "replayed" {
+      if (data.length <= SEAL_BYTES) {
+        throw new Error("Cannot read ring datagram: too short to be sealed with the cluster key");
+      }
+      const end = data.length - SEAL_BYTES;
+      const payload = data.subarray(0, end);
+      const head = data.subarray(end, end + 16);
+      if (!timingSafeEqual(key.datagramTag(head, payload), data.subarray(end + 16))) {
+        throw new Error("Cannot read ring datagram: it is not sealed with the cluster key");
+      }
+      const view = new DataView(data.buffer, data.byteOffset + end, 16);
+      const high = view.getUint32(8);
+      if (high >= 2 ** 21) {
+        throw new Error("Cannot read ring datagram: its number is out of range");
+      }
+      const number = high * 2 ** 32 + view.getUint32(12);
+      const sender = view.getUint32(0).toString(16) + "." + view.getUint32(4).toString(16);
+      return windows.take(sender, number) ? payload : "replayed";
     },
   };
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type HandshakeSlots, keyedClusterAuth, NO_CLUSTER_AUTH } from "./_auth.ts";
+import { type HandshakeSlots, keyedClusterAuth, NO_CLUSTER_AUTH, SEAL_BYTES } from "./_auth.ts";
 import { ClusterKey } from "./_cluster_key.ts";
 import { msgpackCodec } from "./codec.ts";
 import { FrameDecoder } from "./framing.ts";
@@ -119,4 +119,36 @@ test("a proof under another key, or a keyless hello, is refused", () => {
   const keyless = a.handshake(slots(), plain, read);
   assert.equal(keyless.kind, "refused");
   assert.match((keyless as { reason: string }).reason, /its hello has no key challenge/);
+});
+
+test("without a key ring datagrams have no seal", () => {
+  assert.equal(NO_CLUSTER_AUTH.datagramSeal(random), undefined);
+});
+
+test("a sealed ring datagram opens under the key once; tampered, foreign or short ones are refused", () => {
+  const key = new ClusterKey("k");
+  const sender = keyedClusterAuth(key).datagramSeal(random)!;
+  const receiver = keyedClusterAuth(key).datagramSeal(random)!;
+  const body = new Uint8Array([0xa7, 1, 2, 3]);
+  const first = sender.seal(body);
+  const second = sender.seal(body);
+  assert.equal(first.length, body.length + SEAL_BYTES);
+  assert.notDeepEqual(first, second, "each datagram has its own number and tag");
+  assert.deepEqual(receiver.open(second), body);
+  assert.deepEqual(receiver.open(first), body, "a late one is still new");
+  assert.equal(receiver.open(first), "replayed");
+  assert.equal(receiver.open(second), "replayed");
+  // Any byte changed (payload, session, number or tag) fails the tag.
+  for (let i = 0; i < first.length; i++) {
+    const changed = sender.seal(body);
+    changed[i] ^= 1;
+    assert.throws(
+      () => receiver.open(changed),
+      /^Error: Cannot read ring datagram: it is not sealed/,
+    );
+  }
+  const foreign = keyedClusterAuth(new ClusterKey("other")).datagramSeal(random)!.seal(body);
+  assert.throws(() => receiver.open(foreign), /not sealed with the cluster key/);
+  assert.throws(() => receiver.open(body), /too short to be sealed/);
+  assert.throws(() => receiver.open(new Uint8Array(SEAL_BYTES)), /too short to be sealed/);
 });

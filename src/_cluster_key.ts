@@ -2,14 +2,16 @@
  * The cluster key: what a node with `clusterKey` signs and checks, and how it remembers which
  * heartbeats it has already taken.
  *
- * Two things are signed, with HMAC-SHA256 under the key and a label each, so a tag of one kind
- * never passes for the other:
+ * Three things are signed, with HMAC-SHA256 under the key and a label each, so a tag of one kind
+ * never passes for another:
  *
  * - a heartbeat, over its kind, node GUID, link address, version, incarnation and sequence
  *   number (each length-prefixed, so no two field lists give the same bytes);
  * - a link handshake, over the sender's hello and then the receiver's, as sent on the wire.
  *   Each hello carries a fresh random nonce, so a proof is good for one connection only, and
- *   the order of the two hellos makes each side's proof differ from the other's.
+ *   the order of the two hellos makes each side's proof differ from the other's;
+ * - a ring membership or directory datagram, over its sender's session and number and its
+ *   payload ({@link DatagramWindows} drops one seen before).
  *
  * @module
  */
@@ -18,6 +20,9 @@ import { HmacSha256, timingSafeEqual } from "./_sha256.ts";
 const encoder = new TextEncoder();
 const HEARTBEAT_LABEL = encoder.encode("AutoMPI heartbeat 1\u0000");
 const LINK_LABEL = encoder.encode("AutoMPI link proof 1\u0000");
+const DATAGRAM_LABEL = encoder.encode("AutoMPI ring datagram 1\u0000");
+/** Bytes of a sealed datagram's tag: HMAC-SHA256 cut to 128 bits (as RFC 4868 does). */
+export const DATAGRAM_TAG_BYTES = 16;
 const TAG_HEX = /^[0-9a-f]{64}$/;
 
 function toHex(bytes: Uint8Array): string {
@@ -93,6 +98,11 @@ export class ClusterKey {
     return this.#mac.sign(framed(LINK_LABEL, [own, peer]));
   }
 
+  /** The tag of a datagram: its sender's `head` (session and number) and its `payload`. */
+  datagramTag(head: Uint8Array, payload: Uint8Array): Uint8Array {
+    return this.#mac.sign(framed(DATAGRAM_LABEL, [head, payload])).subarray(0, DATAGRAM_TAG_BYTES);
+  }
+
   /** Whether `tag` is the proof the sender of hello `peer` owes the sender of hello `own`. */
   checkLinkProof(own: Uint8Array, peer: Uint8Array, tag: Uint8Array): boolean {
     return timingSafeEqual(this.linkProof(peer, own), tag);
@@ -138,5 +148,64 @@ export class HeartbeatSequences {
   /** How many incarnations are remembered. */
   get size(): number {
     return this.#last.size;
+  }
+}
+
+/**
+ * The datagram numbers taken per sender session, so a datagram seen before (a replay, or a
+ * duplicate the network made) is dropped while one reordered within the last 32 is still
+ * taken: the highest number and a bitmap of the 32 below it, as IPsec's anti-replay window.
+ * Holds at most `capacity` sessions, dropping the least recently heard.
+ *
+ * @example
+ * ```ts
+ * import { DatagramWindows } from "./_cluster_key.ts";
+ * const seen = new DatagramWindows();
+ * console.assert(seen.take("s1", 5));
+ * console.assert(seen.take("s1", 3)); // late, but not seen before
+ * console.assert(!seen.take("s1", 3)); // the same again
+ * console.assert(!seen.take("s1", 5));
+ * ```
+ */
+export class DatagramWindows {
+  readonly #windows = new Map<string, { highest: number; below: number }>();
+  readonly #capacity: number;
+
+  constructor(capacity = 4096) {
+    this.#capacity = capacity;
+  }
+
+  /** Whether datagram `number` of `session` is new; if so, it is remembered. */
+  take(session: string, number: number): boolean {
+    const window = this.#windows.get(session);
+    if (window === undefined) {
+      if (this.#windows.size >= this.#capacity) {
+        this.#windows.delete(this.#windows.keys().next().value!);
+      }
+      this.#windows.set(session, { highest: number, below: 0 });
+      return true;
+    }
+    // Deleted and set again, so the map's order is least recently heard first.
+    this.#windows.delete(session);
+    this.#windows.set(session, window);
+    if (number > window.highest) {
+      const shift = number - window.highest;
+      // Bit i stands for number highest - 1 - i; the old highest becomes bit shift - 1.
+      window.below = shift > 32 ? 0 : ((window.below << shift) | (1 << (shift - 1))) >>> 0;
+      if (shift === 32) window.below = (1 << 31) >>> 0;
+      window.highest = number;
+      return true;
+    }
+    const age = window.highest - number;
+    if (age === 0 || age > 32) return false;
+    const bit = (1 << (age - 1)) >>> 0;
+    if ((window.below & bit) !== 0) return false;
+    window.below = (window.below | bit) >>> 0;
+    return true;
+  }
+
+  /** How many sessions are remembered. */
+  get size(): number {
+    return this.#windows.size;
   }
 }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ClusterKey, HeartbeatSequences } from "./_cluster_key.ts";
+import { ClusterKey, DatagramWindows, HeartbeatSequences } from "./_cluster_key.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const FIELDS = ["AutoMPI_SKD_NodeLocation", "A", "10.0.0.1:8888", "1", "f00d", "7"];
@@ -64,4 +64,47 @@ test("heartbeat sequences take each number once per incarnation and forget the l
   assert.equal(seen.size, 2);
   assert.equal(seen.take("A", "1", 6), false, "still remembered");
   assert.equal(seen.take("A", "2", 1), true, "forgotten, so taken again");
+});
+
+test("datagram windows take a number once, late ones within 32 of the highest, and nothing older", () => {
+  const seen = new DatagramWindows();
+  assert.equal(seen.take("s", 10), true);
+  assert.equal(seen.take("s", 10), false, "the same again");
+  assert.equal(seen.take("s", 9), true, "late but new");
+  assert.equal(seen.take("s", 9), false);
+  assert.equal(seen.take("s", 42), true); // 10 is now 32 below the highest: the window's edge
+  assert.equal(seen.take("s", 10), false, "still remembered at the edge");
+  assert.equal(seen.take("s", 9), false, "older than the window");
+  assert.equal(seen.take("s", 11), true);
+  assert.equal(seen.take("s", 11), false);
+  assert.equal(seen.take("s", 100), true); // a jump past the window forgets all below
+  assert.equal(seen.take("s", 68), true);
+  assert.equal(seen.take("s", 67), false);
+  assert.equal(seen.take("other", 1), true, "sessions are apart");
+  // Against a plain set: any order of numbers up to 80 is judged the same.
+  let state = 7;
+  for (let run = 0; run < 50; run++) {
+    const windows = new DatagramWindows();
+    const taken = new Set<number>();
+    let highest = -Infinity;
+    for (let i = 0; i < 200; i++) {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      const n = 1 + (state % 80);
+      const expected = !taken.has(n) && n > highest - 33;
+      assert.equal(windows.take("s", n), expected, `run ${run}, number ${n}`);
+      if (expected) taken.add(n);
+      highest = Math.max(highest, n);
+    }
+  }
+});
+
+test("datagram windows keep at most their capacity of sessions, the least recently heard dropped", () => {
+  const seen = new DatagramWindows(2);
+  seen.take("a", 1);
+  seen.take("b", 1);
+  seen.take("a", 2); // a heard last
+  seen.take("c", 1); // b goes
+  assert.equal(seen.size, 2);
+  assert.equal(seen.take("a", 2), false, "a is remembered");
+  assert.equal(seen.take("b", 1), true, "b was forgotten");
 });

@@ -126,11 +126,6 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
       'Cannot create node: ring membership needs the native protocol (codec "json" is the original\'s)',
     );
   }
-  if (membership === "ring" && options.clusterKey !== undefined) {
-    throw new TypeError(
-      "Cannot create node: ring membership cannot carry a cluster key yet (its datagrams are not signed)",
-    );
-  }
   let auth = NO_CLUSTER_AUTH;
   if (options.clusterKey !== undefined) {
     if (!protocol.carriesClusterKey) {

@@ -30,6 +30,7 @@ import type { MapMessage } from "./message.ts";
 import type { MetricFamily } from "./metrics.ts";
 import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
 import { formatAddress, parseAddress } from "./platform.ts";
+import type { ClusterAuth, DatagramSeal } from "./_auth.ts";
 import type { LinkDownReason, MembershipState, UndeliverableReason } from "./_types.ts";
 
 /** The first byte of a directory datagram (JSON follows). */
@@ -75,7 +76,7 @@ export interface RingHost {
   readonly clock: Clock;
   readonly random: Random;
   readonly log: Logger;
-  readonly stats: { datagramErrors: number };
+  readonly stats: { datagramErrors: number; authFailures: number; replaysDropped: number };
   /** Whether the node runs. */
   running(): boolean;
   /** Whether there is a link (up) to `node`. */
@@ -97,7 +98,7 @@ export interface RingHost {
   memberUp(node: string, address: string): void;
   /** A member is held dead. */
   memberDown(node: string, address: string): void;
-  /** A datagram that is not one of ours arrived. */
+  /** A datagram that is not one of ours (or not sealed with the cluster key) arrived. */
   badDatagram(from: Address, error: Error): void;
   /**
    * The membership had its round (once per interval): the node's housekeeping runs in the same
@@ -115,6 +116,8 @@ export interface RingOptions {
   readonly seeds: readonly Address[];
   /** A dial that has not become a link after this long has failed. */
   readonly dialTimeoutMs: number;
+  /** With a cluster key, every ring datagram is sealed and only sealed ones are read. */
+  readonly auth: ClusterAuth;
 }
 
 /**
@@ -165,6 +168,8 @@ export class RingMode {
   /** How many members were live when this node last joined a seed. */
   #liveAtSeedJoin = 0;
   readonly #textEncoder = new TextEncoder();
+  /** This run's seal of ring datagrams under the cluster key; none without one. */
+  #seal: DatagramSeal | undefined;
   /** This node's beat when it carries no news: the same bytes every round. */
   #plainBeat: Uint8Array | undefined;
   readonly #textDecoder = new TextDecoder();
@@ -189,6 +194,7 @@ export class RingMode {
   start(listen: Address, address: string): void {
     const host = this.#host;
     const version = this.version;
+    this.#seal = this.#o.auth.datagramSeal(host.random);
     this.#membership = new Membership({
       now: () => host.clock.now(),
       randomInt: (bound) => host.random.int(0, bound - 1),
@@ -537,14 +543,31 @@ export class RingMode {
     ];
   }
 
-  #onDatagram(data: Uint8Array, from: Address): void {
+  #onDatagram(sealed: Uint8Array, from: Address): void {
     if (this.#closed) return;
+    let data = sealed;
+    if (this.#seal !== undefined) {
+      let opened: Uint8Array | "replayed";
+      try {
+        opened = this.#seal.open(sealed);
+      } catch (error) {
+        this.#host.stats.authFailures++;
+        this.#host.badDatagram(from, error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      if (opened === "replayed") {
+        this.#host.stats.replaysDropped++;
+        return;
+      }
+      data = opened;
+    }
     try {
       if (data[0] === MEMBERSHIP_MARKER) {
-        let message = decodedMemberships.get(data);
+        // Opened payloads are new arrays each time: only plain ones are worth remembering.
+        let message = data === sealed ? decodedMemberships.get(data) : undefined;
         if (message === undefined) {
           message = decodeMembership(data);
-          decodedMemberships.set(data, message);
+          if (data === sealed) decodedMemberships.set(data, message);
         }
         const membership = this.#membership;
         if (membership === undefined) return;
@@ -594,7 +617,7 @@ export class RingMode {
     } else {
       bytes = encodeMembership(message);
     }
-    socket!.send(bytes, address);
+    socket!.send(this.#seal === undefined ? bytes : this.#seal.seal(bytes), address);
   }
 
   #sendDirectory(node: string, message: DirectoryMessage): void {
@@ -607,7 +630,7 @@ export class RingMode {
     const bytes = new Uint8Array(json.length + 1);
     bytes[0] = DIRECTORY_MARKER;
     bytes.set(json, 1);
-    socket!.send(bytes, address);
+    socket!.send(this.#seal === undefined ? bytes : this.#seal.seal(bytes), address);
   }
 
   /**

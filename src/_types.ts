@@ -127,7 +127,9 @@ export interface NodeOptions {
    * A secret every node of the cluster shares (text, as its UTF-8 bytes, or bytes). With it,
    * heartbeats are signed (HMAC-SHA256) and numbered, and a link comes up only after both
    * sides proved the key over fresh nonces: a node without it can neither link nor get a
-   * message in, and datagrams other than signed heartbeats are refused. Nodes with and
+   * message in, and datagrams other than signed heartbeats are refused (under ring
+   * membership each membership and directory datagram is sealed: numbered and signed, replays
+   * dropped). Nodes with and
    * without a key (or with different keys) never link. Not with `codec: "json"`: the original
    * protocol cannot carry it. Link traffic is not encrypted. Default: none.
    */

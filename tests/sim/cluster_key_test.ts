@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Simulation } from "../../sim/simulation.ts";
-import { createSimCluster, RecordingWorker, workerGuid } from "../../sim/cluster.ts";
+import { createSimCluster, RecordingWorker, SimCluster, workerGuid } from "../../sim/cluster.ts";
 import { AutoMpiNode, type NodeEvents, type NodeOptions } from "../../src/node.ts";
 import { ALL_WORKERS, createMessage, type MapMessage } from "../../src/message.ts";
 import { msgpackCodec } from "../../src/codec.ts";
@@ -21,6 +21,9 @@ import {
   SystemField,
 } from "../../src/system.ts";
 import type { Platform } from "../../src/platform.ts";
+import { EchoWorker } from "../../src/worker.ts";
+import { encodeMembership } from "../../src/_membership_codec.ts";
+import { SEAL_BYTES } from "../../src/_auth.ts";
 
 const BROADCAST = "10.0.255.255";
 const KEY = "correct horse battery staple";
@@ -378,6 +381,151 @@ test("a keyed cluster is as deterministic as a keyless one: the same seed, the s
   const run = () => {
     const cluster = createSimCluster({ nodes: 4, seed: 49, node: { clusterKey: KEY } });
     cluster.sim.run(3000);
+    return cluster.sim.traceHash;
+  };
+  assert.equal(run(), run());
+});
+
+/** A ring cluster of `n` nodes under `key`, each with an echo worker `echo<i>`. */
+function keyedRing(
+  n: number,
+  seed: number,
+  more: Partial<ConstructorParameters<typeof SimCluster>[0]> = {},
+) {
+  return new SimCluster({
+    nodes: n,
+    seed,
+    node: { membership: "ring", clusterKey: KEY },
+    setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
+    ...more,
+  });
+}
+
+test("ring nodes with the same cluster key converge across subnets and reach every worker", () => {
+  const cluster = keyedRing(12, 51, { subnets: 2 });
+  assert.ok(cluster.runUntil(() => cluster.converged(), 20_000), "the keyed ring converged");
+  const clients = Array.from({ length: 12 }, (_, i) => cluster.client(i, `app${i}`));
+  for (let i = 0; i < 12; i++) assert.ok(clients[i].send(`echo${(i + 5) % 12}`, { n: `${i}` }));
+  cluster.run(3000);
+  assert.deepEqual(clients.map((c) => c.received.length), new Array(12).fill(1));
+  for (const node of cluster.liveNodes()) {
+    assert.equal(node.state().authenticated, true);
+    assert.equal(node.membership().alive, 12);
+    assert.equal(node.state().stats.authFailures, 0);
+    assert.equal(node.state().stats.datagramErrors, 0);
+  }
+  assert.deepEqual(cluster.violations(), []);
+});
+
+test("a ring node with a wrong key or none never becomes a member of a keyed ring", () => {
+  const { sim, add, of } = world(52);
+  const ring = { membership: "ring" as const };
+  const seeds = ["10.0.0.1:8888"];
+  const a = add("A", { ...ring, clusterKey: KEY });
+  const b = add("B", { ...ring, clusterKey: KEY, seeds });
+  const c = add("C", { ...ring, clusterKey: "a different key", seeds });
+  const d = add("D", { ...ring, seeds });
+  sim.run(15_000);
+  assert.equal(a.app!.membership().alive, 2);
+  assert.equal(b.app!.membership().alive, 2);
+  for (const keyed of ["A", "B"]) {
+    const members = of(keyed, "peer-discovered").map((e) => e.peer);
+    assert.ok(!members.includes("C") && !members.includes("D"), `${keyed}: ${members}`);
+  }
+  // C's sealed joins fail A's check, and so do D's plain ones: both are counted and said.
+  assert.ok(a.app!.state().stats.authFailures > 0);
+  const errors = of("A", "protocol-error").map((e) => String(e.error));
+  assert.ok(errors.some((e) => /Cannot read ring datagram: it is not sealed with/.test(e)));
+  // The keyed pair still works, and the others still run.
+  assert.ok(c.app!.running && d.app!.running);
+  assert.ok(a.app!.send(createMessage("WB", { n: "1" })));
+  sim.run(500);
+  assert.equal(workerOf(b.app!, "WB").received.length, 1);
+});
+
+test("an unsealed membership datagram sent to a keyed ring node is refused; the node goes on", () => {
+  const { sim, add, raw, of } = world(53);
+  const a = add("A", { membership: "ring", clusterKey: KEY });
+  const evil = raw("evil");
+  sim.run(500);
+  const socket = evil.app!.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} });
+  // A made-up member, and one that claims A itself is dead: neither may be taken.
+  const forged = encodeMembership({
+    kind: "gossip",
+    from: "Evil",
+    updates: [
+      { guid: "Evil", address: `${evil.address}:8888`, version: 1, status: "alive" },
+      { guid: "A", address: "10.0.0.1:8888", version: 10 ** 15, status: "dead" },
+    ],
+  });
+  socket.send(forged, { host: "10.0.0.1", port: 8888 });
+  const sealedLooking = new Uint8Array(forged.length + SEAL_BYTES);
+  sealedLooking.set(forged);
+  socket.send(sealedLooking, { host: "10.0.0.1", port: 8888 });
+  socket.send(new Uint8Array(3), { host: "10.0.0.1", port: 8888 });
+  sim.run(1000);
+  assert.equal(a.app!.membership().alive, 1);
+  assert.equal(a.app!.membership().dead, 0);
+  assert.equal(a.app!.state().stats.authFailures, 3);
+  const errors = of("A", "protocol-error").map((e) => String(e.error));
+  assert.equal(
+    errors.filter((e) => /^Cannot read ring datagram/.test(e)).length,
+    3,
+    errors.join("\n"),
+  );
+  assert.ok(a.app!.running);
+});
+
+test("ring datagrams the network duplicates are dropped as seen before, and the keyed ring still converges", () => {
+  const cluster = keyedRing(8, 54, { duplicateProbability: 0.3 });
+  assert.ok(cluster.runUntil(() => cluster.converged(), 20_000), "the keyed ring converged");
+  cluster.run(5000);
+  const stats = cluster.liveNodes().map((node) => node.state().stats);
+  assert.ok(stats.reduce((sum, s) => sum + s.replaysDropped, 0) > 0);
+  assert.equal(stats.reduce((sum, s) => sum + s.authFailures, 0), 0);
+  assert.ok(cluster.converged());
+});
+
+test("captured ring beats sent again are dropped as replays: they do not keep a crashed node alive", () => {
+  const { sim, add, raw } = world(56);
+  const ring = { membership: "ring" as const, clusterKey: KEY };
+  const a = add("A", ring);
+  const b = add("B", ring);
+  const evil = raw("evil");
+  // The network is tapped: every datagram B sends to A's ring port is recorded.
+  const captured: Uint8Array[] = [];
+  sim.setPacketRule((packet) => {
+    if (
+      packet.kind === "datagram" && packet.from === "B" && packet.to === "A" &&
+      packet.toAddress.port === 8888 && packet.data !== undefined
+    ) captured.push(packet.data.slice());
+  });
+  sim.run(6000);
+  assert.equal(a.app!.membership().alive, 2);
+  assert.ok(captured.length >= 3, `captured ${captured.length}`);
+  const before = a.app!.state().stats.replaysDropped;
+  sim.crash(b);
+  // Every 200 ms for 6 s, the captured datagrams again, in order: none may pass for B.
+  const socket = evil.app!.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} });
+  let sent = 0;
+  for (let i = 0; i < 30; i++) {
+    for (const bytes of captured) {
+      socket.send(bytes, { host: "10.0.0.1", port: 8888 });
+      sent++;
+    }
+    sim.run(200);
+  }
+  assert.equal(a.app!.state().stats.replaysDropped - before, sent);
+  assert.equal(a.app!.state().stats.authFailures, 0);
+  assert.equal(a.app!.membership().alive, 1, "B is known dead all the same");
+});
+
+test("a keyed ring is deterministic: the same seed, the same trace", () => {
+  const run = () => {
+    const cluster = keyedRing(6, 55);
+    cluster.run(4000);
+    cluster.crash(2);
+    cluster.run(4000);
     return cluster.sim.traceHash;
   };
   assert.equal(run(), run());

@@ -246,7 +246,6 @@ test("ring: options that cannot work are refused with a Cannot error", () => {
     for (
       const options of [
         { membership: "ring", codec: "json" },
-        { membership: "ring", clusterKey: "k".repeat(32) },
         { membership: "star" },
       ] as const
     ) {
@@ -257,10 +256,9 @@ test("ring: options that cannot work are refused with a Cannot error", () => {
       }
     }
   });
-  assert.equal(errors.length, 3);
+  assert.equal(errors.length, 2);
   assert.match(errors[0], /^Cannot create node: ring membership needs the native protocol/);
-  assert.match(errors[1], /^Cannot create node: ring membership cannot carry a cluster key/);
-  assert.match(errors[2], /^Cannot create node: membership must be "mesh" or "ring"/);
+  assert.match(errors[1], /^Cannot create node: membership must be "mesh" or "ring"/);
 });
 
 test("ring: fault campaigns keep every invariant at 2..20 nodes (fixed budget, determinism)", () => {
