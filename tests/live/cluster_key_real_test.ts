@@ -222,3 +222,33 @@ test("real sockets: replayed and forged heartbeats, unsigned datagrams and forge
     await w.close();
   }
 });
+
+test("real sockets: a keyed ring converges and delivers; a wrong-key ring node never becomes a member", async () => {
+  const w = realWorld();
+  try {
+    const ring = { membership: "ring" as const };
+    const a = await w.start("A", { ...ring, clusterKey: KEY });
+    const b = await w.start("B", { ...ring, clusterKey: KEY, seeds: [a.address] });
+    const c = await w.start("C", { ...ring, clusterKey: "not the key", seeds: [a.address] });
+    await waitFor(
+      "A and B members of each other",
+      () => a.membership().alive === 2 && b.membership().alive === 2,
+    );
+    assert.ok(a.send(createMessage("WB", { n: "1" }, { source: "test" })));
+    await waitFor("WB got the message", () => worker(b, "WB").received.length === 1);
+    await waitFor(
+      "A refused C's sealed datagrams",
+      () =>
+        w.of("A", "protocol-error").some((e) =>
+          /Cannot read ring datagram: it is not sealed with the cluster key/.test(String(e.error))
+        ),
+    );
+    await sleep(500);
+    assert.equal(a.membership().alive, 2);
+    assert.equal(b.membership().alive, 2);
+    assert.equal(c.membership().alive, 1, "C knows no one");
+    assert.ok(a.state().stats.authFailures > 0);
+  } finally {
+    await w.close();
+  }
+});
