@@ -187,6 +187,14 @@ export class MemberTable<C extends TableClaim> {
     yield* this.#dead;
   }
 
+  /** Drops `guid`'s tombstone; returns it, or undefined if `guid` is not one. */
+  removeDead(guid: string): C | undefined {
+    const dead = this.#dead;
+    const at = searchClaims(dead, this.#place(guid), guid);
+    if (dead[at]?.guid !== guid) return undefined;
+    return dead.splice(at, 1)[0];
+  }
+
   #remove(guid: string): C | undefined {
     const pending = this.#pending;
     if (pending !== undefined && pending.size > 0) {

@@ -32,7 +32,11 @@
  * Every random choice goes through the host, in a fixed order, so a seeded run is reproducible.
  *
  * Dead members are kept as tombstones (so a stale "alive" cannot resurrect them) until a newer
- * version from the member itself replaces them; they are not expired yet.
+ * version from the member itself replaces them, or for `tombstoneMs` (24 hours) after this node
+ * learned the death. The digest leaves tombstones out, and the death of a member never known is
+ * not stored, so a dropped tombstone does not come back through anti-entropy. A stale "alive"
+ * arriving after that (from a node cut off for a day) makes the member a suspect's subject
+ * again: its monitors find it gone and it dies once more.
  *
  * @module
  */
@@ -167,6 +171,12 @@ export interface MembershipOptions {
   readonly syncEveryIntervals?: number;
   /** Most updates in one sync page (keeps datagrams well under 64 KiB). Default 200. */
   readonly syncPageSize?: number;
+  /**
+   * How long a dead member's tombstone is kept after this node learned of the death; then it is
+   * dropped, so a churning cluster's tables do not grow without end. A member restarted after
+   * that is simply new. Default 24 hours.
+   */
+  readonly tombstoneMs?: number;
 }
 
 /** Counters, for metrics and tests. */
@@ -181,6 +191,8 @@ export interface MembershipStats {
   suspicions: number;
   refutations: number;
   deaths: number;
+  /** Tombstones dropped after `tombstoneMs`. */
+  tombstonesExpired: number;
 }
 
 interface Claim extends MemberUpdate {
@@ -279,6 +291,7 @@ export class Membership {
     suspicions: 0,
     refutations: 0,
     deaths: 0,
+    tombstonesExpired: 0,
   };
   readonly #host: MembershipHost;
   readonly #guid: string;
@@ -295,6 +308,9 @@ export class Membership {
   #floodsLeft: number;
   readonly #syncEvery: number;
   readonly #pageSize: number;
+  readonly #tombstoneMs: number;
+  /** When this node learned each tombstone, oldest first. */
+  readonly #deadSince = new Map<string, number>();
   /**
    * Every member this node knows of, itself included, dead ones as tombstones; live ones in ring
    * order.
@@ -304,7 +320,11 @@ export class Membership {
   #rewatchDue = false;
   /** Member events of the batch under way, reported when it ends. */
   #batchEvents: MemberEvent[] = [];
-  /** XOR of every record's term: equal tables have equal digests. */
+  /**
+   * XOR of every live record's term: tables that agree on who is alive or suspect, and on their
+   * versions, have equal digests. Tombstones are left out: one node may have dropped a tombstone
+   * another still keeps, or never have known that member, and that is no difference to repair.
+   */
   #digest = 0;
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
   readonly #watching = new Map<string, Watch>();
@@ -377,6 +397,7 @@ export class Membership {
     this.#floodsLeft = this.#floodsPerInterval;
     this.#syncEvery = Math.max(1, positiveInt(options.syncEveryIntervals, 5, "syncEveryIntervals"));
     this.#pageSize = Math.max(1, positiveInt(options.syncPageSize, 200, "syncPageSize"));
+    this.#tombstoneMs = positiveMs(options.tombstoneMs, 24 * 3600_000, "tombstoneMs");
     this.#self = this.#store({
       guid: options.guid,
       address: options.address,
@@ -521,6 +542,7 @@ export class Membership {
         }
       }
     }
+    if (round && this.#deadSince.size > 0) this.#expireTombstones(now);
     this.#checkWatched(now);
     // Suspicions that were not refuted in time become deaths.
     for (const [guid, since] of this.#suspectedAt) {
@@ -536,6 +558,15 @@ export class Membership {
         ? this.#table.randomDead((bound) => this.#host.randomInt(bound))
         : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
+    }
+  }
+
+  /** Drops the tombstones learned `tombstoneMs` ago or longer (they are kept oldest first). */
+  #expireTombstones(now: number): void {
+    for (const [guid, since] of this.#deadSince) {
+      if (now - since < this.#tombstoneMs) return;
+      this.#deadSince.delete(guid);
+      if (this.#table.removeDead(guid) !== undefined) this.stats.tombstonesExpired++;
     }
   }
 
@@ -851,6 +882,9 @@ export class Membership {
     }
     const known = this.#table.get(update.guid);
     if (known && !supersedes(update, known)) return;
+    // The death of a member this node never knew (or whose tombstone it dropped) is no news:
+    // kept, it would only come back to those that dropped it.
+    if (known === undefined && update.status === "dead") return;
     this.stats.updatesApplied++;
     const record = this.#store(strip(update));
     const wasLive = known !== undefined && known.status !== "dead";
@@ -888,12 +922,18 @@ export class Membership {
   #store(update: MemberUpdate): Claim {
     const record = claimOf(update);
     const known = this.#table.set(record);
-    if (known) this.#digest ^= known.term;
+    if (known !== undefined && known.status !== "dead") this.#digest ^= known.term;
     const monitors = this.#monitoredBy;
     for (let i = 0; i < monitors.length; i++) {
       if (monitors[i].guid === record.guid) monitors[i] = record; // a new address, say
     }
-    this.#digest ^= record.term;
+    if (record.status !== "dead") {
+      this.#digest ^= record.term;
+      if (known?.status === "dead") this.#deadSince.delete(record.guid);
+    } else {
+      this.#deadSince.delete(record.guid);
+      this.#deadSince.set(record.guid, this.#host.now());
+    }
     return record;
   }
 

@@ -426,7 +426,11 @@ describe("membership", () => {
   it("news rides on at most two rounds of beats, newest first, and old news past the queue is left to anti-entropy", () => {
     const { a, sent, clock } = lone(["B", "C", "D"], { maxPiggyback: 8 });
     // 40 claims A did not know, flooded to it one by one: more than the queue keeps. (Deaths of
-    // members it never met, so its ring, its monitors and its subjects stay as they are.)
+    // members it heard of but not flooded, so once they are dead its ring, its monitors and its
+    // subjects are as they were.)
+    for (let i = 0; i < 40; i++) {
+      a.heard({ guid: `X${i}`, address: `x${i}:1`, version: 1, status: "alive" });
+    }
     for (let i = 0; i < 40; i++) {
       const update = { guid: `X${i}`, address: `x${i}:1`, version: 1, status: "dead" as const };
       a.receive({ kind: "gossip", from: "B", updates: [update] }, "b:1");
@@ -451,6 +455,58 @@ describe("membership", () => {
     beatsOfRound();
     for (let round = 0; round < 4; round++) beatsOfRound();
     assert.deepEqual(beatsOfRound(), [[], []], "X0..X7 fell off the queue; nothing rides for ever");
+  });
+
+  it("a tombstone is dropped tombstoneMs after the death was learned, and a stranger's death is not kept", () => {
+    const { a, clock } = lone(["B", "C", "D", "E"], { tombstoneMs: 10_000 });
+    a.tick();
+    const dead = (guid: string, version = 1) => ({
+      kind: "gossip" as const,
+      from: "B",
+      updates: [{ guid, address: `${guid.toLowerCase()}:1`, version, status: "dead" as const }],
+    });
+    clock.now = 1000;
+    a.receive(dead("D"), "b:1");
+    clock.now = 5000;
+    a.receive(dead("E"), "b:1");
+    a.receive(dead("Stranger"), "b:1");
+    assert.equal(a.get("Stranger"), undefined, "never known: not kept");
+    assert.equal(a.get("D")?.status, "dead");
+    assert.equal(a.knownCount, 5);
+    for (let t = 2000; t <= 10_000; t += 1000) {
+      clock.now = t;
+      a.tick();
+    }
+    assert.equal(a.get("D")?.status, "dead", "kept until 10 s after it was learned");
+    clock.now = 11_000;
+    a.tick();
+    assert.equal(a.get("D"), undefined, "dropped on the round 10 s after");
+    assert.equal(a.get("E")?.status, "dead");
+    assert.equal(a.stats.tombstonesExpired, 1);
+    clock.now = 16_000;
+    a.tick();
+    assert.equal(a.get("E"), undefined);
+    assert.equal(a.knownCount, 3);
+    // D restarted (a newer version): simply a new member again.
+    a.receive({
+      kind: "gossip",
+      from: "B",
+      updates: [{ guid: "D", address: "d:1", version: 2, status: "alive" }],
+    }, "b:1");
+    assert.equal(a.get("D")?.status, "alive");
+  });
+
+  it("tables that differ only in tombstones have equal digests; a live difference shows", () => {
+    const { a } = lone(["B", "C"]);
+    const { a: other } = lone(["B", "C", "D"]);
+    assert.notEqual(a.digest, other.digest, "D alive in one table only");
+    other.receive({
+      kind: "gossip",
+      from: "B",
+      updates: [{ guid: "D", address: "d:1", version: 1, status: "dead" }],
+    }, "b:1");
+    assert.equal(other.get("D")?.status, "dead");
+    assert.equal(a.digest, other.digest);
   });
 
   it("deadlines set grow with a probe and a suspicion, never with a beat", () => {

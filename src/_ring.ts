@@ -525,6 +525,11 @@ export class RingMode {
         "Times this node refuted a claim that it was suspect or dead.",
         stats?.refutations ?? 0,
       ),
+      counter(
+        "automp_membership_tombstones_expired",
+        "Tombstones of dead members this node dropped after tombstoneMs.",
+        stats?.tombstonesExpired ?? 0,
+      ),
       gauge(
         "automp_directory_entries",
         "Worker locations this node holds as one of their directory owners.",
