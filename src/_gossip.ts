@@ -135,8 +135,8 @@ export class Gossip<L extends GossipLink> {
    */
   tick(ticks: number): void {
     const o = this.#o;
-    const links = this.#host.links();
     if (!o.peerLists || o.gossipIntervals <= 0 || ticks % o.gossipIntervals !== 0) return;
+    const links = this.#host.links();
     if (links.size === 0) return;
     const stale = [...links.values()].filter((link) => link.gossipVersion !== this.#linksVersion);
     if (stale.length > 0) {
