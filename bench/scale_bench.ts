@@ -9,12 +9,13 @@
  * - `scale_ring_N_converged`: simulated ms from cold start until every node knows every node
  *   alive, and then until a request from every node to the worker of the next node is answered
  *   (every node can reach a worker it never talked to).
- * - `scale_ring_N_steady`: simulated seconds per wall second after that: the median of 5 windows
- *   of 12 simulated seconds each (the slowest and fastest are in the note: this machine is shared,
- *   and one short window can land on a neighbour's burst), beside the mesh at the same size over
- *   20 simulated seconds from cold start (the mesh at 1,000 and more cannot finish start-up: it
- *   gets a wall budget of `--scale-mesh-budget-s`, default 20, and its rate over that budget is
- *   shown).
+ * - `scale_ring_N_steady`: simulated seconds per wall second once start-up's last traffic is
+ *   over (40 simulated seconds later: the probe requests' links close after 30 s idle), the
+ *   median of 5 windows of 12 simulated seconds each (the slowest and fastest are in the note:
+ *   this machine is shared, and one short window can land on a neighbour's burst), beside the
+ *   mesh at the same size over 20 simulated seconds from cold start (the mesh at 1,000 and more
+ *   cannot finish start-up: it gets a wall budget of `--scale-mesh-budget-s`, default 20, and its
+ *   rate over that budget is shown).
  * - `scale_ring_N_messages_per_node_s`: datagrams and stream segments each node receives per
  *   simulated second at steady state, beside the mesh's.
  * - `scale_ring_N_heap_per_node`: heap per node after a forced GC at the end of the steady window,
@@ -46,6 +47,8 @@ const SEED = 1;
 const INTERVAL_MS = 1000;
 /** The mesh's window, from cold start. */
 const STEADY_MS = 20_000;
+/** From every node reached to the steady windows: past the probe links' 30 s idle close. */
+const SETTLE_MS = 40_000;
 /** The ring's steady state: this many windows of this many simulated ms; the median is shown. */
 const STEADY_WINDOWS = 5;
 const WINDOW_MS = 12_000;
@@ -180,7 +183,9 @@ function ringFigures(n: number): RingFigures {
         ((convergeWallMs + reachWallMs) / 1000).toFixed(1)
       } s)`,
   };
-  cluster.run(5000); // links of the probe requests go idle later; settle the rest
+  // The probe requests' links close 30 s after their last message (idle, with goodbyes): start-up's
+  // last traffic. The steady state is what follows.
+  cluster.run(SETTLE_MS);
   const receivedBefore = received(cluster);
   const rates: number[] = [];
   for (let i = 0; i < STEADY_WINDOWS; i++) {

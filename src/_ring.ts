@@ -156,6 +156,10 @@ export class RingMode {
   readonly #early = new Set<string>();
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
+  #recentTo: string | undefined;
+  #recentAddress: Address | undefined;
+  #olderTo: string | undefined;
+  #olderAddress: Address | undefined;
   /** Whether a membership datagram is being read (its member-ups then wait for its end). */
   #receiving = false;
   /** Whether members came up while reading it: the directory's owners are worked out after. */
@@ -644,6 +648,10 @@ export class RingMode {
    * nothing).
    */
   #addressOf(to: string): Address | undefined {
+    // The last two asked for, first: a round's beats go to the same two monitors, by the same
+    // strings, so these hits cost no lookup.
+    if (to === this.#recentTo) return this.#recentAddress;
+    if (to === this.#olderTo) return this.#olderAddress;
     let address = this.#addresses.get(to);
     if (address === undefined) {
       try {
@@ -656,6 +664,10 @@ export class RingMode {
       if (this.#addresses.size >= MAX_ADDRESSES) this.#addresses.clear();
       this.#addresses.set(to, address);
     }
+    this.#olderTo = this.#recentTo;
+    this.#olderAddress = this.#recentAddress;
+    this.#recentTo = to;
+    this.#recentAddress = address;
     return address;
   }
 
