@@ -7,7 +7,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Simulation } from "../../sim/simulation.ts";
-import { createSimCluster, RecordingWorker, SimCluster, workerGuid } from "../../sim/cluster.ts";
+import { createSimCluster, RecordingWorker, workerGuid } from "../../sim/cluster.ts";
+import { echoRing } from "./_ring_cluster.ts";
 import { AutoMpiNode, type NodeEvents, type NodeOptions } from "../../src/node.ts";
 import { ALL_WORKERS, createMessage, type MapMessage } from "../../src/message.ts";
 import { msgpackCodec } from "../../src/codec.ts";
@@ -21,7 +22,6 @@ import {
   SystemField,
 } from "../../src/system.ts";
 import type { Platform } from "../../src/platform.ts";
-import { EchoWorker } from "../../src/worker.ts";
 import { encodeMembership } from "../../src/_membership_codec.ts";
 import { SEAL_BYTES } from "../../src/_auth.ts";
 
@@ -386,20 +386,9 @@ test("a keyed cluster is as deterministic as a keyless one: the same seed, the s
   assert.equal(run(), run());
 });
 
-/** A ring cluster of `n` nodes under `key`, each with an echo worker `echo<i>`. */
-function keyedRing(
-  n: number,
-  seed: number,
-  more: Partial<ConstructorParameters<typeof SimCluster>[0]> = {},
-) {
-  return new SimCluster({
-    nodes: n,
-    seed,
-    node: { membership: "ring", clusterKey: KEY },
-    setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
-    ...more,
-  });
-}
+/** A ring cluster of `n` nodes under the key, each with an echo worker `echo<i>`. */
+const keyedRing = (n: number, seed: number, more = {}) =>
+  echoRing(n, seed, more, { clusterKey: KEY });
 
 test("ring nodes with the same cluster key converge across subnets and reach every worker", () => {
   const cluster = keyedRing(12, 51, { subnets: 2 });

@@ -1,26 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SimCluster } from "../../sim/cluster.ts";
+import type { SimCluster } from "../../sim/cluster.ts";
 import { fuzzCampaigns } from "../../sim/fuzz.ts";
+import { echoRing } from "./_ring_cluster.ts";
 import { Simulation } from "../../sim/simulation.ts";
 import { AutoMpiNode } from "../../src/node.ts";
-import { EchoWorker } from "../../src/worker.ts";
 import type { MapMessage } from "../../src/message.ts";
 
-/** A cluster of `n` ring-membership nodes, each with an echo worker `echo<i>`. */
-function ring(
-  n: number,
-  seed: number,
-  more: Partial<ConstructorParameters<typeof SimCluster>[0]> = {},
-) {
-  return new SimCluster({
-    nodes: n,
-    seed,
-    node: { membership: "ring" },
-    setup: ({ node, index }) => node.attachWorker(new EchoWorker(`echo${index}`)),
-    ...more,
-  });
-}
+const ring = echoRing;
 
 function converge(cluster: SimCluster, maxMs = 10_000): number {
   assert.ok(cluster.runUntil(() => cluster.converged(), maxMs), "did not converge");
