@@ -36,6 +36,7 @@ export interface ResolvedOptions {
   readonly seeds: readonly Address[];
   /** Mesh (everyone heartbeats and links everyone) or ring (constant cost per node). */
   readonly membership: "mesh" | "ring";
+  readonly tombstoneMs: number;
   readonly intervalMs: number;
   readonly jitter: number;
   /** The node's own silence bound: `silenceIntervals` intervals. */
@@ -179,6 +180,7 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
     1024,
     "maxPendingHandshakes",
   );
+  const tombstoneMs = positive(options.tombstoneMs, 24 * 3600_000, "tombstoneMs");
   const gossipIntervals = options.gossipIntervals ?? 5;
   if (options.discovery && typeof options.discovery.broadcastAddress !== "string") {
     throw new TypeError("Cannot create node: discovery.broadcastAddress must be a string");
@@ -207,6 +209,7 @@ export function resolveOptions(random: Random, options: NodeOptions): ResolvedOp
     discovery: options.discovery || undefined,
     seeds,
     membership,
+    tombstoneMs,
     intervalMs,
     jitter,
     silenceMs,

@@ -116,6 +116,8 @@ export interface RingOptions {
   readonly seeds: readonly Address[];
   /** A dial that has not become a link after this long has failed. */
   readonly dialTimeoutMs: number;
+  /** How long a dead member's tombstone is kept. */
+  readonly tombstoneMs: number;
   /** With a cluster key, every ring datagram is sealed and only sealed ones are read. */
   readonly auth: ClusterAuth;
 }
@@ -204,7 +206,13 @@ export class RingMode {
       randomInt: (bound) => host.random.int(0, bound - 1),
       send: (to, message) => this.#sendMembership(to, message),
       changed: (event) => this.#changed(event),
-    }, { guid: this.#o.guid, address, version, intervalMs: this.#o.intervalMs });
+    }, {
+      guid: this.#o.guid,
+      address,
+      version,
+      intervalMs: this.#o.intervalMs,
+      tombstoneMs: this.#o.tombstoneMs,
+    });
     const membership = this.#membership;
     this.#directory = new Directory({
       now: () => host.clock.now(),

@@ -53,10 +53,16 @@ export interface NodeOptions {
    *   heartbeat intervals), broadcast heartbeats only to join (on the first intervals, then
    *   only while it knows no one), links opened when there is something to send and closed when idle, worker
    *   locations in a directory spread over the members with a cache at each sender. A message
-   *   to `ALLNodes` or `ALLWorkers` opens a link to every member. Needs the native protocol and,
-   *   for now, no cluster key. See `docs/scaling.md`.
+   *   to `ALLNodes` or `ALLWorkers` opens a link to every member. Needs the native protocol;
+   *   with a cluster key every ring datagram is sealed. See `docs/scaling.md`.
    */
   readonly membership?: "mesh" | "ring";
+  /**
+   * Ring membership: how long a dead member's tombstone is kept after this node learned of the
+   * death (it stops a stale "alive" from bringing the member back); then it is dropped, so the
+   * tables of a churning cluster do not grow without end. Default 24 hours.
+   */
+  readonly tombstoneMs?: number;
   /** Heartbeat and housekeeping interval. Default 1000. */
   readonly heartbeatIntervalMs?: number;
   /** Each interval is drawn in `interval × (1 ± jitter)`. Default 0.1. */

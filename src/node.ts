@@ -543,6 +543,7 @@ export class AutoMpiNode {
       maxLinks: Math.min(o.maxLinks, 64),
       seeds: o.seeds,
       dialTimeoutMs: 3 * o.intervalMs,
+      tombstoneMs: o.tombstoneMs,
       auth: o.auth,
     });
   }

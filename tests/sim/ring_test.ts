@@ -135,6 +135,29 @@ test("ring: a crashed node is known dead by every live node within 3 heartbeat i
   for (const node of cluster.liveNodes()) assert.equal(node.membership().dead, 1);
 });
 
+test("ring: a dead node's tombstone is dropped everywhere tombstoneMs after its death", () => {
+  const cluster = ring(10, 23, {}, { tombstoneMs: 20_000 });
+  converge(cluster);
+  cluster.crash(4);
+  assert.ok(
+    cluster.runUntil(() => cluster.liveNodes().every((node) => node.membership().dead === 1), 5000),
+    "every node holds the tombstone",
+  );
+  cluster.run(15_000);
+  for (const node of cluster.liveNodes()) assert.equal(node.membership().dead, 1, "still kept");
+  cluster.run(7000);
+  for (const node of cluster.liveNodes()) {
+    assert.deepEqual(node.membership().dead, 0, `${node.guid} dropped it`);
+    assert.equal(node.membership().alive, 9);
+  }
+  // Anti-entropy did not bring it back, and the others still reach each other's workers.
+  cluster.run(20_000);
+  assert.ok(cluster.liveNodes().every((node) => node.membership().dead === 0));
+  const app = cluster.client(0, "app");
+  assert.equal(app.request("echo9", { command: "after" })?.message.echoOf, "after");
+  assert.deepEqual(cluster.violations(), []);
+});
+
 test("ring: a message to a worker no one hosts is reported unknown, not lost", () => {
   const cluster = ring(5, 3);
   converge(cluster);
@@ -234,6 +257,7 @@ test("ring: options that cannot work are refused with a Cannot error", () => {
       const options of [
         { membership: "ring", codec: "json" },
         { membership: "star" },
+        { membership: "ring", tombstoneMs: 0 },
       ] as const
     ) {
       try {
@@ -243,9 +267,10 @@ test("ring: options that cannot work are refused with a Cannot error", () => {
       }
     }
   });
-  assert.equal(errors.length, 2);
+  assert.equal(errors.length, 3);
   assert.match(errors[0], /^Cannot create node: ring membership needs the native protocol/);
   assert.match(errors[1], /^Cannot create node: membership must be "mesh" or "ring"/);
+  assert.match(errors[2], /^Cannot create node: tombstoneMs 0 is not a positive number/);
 });
 
 test("ring: fault campaigns keep every invariant at 2..20 nodes (fixed budget, determinism)", () => {
