@@ -35,8 +35,8 @@
  * version from the member itself replaces them, or for `tombstoneMs` (24 hours) after this node
  * learned the death. The digest leaves tombstones out, and the death of a member never known is
  * not stored, so a dropped tombstone does not come back through anti-entropy. A stale "alive"
- * arriving after that (from a node cut off for a day) makes the member a suspect's subject
- * again: its monitors find it gone and it dies once more.
+ * arriving after that (from a node cut off for a day) makes the member live again until its
+ * monitors find it gone and it dies once more.
  *
  * @module
  */
@@ -45,6 +45,11 @@ import { hash32, MemberTable } from "./_member_table.ts";
 import { type Address, formatAddress } from "./platform.ts";
 
 export { hash32 };
+
+/** A sender's address as `host:port` (brackets for IPv6), from the text or the address. */
+function addressText(from: string | Address): string {
+  return typeof from === "string" ? from : formatAddress(from);
+}
 
 /** What a member is believed to be. */
 export type MemberStatus = "alive" | "suspect" | "dead";
@@ -694,7 +699,7 @@ export class Membership {
     }
     switch (message.kind) {
       case "ping": {
-        const fromAddress = typeof from === "string" ? from : formatAddress(from);
+        const fromAddress = addressText(from);
         this.stats.acksSent++;
         // On behalf of another member, the ack goes to the relay, which passes it on.
         this.#send(fromAddress, {
@@ -723,7 +728,7 @@ export class Membership {
         break;
       }
       case "ping-req": {
-        const fromAddress = typeof from === "string" ? from : formatAddress(from);
+        const fromAddress = addressText(from);
         const seq = ++this.#seq;
         this.#relays.set(seq, { guid: message.from, address: fromAddress, seq: message.seq });
         if (this.#relays.size > 1024) {
@@ -748,7 +753,7 @@ export class Membership {
         // still differ after merging it; a pushed table gets ours without a request.
         if (message.reply && message.digest !== this.#digest && message.page + 1 >= message.pages) {
           this.#sendTable(
-            typeof from === "string" ? from : formatAddress(from),
+            addressText(from),
             message.updates.length === 0 && message.pages === 1,
           );
         }

@@ -158,6 +158,7 @@ export class RingMode {
   readonly #early = new Set<string>();
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
+  /** The last two addresses sent to, with their parsed forms (see #addressOf). */
   #recentTo: string | undefined;
   #recentAddress: Address | undefined;
   #olderTo: string | undefined;
