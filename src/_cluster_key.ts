@@ -190,9 +190,10 @@ export class DatagramWindows {
     this.#windows.set(session, window);
     if (number > window.highest) {
       const shift = number - window.highest;
-      // Bit i stands for number highest - 1 - i; the old highest becomes bit shift - 1.
-      window.below = shift > 32 ? 0 : ((window.below << shift) | (1 << (shift - 1))) >>> 0;
-      if (shift === 32) window.below = (1 << 31) >>> 0;
+      // Bit i stands for number highest - 1 - i; the old highest becomes bit shift - 1. (A
+      // shift of 32 or more keeps nothing below but that bit, if it is still in the window.)
+      const kept = shift >= 32 ? 0 : window.below << shift;
+      window.below = (kept | (shift <= 32 ? 1 << (shift - 1) : 0)) >>> 0;
       window.highest = number;
       return true;
     }

@@ -189,8 +189,12 @@ export class MemberTable<C extends TableClaim> {
 
   /** Drops `guid`'s tombstone; returns it, or undefined if `guid` is not one. */
   removeDead(guid: string): C | undefined {
+    return this.#removeDead(this.#place(guid), guid);
+  }
+
+  #removeDead(ring: number, guid: string): C | undefined {
     const dead = this.#dead;
-    const at = searchClaims(dead, this.#place(guid), guid);
+    const at = searchClaims(dead, ring, guid);
     if (dead[at]?.guid !== guid) return undefined;
     return dead.splice(at, 1)[0];
   }
@@ -213,10 +217,7 @@ export class MemberTable<C extends TableClaim> {
       live.splice(i, 1);
       return claim;
     }
-    const dead = this.#dead;
-    const at = searchClaims(dead, ring, guid);
-    if (dead[at]?.guid !== guid) return undefined;
-    return dead.splice(at, 1)[0];
+    return this.#removeDead(ring, guid);
   }
 
   #insertLive(claim: C): void {
