@@ -20,6 +20,7 @@ import type { ClusterAuth } from "./_auth.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
+import { REPORT_WINDOW_MS, ReportLimit, withHeldBack } from "./_report_limit.ts";
 import type { MapMessage } from "./message.ts";
 import {
   type Address,
@@ -176,7 +177,8 @@ export class Discovery {
   /** Last system datagram per source host and port, so an unchanged heartbeat is not decoded again. */
   readonly #cache = new Map<string, Map<number, CachedDatagram>>();
   #cacheSize = 0;
-  readonly #errorLogged = new Map<string, number>();
+  /** Junk and replays are reported at most once per source per window. */
+  readonly #reports = new ReportLimit(REPORT_WINDOW_MS);
 
   /** Discovery for a node; `config` undefined for none (no sockets, no heartbeats). */
   readonly #cacheSources: number;
@@ -430,7 +432,7 @@ export class Discovery {
     if (verdict.kind === "replayed") {
       this.#host.stats.replaysDropped++;
       const source = formatAddress(from);
-      if (this.#firstInWindow(`replay ${source}`)) {
+      if (this.#reports.allow(`replay ${source}`, this.#host.clock.now()) !== undefined) {
         this.#host.log.log("debug", "discovery.replay-dropped", {
           from: source,
           node: verdict.guid,
@@ -453,20 +455,11 @@ export class Discovery {
     }
   }
 
-  /** Whether nothing was logged under `key` in the last 10 s (and if so, notes that now). */
-  #firstInWindow(key: string): boolean {
-    const now = this.#host.clock.now();
-    const last = this.#errorLogged.get(key);
-    if (last !== undefined && now - last < 10_000) return false;
-    if (this.#errorLogged.size > 1024) this.#errorLogged.clear();
-    this.#errorLogged.set(key, now);
-    return true;
-  }
-
   #logError(source: string, error: unknown): void {
     // One line per source per 10 s: junk on the discovery port must not flood the log.
-    if (!this.#firstInWindow(source)) return;
-    const text = error instanceof Error ? error.message : String(error);
+    const heldBack = this.#reports.allow(source, this.#host.clock.now());
+    if (heldBack === undefined) return;
+    const text = withHeldBack(error instanceof Error ? error.message : String(error), heldBack);
     this.#host.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
     this.#host.onBadDatagram(source, text);
   }

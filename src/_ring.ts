@@ -26,6 +26,7 @@ import { LinkPool } from "./_link_pool.ts";
 import { type MemberEvent, Membership, type MembershipMessage } from "./_membership.ts";
 import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
 import { counter, gauge } from "./_node_metrics.ts";
+import { REPORT_WINDOW_MS, ReportLimit, withHeldBack } from "./_report_limit.ts";
 import type { MapMessage } from "./message.ts";
 import type { MetricFamily } from "./metrics.ts";
 import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
@@ -98,7 +99,10 @@ export interface RingHost {
   memberUp(node: string, address: string): void;
   /** A member is held dead. */
   memberDown(node: string, address: string): void;
-  /** A datagram that is not one of ours (or not sealed with the cluster key) arrived. */
+  /**
+   * A datagram that is not one of ours (or not sealed with the cluster key) arrived: called at
+   * most once per source per 10 s, the error saying how many were held back since.
+   */
   badDatagram(from: Address, error: Error): void;
   /**
    * The membership had its round (once per interval): the node's housekeeping runs in the same
@@ -156,6 +160,8 @@ export class RingMode {
   #ticks = 0;
   /** Workers attached before the directory started (the node attaches before it listens). */
   readonly #early = new Set<string>();
+  /** Unreadable datagrams are reported at most once per source per window. */
+  readonly #reports = new ReportLimit(REPORT_WINDOW_MS);
   /** Members' addresses, parsed. */
   readonly #addresses = new Map<string, Address>();
   /** The last two addresses sent to, with their parsed forms (see #addressOf). */
@@ -570,7 +576,7 @@ export class RingMode {
         opened = this.#seal.open(sealed);
       } catch (error) {
         this.#host.stats.authFailures++;
-        this.#host.badDatagram(from, error instanceof Error ? error : new Error(String(error)));
+        this.#reportBad(from, error);
         return;
       }
       if (opened === "replayed") {
@@ -614,10 +620,23 @@ export class RingMode {
       }
     } catch (error) {
       this.#host.stats.datagramErrors++;
-      this.#host.badDatagram(from, error instanceof Error ? error : new Error(String(error)));
+      this.#reportBad(from, error);
       return;
     }
     this.#rearm();
+  }
+
+  /**
+   * A datagram that could not be read (counted by the caller) is reported at most once per
+   * source per window: a sender spraying junk or forgeries must not flood the node's events.
+   */
+  #reportBad(from: Address, error: unknown): void {
+    const source = formatAddress(from);
+    const heldBack = this.#reports.allow(source, this.#host.clock.now());
+    if (heldBack === undefined) return;
+    const text = withHeldBack(error instanceof Error ? error.message : String(error), heldBack);
+    this.#host.log.log("warn", "ring.bad-datagram", { from: source, error: text });
+    this.#host.badDatagram(from, new Error(text));
   }
 
   #sendMembership(to: string, message: MembershipMessage): void {

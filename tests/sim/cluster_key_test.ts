@@ -432,10 +432,11 @@ test("a ring node with a wrong key or none never becomes a member of a keyed rin
   assert.equal(workerOf(b.app!, "WB").received.length, 1);
 });
 
-test("an unsealed membership datagram sent to a keyed ring node is refused; the node goes on", () => {
+test("unsealed membership datagrams sent to a keyed ring node are refused and counted, reported once per source per 10 s; the node goes on", () => {
   const { sim, add, raw, of } = world(53);
   const a = add("A", { membership: "ring", clusterKey: KEY });
   const evil = raw("evil");
+  const other = raw("other");
   sim.run(500);
   const socket = evil.app!.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} });
   // A made-up member, and one that claims A itself is dead: neither may be taken.
@@ -456,13 +457,42 @@ test("an unsealed membership datagram sent to a keyed ring node is refused; the 
   assert.equal(a.app!.membership().alive, 1);
   assert.equal(a.app!.membership().dead, 0);
   assert.equal(a.app!.state().stats.authFailures, 3);
-  const errors = of("A", "protocol-error").map((e) => String(e.error));
+  const reported = () =>
+    of("A", "protocol-error").map((e) => String(e.error)).filter((e) =>
+      /^Cannot read ring datagram/.test(e)
+    );
+  // All three counted; one said (the first), the others held back for this source's window.
+  assert.deepEqual(reported(), [
+    "Cannot read ring datagram: it is not sealed with the cluster key",
+  ]);
+  // A spray from the same source: every datagram counted, none said within the window…
+  for (let i = 0; i < 500; i++) socket.send(sealedLooking, { host: "10.0.0.1", port: 8888 });
+  sim.run(1000);
+  assert.equal(a.app!.state().stats.authFailures, 503);
+  assert.equal(reported().length, 1);
+  // …while another source is said at once.
+  const otherSocket = other.app!.net.bindDatagram({ host: "0.0.0.0", port: 0 }, {
+    onMessage() {},
+  });
+  otherSocket.send(sealedLooking, { host: "10.0.0.1", port: 8888 });
+  sim.run(500);
+  assert.equal(reported().length, 2);
   assert.equal(
-    errors.filter((e) => /^Cannot read ring datagram/.test(e)).length,
-    3,
-    errors.join("\n"),
+    of("A", "protocol-error").at(-1)!.address,
+    `${other.address}:${otherSocket.local.port}`,
   );
+  // The first source's next datagram after its window is said, with how many were held back.
+  sim.run(10_000);
+  socket.send(new Uint8Array(3), { host: "10.0.0.1", port: 8888 });
+  sim.run(500);
+  assert.equal(reported().length, 3);
+  assert.equal(
+    reported()[2],
+    "Cannot read ring datagram: too short to be sealed with the cluster key (502 more from this source since the last report)",
+  );
+  assert.equal(a.app!.state().stats.authFailures, 505);
   assert.ok(a.app!.running);
+  assert.equal(a.app!.membership().alive, 1);
 });
 
 test("ring datagrams the network duplicates are dropped as seen before, and the keyed ring still converges", () => {
