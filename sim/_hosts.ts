@@ -58,12 +58,12 @@ export class HostState implements SimHost<unknown>, KernelHost {
   nextPort = FIRST_EPHEMERAL_PORT;
   readonly datagramSockets: Map<number, SimDatagramSocket[]> = new Map();
   /**
-   * Where the last unicast datagram to this host went: its port and address, and the socket
-   * chosen (see `_udp.ts`). Reset when a datagram socket binds or unbinds here.
+   * Where the last unicast datagram to this host went: its port and address, and the handlers
+   * of the socket chosen (see `_udp.ts`). Reset when a datagram socket binds or unbinds here.
    */
   lastDatagramPort = -1;
   lastDatagramHost = "";
-  lastDatagramSocket: SimDatagramSocket | undefined = undefined;
+  lastDatagramHandlers: DatagramHandlers | undefined = undefined;
   readonly listeners: Map<number, SimListener> = new Map();
   /** Events that arrived while paused, run in order on resume. */
   deferred: SimEvent[] = [];
@@ -84,7 +84,7 @@ export class HostState implements SimHost<unknown>, KernelHost {
   /** Forgets the socket the last unicast datagram went to (a socket bound or went away). */
   forgetDatagramRoute(): void {
     this.lastDatagramPort = -1;
-    this.lastDatagramSocket = undefined;
+    this.lastDatagramHandlers = undefined;
   }
 
   get subnet(): string {

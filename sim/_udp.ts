@@ -194,9 +194,9 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     targetNumber: number,
     broadcast: boolean,
   ): void {
-    const subnet = from.subnetInfo;
     const digest = digestBytes(data, this.#traceHashBytes);
     if (broadcast) {
+      const subnet = from.subnetInfo;
       for (const host of this.#hosts) {
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
           // Every host gets the same array: received datagrams are read-only (see platform.ts).
@@ -263,7 +263,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     ) {
       // As the last one to this port and address (a member's beats, say): the same socket.
       stats.datagramsDelivered++;
-      host.lastDatagramSocket!.handlers.onMessage(datagram.data, datagram.fromAddress);
+      host.lastDatagramHandlers!.onMessage(datagram.data, datagram.fromAddress);
       return;
     }
     const sockets = host.datagramSockets.get(datagram.toPort);
@@ -309,7 +309,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     }
     host.lastDatagramPort = datagram.toPort;
     host.lastDatagramHost = datagram.toHost;
-    host.lastDatagramSocket = chosen;
+    host.lastDatagramHandlers = chosen.handlers;
     stats.datagramsDelivered++;
     chosen.handlers.onMessage(datagram.data, datagram.fromAddress);
   }
@@ -381,6 +381,8 @@ export class SimDatagramSocket implements DatagramSocket {
   closed = false;
   readonly reuseAddress: boolean;
   readonly #broadcast: boolean;
+  /** The host's subnet broadcast address, as a number (here: one object fewer per send). */
+  readonly #subnetBroadcast: number;
 
   constructor(
     readonly udp: DatagramPart,
@@ -390,6 +392,7 @@ export class SimDatagramSocket implements DatagramSocket {
   ) {
     this.reuseAddress = options.reuseAddress === true;
     this.#broadcast = options.broadcast === true;
+    this.#subnetBroadcast = host.subnetInfo.broadcast;
   }
 
   get local(): Address {
@@ -432,7 +435,7 @@ export class SimDatagramSocket implements DatagramSocket {
         `Cannot send datagram to ${to.host}:${to.port}: not an IPv4 address and port`,
       );
     }
-    const broadcast = target === this.host.subnetInfo.broadcast || target === 0xffffffff;
+    const broadcast = target === this.#subnetBroadcast || target === 0xffffffff;
     if (broadcast && !this.#broadcast) {
       throw new NetError(
         "EINVAL",

@@ -393,6 +393,7 @@ export class Directory {
 
   /** Retries lookups that timed out or were told to wait; call it every ~100 ms. */
   tick(): void {
+    if (this.#lookups.size === 0) return; // the usual wake: no clock read, no iterator
     const now = this.#host.now();
     for (const [worker, lookup] of this.#lookups) {
       if (now < lookup.dueMs) continue;
@@ -404,6 +405,7 @@ export class Directory {
   /** The earliest time {@link tick} has work, or `Infinity`. */
   nextWakeMs(): number {
     let wake = Infinity;
+    if (this.#lookups.size === 0) return wake;
     for (const lookup of this.#lookups.values()) wake = Math.min(wake, lookup.dueMs);
     return wake;
   }

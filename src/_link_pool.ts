@@ -21,6 +21,9 @@ export interface LinkPoolOptions {
   readonly idleMs?: number;
 }
 
+/** What {@link LinkPool.toClose} returns on most calls: one array for all. */
+const NONE: readonly string[] = Object.freeze([]);
+
 /**
  * The open links of one node, least recently used first.
  *
@@ -91,10 +94,10 @@ export class LinkPool {
    * while over `maxLinks`. Busy (`isBusy`) and pinned links are never chosen. The chosen peers
    * leave the pool.
    */
-  toClose(nowMs: number, isBusy: (peer: string) => boolean): string[] {
-    const close: string[] = [];
+  toClose(nowMs: number, isBusy: (peer: string) => boolean): readonly string[] {
     let open = this.#lastUsed.size;
-    if (open <= this.#maxLinks && nowMs < this.#nothingIdleBeforeMs) return close;
+    if (open <= this.#maxLinks && nowMs < this.#nothingIdleBeforeMs) return NONE;
+    const close: string[] = [];
     // Busy and pinned links may be idle already: while there are any, look every time.
     let skipped = false;
     let nextIdleMs = Infinity;

@@ -208,6 +208,7 @@ interface Claim extends MemberUpdate {
 }
 
 interface Watch {
+  readonly guid: string;
   /** When the subject was last heard from (any datagram from it, or an ack about it). */
   heardMs: number;
   /** Whether probes are out since it was last heard from. */
@@ -230,6 +231,9 @@ interface Piggyback {
 const PIGGYBACK_QUEUE = 4;
 /** Rounds of beats an update rides on: its monitors hear it twice, in case one beat is lost. */
 const PIGGYBACK_BEAT_ROUNDS = 2;
+
+/** What a message without news carries: one array for all (messages are read-only). */
+const NO_UPDATES: readonly MemberUpdate[] = Object.freeze([]);
 
 /** A datagram with this many updates or more is applied as one batch of the table. */
 const BATCH_UPDATES = 5;
@@ -366,6 +370,8 @@ export class Membership {
   readonly #piggyback = new Map<string, Piggyback>();
   /** Pings relayed for others: our seq → whom to send the ack to. */
   readonly #relays = new Map<number, { guid: string; address: string; seq: number }>();
+  /** A beat without news: the same message every round (messages are read-only). */
+  readonly #plainBeat: MembershipMessage;
   #seq = 0;
   #ticks = 0;
   /** Counts deadlines set (probes sent, suspicions begun): see {@link deadlinesSet}. */
@@ -386,6 +392,7 @@ export class Membership {
     }
     this.#host = host;
     this.#guid = options.guid;
+    this.#plainBeat = { kind: "beat", from: options.guid, updates: NO_UPDATES };
     this.#intervalMs = positiveMs(options.intervalMs, 1000, "intervalMs");
     this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
     this.#indirect = positiveInt(options.indirectProbes, 2, "indirectProbes");
@@ -511,11 +518,16 @@ export class Membership {
       const due = watch.probeSentMs + this.#pingTimeoutMs;
       if (due < wake) wake = due;
     }
-    for (const sentMs of this.#probedNow.values()) {
-      wake = Math.min(wake, sentMs + this.#pingTimeoutMs);
+    // Usually both are empty: no iterator is made for them.
+    if (this.#probedNow.size > 0) {
+      for (const sentMs of this.#probedNow.values()) {
+        wake = Math.min(wake, sentMs + this.#pingTimeoutMs);
+      }
     }
-    for (const since of this.#suspectedAt.values()) {
-      wake = Math.min(wake, since + this.#suspicionMs);
+    if (this.#suspectedAt.size > 0) {
+      for (const since of this.#suspectedAt.values()) {
+        wake = Math.min(wake, since + this.#suspicionMs);
+      }
     }
     return wake;
   }
@@ -536,11 +548,10 @@ export class Membership {
       this.#tablePages = undefined;
       if (this.#monitoredBy.length > 0) {
         // The same beat to each monitor: news rides on it once per round, not once per monitor.
-        const beat: MembershipMessage = {
-          kind: "beat",
-          from: this.#guid,
-          updates: this.#takePiggyback(true),
-        };
+        const updates = this.#takePiggyback(true);
+        const beat: MembershipMessage = updates.length === 0
+          ? this.#plainBeat
+          : { kind: "beat", from: this.#guid, updates };
         for (const monitor of this.#monitoredBy) {
           this.stats.beatsSent++;
           this.#send(monitor.address, beat);
@@ -550,11 +561,13 @@ export class Membership {
     if (round && this.#deadSince.size > 0) this.#expireTombstones(now);
     this.#checkWatched(now);
     // Suspicions that were not refuted in time become deaths.
-    for (const [guid, since] of this.#suspectedAt) {
-      if (now - since < this.#suspicionMs) continue;
-      const record = this.#table.get(guid)!;
-      this.stats.deaths++;
-      this.#apply({ ...record, status: "dead" }, "self", true);
+    if (this.#suspectedAt.size > 0) {
+      for (const [guid, since] of this.#suspectedAt) {
+        if (now - since < this.#suspicionMs) continue;
+        const record = this.#table.get(guid)!;
+        this.stats.deaths++;
+        this.#apply({ ...record, status: "dead" }, "self", true);
+      }
     }
     if (round && this.#ticks % this.#syncEvery === 0) {
       // Every other time, a member held dead: if it is back (a partition healed, or it
@@ -629,18 +642,18 @@ export class Membership {
    * notes when the next of them is due, so that datagrams before then need not look.
    */
   #lookAtWatched(now: number): void {
-    for (const [guid, watch] of this.#watching) {
+    for (const watch of this.#watching.values()) {
       if (!watch.probing) {
         if (now - watch.heardMs < this.#lateMs) continue;
         // Late: ask it directly and through others at once.
-        const subject = this.#table.get(guid)!;
+        const subject = this.#table.get(watch.guid)!;
         watch.probing = true;
         watch.probeSentMs = now;
         this.#deadlines++;
         this.#ping(subject.address);
         this.#probeIndirectly(subject);
       } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
-        const subject = this.#table.get(guid)!;
+        const subject = this.#table.get(watch.guid)!;
         watch.probing = false;
         watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
         if (subject.status === "alive") {
@@ -824,7 +837,7 @@ export class Membership {
       reply,
       page: 0,
       pages: 1,
-      updates: [],
+      updates: NO_UPDATES,
     };
   }
 
@@ -978,7 +991,7 @@ export class Membership {
     const now = this.#host.now();
     for (const guid of next) {
       if (!this.#watching.has(guid)) {
-        this.#watching.set(guid, { heardMs: now, probing: false, probeSentMs: 0 });
+        this.#watching.set(guid, { guid, heardMs: now, probing: false, probeSentMs: 0 });
         this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
       }
     }
@@ -1018,9 +1031,9 @@ export class Membership {
   }
 
   /** The newest updates still to ride along, at most `maxPiggyback`; `beat` for a round's beat. */
-  #takePiggyback(beat = false): MemberUpdate[] {
+  #takePiggyback(beat = false): readonly MemberUpdate[] {
     const queue = this.#piggyback;
-    if (queue.size === 0 || this.#maxPiggyback === 0) return [];
+    if (queue.size === 0 || this.#maxPiggyback === 0) return NO_UPDATES;
     const entries = [...queue.values()];
     const updates: MemberUpdate[] = [];
     for (let i = entries.length - 1; i >= 0 && updates.length < this.#maxPiggyback; i--) {

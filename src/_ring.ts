@@ -208,8 +208,9 @@ export class RingMode {
     const host = this.#host;
     const version = this.version;
     this.#seal = this.#o.auth.datagramSeal(host.random);
+    const clock = host.clock;
     this.#membership = new Membership({
-      now: () => host.clock.now(),
+      now: () => clock.now(),
       randomInt: (bound) => host.random.int(0, bound - 1),
       send: (to, message) => this.#sendMembership(to, message),
       changed: (event) => this.#changed(event),
@@ -486,9 +487,10 @@ export class RingMode {
   tick(now: number): void {
     const host = this.#host;
     if (++this.#ticks % REFRESH_TICKS === 0) this.#directory?.refresh();
-    for (const node of this.#pool.toClose(now, (peer) => host.isBusy(peer))) {
+    for (const node of this.#pool.toClose(now, this.#isBusy)) {
       host.closeLink(node, "idle", "no traffic for a while");
     }
+    if (this.#waitingLink.size === 0) return;
     for (const [node, waiting] of this.#waitingLink) {
       if (host.isLinked(node)) {
         this.linkUp(node);
@@ -758,6 +760,9 @@ export class RingMode {
     this.#timerAtMs = dueMs;
     this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), this.#wake);
   }
+
+  /** Whether the link to `peer` carries something now (bound once: ticks allocate none). */
+  readonly #isBusy = (peer: string): boolean => this.#host.isBusy(peer);
 
   /** The one timer's work (one function for every wake: a quiet node allocates none). */
   readonly #wake = (): void => {

@@ -426,6 +426,7 @@ export class Sessions<L extends SessionLink> {
    * long idle are dropped (their uncertain messages keep no outcome).
    */
   expire(now: number): void {
+    if (this.#outbound.size === 0 && this.#inbound.size === 0) return; // no iterators made
     const windowMs = this.#o.resendWindowMs;
     for (const [guid, session] of this.#outbound) {
       if (session.resumed) continue;

@@ -673,7 +673,9 @@ export class Placement {
    * tables that drifted apart (a change whose writer died before everyone had it) meet again.
    */
   tick(): void {
-    if (this.#closed || ++this.#ticks % DIGEST_EVERY_TICKS !== 0) return;
+    if (this.#closed || ++this.#ticks % DIGEST_EVERY_TICKS !== 0 || this.#members.size === 0) {
+      return;
+    }
     const members = [...this.#members.keys()].filter((peer) => this.#host.isLinked(peer));
     if (members.length === 0) return;
     const peer = members[this.#digestTurn++ % members.length];
