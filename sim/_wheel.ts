@@ -1,6 +1,6 @@
 /**
  * The simulator's main event queue: a timing wheel with one slot per microsecond for the next
- * 65.5 ms, backed by a binary heap for later events.
+ * 65.5 ms, backed by a heap for later events.
  *
  * Network deliveries (latencies of a few milliseconds) land in the wheel in O(1); timers far
  * ahead wait in the heap and move into the wheel as time approaches them. Events of one instant

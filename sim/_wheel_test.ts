@@ -11,7 +11,7 @@ interface Item {
 }
 
 // Replay a failure with the seed and path fast-check prints: fc.assert(..., { seed, path }).
-test("the wheel pops in exactly the (time, sequence) order of the binary heap", () => {
+test("the wheel pops in exactly the (time, sequence) order of the heap", () => {
   const delay = fc.oneof(
     fc.constant(0),
     fc.integer({ min: 0, max: 70 }),
