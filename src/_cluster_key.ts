@@ -110,6 +110,36 @@ export class ClusterKey {
 }
 
 /**
+ * At most `capacity` entries, dropping the least recently heard: a map whose order is kept as
+ * least recently heard first (an entry heard again is deleted and set again).
+ */
+class RecentlyHeard<V> {
+  readonly #entries = new Map<string, V>();
+  readonly #capacity: number;
+
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  get(key: string): V | undefined {
+    return this.#entries.get(key);
+  }
+
+  /** Stores `value` under `key` as the most recently heard, dropping the least if full. */
+  heard(key: string, value: V): void {
+    const entries = this.#entries;
+    if (!entries.delete(key) && entries.size >= this.#capacity) {
+      entries.delete(entries.keys().next().value!);
+    }
+    entries.set(key, value);
+  }
+}
+
+/**
  * The highest heartbeat sequence number taken per node GUID and incarnation, so a heartbeat
  * seen before (a replay, or a duplicate the network made) or older than one taken (reordered)
  * is dropped. Holds at most `capacity` incarnations, dropping the least recently heard.
@@ -124,11 +154,10 @@ export class ClusterKey {
  * ```
  */
 export class HeartbeatSequences {
-  readonly #last = new Map<string, number>();
-  readonly #capacity: number;
+  readonly #last: RecentlyHeard<number>;
 
   constructor(capacity = 4096) {
-    this.#capacity = capacity;
+    this.#last = new RecentlyHeard(capacity);
   }
 
   /** Whether `sequence` is new for this GUID and incarnation; if so, it is remembered. */
@@ -136,12 +165,7 @@ export class HeartbeatSequences {
     const key = `${guid}\u0000${incarnation}`;
     const last = this.#last.get(key);
     if (last !== undefined && sequence <= last) return false;
-    // Deleted and set again, so the map's order is least recently heard first.
-    if (last !== undefined) this.#last.delete(key);
-    else if (this.#last.size >= this.#capacity) {
-      this.#last.delete(this.#last.keys().next().value!);
-    }
-    this.#last.set(key, sequence);
+    this.#last.heard(key, sequence);
     return true;
   }
 
@@ -168,26 +192,20 @@ export class HeartbeatSequences {
  * ```
  */
 export class DatagramWindows {
-  readonly #windows = new Map<string, { highest: number; below: number }>();
-  readonly #capacity: number;
+  readonly #windows: RecentlyHeard<{ highest: number; below: number }>;
 
   constructor(capacity = 4096) {
-    this.#capacity = capacity;
+    this.#windows = new RecentlyHeard(capacity);
   }
 
   /** Whether datagram `number` of `session` is new; if so, it is remembered. */
   take(session: string, number: number): boolean {
     const window = this.#windows.get(session);
     if (window === undefined) {
-      if (this.#windows.size >= this.#capacity) {
-        this.#windows.delete(this.#windows.keys().next().value!);
-      }
-      this.#windows.set(session, { highest: number, below: 0 });
+      this.#windows.heard(session, { highest: number, below: 0 });
       return true;
     }
-    // Deleted and set again, so the map's order is least recently heard first.
-    this.#windows.delete(session);
-    this.#windows.set(session, window);
+    this.#windows.heard(session, window);
     if (number > window.highest) {
       const shift = number - window.highest;
       // Bit i stands for number highest - 1 - i; the old highest becomes bit shift - 1. (A
