@@ -20,7 +20,7 @@ import type { ClusterAuth } from "./_auth.ts";
 import type { HelloIdentity, WireProtocol } from "./_wire.ts";
 import { type Codec, jsonCodec, msgpackCodec } from "./codec.ts";
 import { ProtocolError } from "./errors.ts";
-import { REPORT_WINDOW_MS, ReportLimit, withHeldBack } from "./_report_limit.ts";
+import { REPORT_WINDOW_MS, ReportLimit } from "./_report_limit.ts";
 import type { MapMessage } from "./message.ts";
 import {
   type Address,
@@ -457,9 +457,8 @@ export class Discovery {
 
   #logError(source: string, error: unknown): void {
     // One line per source per 10 s: junk on the discovery port must not flood the log.
-    const heldBack = this.#reports.allow(source, this.#host.clock.now());
-    if (heldBack === undefined) return;
-    const text = withHeldBack(error instanceof Error ? error.message : String(error), heldBack);
+    const text = this.#reports.text(source, this.#host.clock.now(), error);
+    if (text === undefined) return;
     this.#host.log.log("warn", "discovery.bad-datagram", { from: source, error: text });
     this.#host.onBadDatagram(source, text);
   }

@@ -24,6 +24,7 @@ const MAX_SOURCES = 1024;
  * console.assert(limit.allow("10.0.0.1:8888", 500) === undefined); // held back
  * console.assert(limit.allow("10.0.0.2:8888", 500) === 0); // another source
  * console.assert(limit.allow("10.0.0.1:8888", 10_000) === 1); // reported: one held back since
+ * console.assert(limit.text("10.0.0.3:8888", 0, new Error("Cannot read it")) === "Cannot read it");
  * ```
  */
 export class ReportLimit {
@@ -59,6 +60,16 @@ export class ReportLimit {
     if (sources.size >= MAX_SOURCES) sources.clear();
     sources.set(source, { reportedMs: nowMs, heldBack: 0 });
     return 0;
+  }
+
+  /**
+   * What to report of `error` from `source` at `nowMs`: its message, saying how many were held
+   * back before it; or undefined (hold this one back).
+   */
+  text(source: string, nowMs: number, error: unknown): string | undefined {
+    const heldBack = this.allow(source, nowMs);
+    if (heldBack === undefined) return undefined;
+    return withHeldBack(error instanceof Error ? error.message : String(error), heldBack);
   }
 }
 

@@ -35,3 +35,13 @@ it("a report's text says how many like it were held back", () => {
     "Cannot read it (3 more from this source since the last report)",
   );
 });
+
+it("a report's text is the error's message while allowed, and nothing while held back", () => {
+  const limit = new ReportLimit(10_000);
+  assert.equal(limit.text("a", 0, new Error("Cannot read it")), "Cannot read it");
+  assert.equal(limit.text("a", 1, new Error("Cannot read it")), undefined);
+  assert.equal(
+    limit.text("a", 10_000, "Cannot read it"),
+    "Cannot read it (1 more from this source since the last report)",
+  );
+});

@@ -26,7 +26,7 @@ import { LinkPool } from "./_link_pool.ts";
 import { type MemberEvent, Membership, type MembershipMessage } from "./_membership.ts";
 import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
 import { counter, gauge } from "./_node_metrics.ts";
-import { REPORT_WINDOW_MS, ReportLimit, withHeldBack } from "./_report_limit.ts";
+import { REPORT_WINDOW_MS, ReportLimit } from "./_report_limit.ts";
 import type { MapMessage } from "./message.ts";
 import type { MetricFamily } from "./metrics.ts";
 import type { Address, Clock, DatagramSocket, Logger, Net, Random, Timer } from "./platform.ts";
@@ -634,9 +634,8 @@ export class RingMode {
    */
   #reportBad(from: Address, error: unknown): void {
     const source = formatAddress(from);
-    const heldBack = this.#reports.allow(source, this.#host.clock.now());
-    if (heldBack === undefined) return;
-    const text = withHeldBack(error instanceof Error ? error.message : String(error), heldBack);
+    const text = this.#reports.text(source, this.#host.clock.now(), error);
+    if (text === undefined) return;
     this.#host.log.log("warn", "ring.bad-datagram", { from: source, error: text });
     this.#host.badDatagram(from, new Error(text));
   }
