@@ -213,6 +213,12 @@ interface Watch {
   heardMs: number;
   /** Whether probes are out since it was last heard from. */
   probing: boolean;
+  /**
+   * The last message from it that was looked up by GUID. A member's plain beats are one message
+   * object while its bytes stay the same (the ring decodes each sender's bytes once), so the
+   * next beat is found by identity, without a lookup.
+   */
+  lastMessage: MembershipMessage | undefined;
   /** When the probes went out. */
   probeSentMs: number;
 }
@@ -337,6 +343,8 @@ export class Membership {
   #digest = 0;
   /** Members this node monitors (its K predecessors on the ring), by GUID. */
   readonly #watching = new Map<string, Watch>();
+  /** The same watches as a list, for loops that allocate no iterator. */
+  #watchList: Watch[] = [];
   /** The earliest `heardMs` among watched members not being probed (see #noteWatchDue). */
   #watchHeardMs = Infinity;
   /** The earliest `probeSentMs` among watched members being probed (see #noteWatchDue). */
@@ -513,7 +521,9 @@ export class Membership {
    */
   nextWakeMs(): number {
     let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
-    for (const watch of this.#watching.values()) {
+    const watches = this.#watchList;
+    for (let i = 0; i < watches.length; i++) {
+      const watch = watches[i];
       if (!watch.probing) continue; // lateness is looked at on rounds and arrivals
       const due = watch.probeSentMs + this.#pingTimeoutMs;
       if (due < wake) wake = due;
@@ -642,7 +652,9 @@ export class Membership {
    * notes when the next of them is due, so that datagrams before then need not look.
    */
   #lookAtWatched(now: number): void {
-    for (const watch of this.#watching.values()) {
+    const watches = this.#watchList;
+    for (let i = 0; i < watches.length; i++) {
+      const watch = watches[i];
       if (!watch.probing) {
         if (now - watch.heardMs < this.#lateMs) continue;
         // Late: ask it directly and through others at once.
@@ -673,7 +685,9 @@ export class Membership {
   #noteWatchDue(): void {
     let heard = Infinity;
     let probed = Infinity;
-    for (const watch of this.#watching.values()) {
+    const watches = this.#watchList;
+    for (let i = 0; i < watches.length; i++) {
+      const watch = watches[i];
       if (watch.probing) probed = Math.min(probed, watch.probeSentMs);
       else heard = Math.min(heard, watch.heardMs);
     }
@@ -704,7 +718,7 @@ export class Membership {
       this.#applyAll(message);
     }
     // Any datagram from a watched member shows it alive (an ack about it is handled below).
-    const sender = this.#watching.get(message.from);
+    const sender = this.#watcherOf(message);
     if (sender !== undefined) this.#heard(sender);
     if (this.#probedNow.size > 0) {
       this.#probedNow.delete(message.from);
@@ -789,6 +803,17 @@ export class Membership {
   /** Stops all work; later ticks and messages are ignored. */
   close(): void {
     this.#closed = true;
+  }
+
+  /** The watch of the member that sent `message`, if this node watches it. */
+  #watcherOf(message: MembershipMessage): Watch | undefined {
+    const watches = this.#watchList;
+    for (let i = 0; i < watches.length; i++) {
+      if (watches[i].lastMessage === message) return watches[i];
+    }
+    const watch = this.#watching.get(message.from);
+    if (watch !== undefined) watch.lastMessage = message;
+    return watch;
   }
 
   #heard(watch: Watch): void {
@@ -991,10 +1016,17 @@ export class Membership {
     const now = this.#host.now();
     for (const guid of next) {
       if (!this.#watching.has(guid)) {
-        this.#watching.set(guid, { guid, heardMs: now, probing: false, probeSentMs: 0 });
+        this.#watching.set(guid, {
+          guid,
+          heardMs: now,
+          probing: false,
+          probeSentMs: 0,
+          lastMessage: undefined,
+        });
         this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
       }
     }
+    this.#watchList = [...this.#watching.values()];
   }
 
   /** Floods a new claim to `fanout` random live members and queues it for piggybacking. */

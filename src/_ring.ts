@@ -169,6 +169,11 @@ export class RingMode {
   #recentAddress: Address | undefined;
   #olderTo: string | undefined;
   #olderAddress: Address | undefined;
+  /** The last two plain byte arrays read, and what they decoded to (see #decoded). */
+  #recentBytes: Uint8Array | undefined;
+  #recentMessage: MembershipMessage | undefined;
+  #olderBytes: Uint8Array | undefined;
+  #olderMessage: MembershipMessage | undefined;
   /** Whether a membership datagram is being read (its member-ups then wait for its end). */
   #receiving = false;
   /** Whether members came up while reading it: the directory's owners are worked out after. */
@@ -235,12 +240,8 @@ export class RingMode {
       lookupTimeoutMs: this.#o.intervalMs / 2,
       retryMs: this.#o.intervalMs / 5,
     });
-    this.#socket = host.net.bindDatagram({ host: listen.host, port: listen.port }, {
-      onMessage: (data, from) => this.#onDatagram(data, from),
-      onError: (error) => {
-        host.log.log("error", "ring.socket-error", { error: error.message });
-      },
-    });
+    // The ring is its socket's handlers: an arriving datagram reaches it with no closure between.
+    this.#socket = host.net.bindDatagram({ host: listen.host, port: listen.port }, this);
     this.#firstRoundMs = host.clock.now() + host.random.next() * this.#o.intervalMs;
     for (const worker of this.#early) this.#directory.attach(worker);
     this.#early.clear();
@@ -569,6 +570,16 @@ export class RingMode {
     ];
   }
 
+  /** Its socket's handler: a ring datagram arrived. */
+  onMessage(sealed: Uint8Array, from: Address): void {
+    this.#onDatagram(sealed, from);
+  }
+
+  /** Its socket's handler: the socket failed. */
+  onError(error: Error): void {
+    this.#host.log.log("error", "ring.socket-error", { error: error.message });
+  }
+
   #onDatagram(sealed: Uint8Array, from: Address): void {
     if (this.#closed) return;
     let data = sealed;
@@ -590,10 +601,10 @@ export class RingMode {
     try {
       if (data[0] === MEMBERSHIP_MARKER) {
         // Opened payloads are new arrays each time: only plain ones are worth remembering.
-        let message = data === sealed ? decodedMemberships.get(data) : undefined;
+        let message = data === sealed ? this.#decoded(data) : undefined;
         if (message === undefined) {
           message = decodeMembership(data);
-          if (data === sealed) decodedMemberships.set(data, message);
+          if (data === sealed) this.#remember(data, message);
         }
         const membership = this.#membership;
         if (membership === undefined) return;
@@ -626,6 +637,38 @@ export class RingMode {
       return;
     }
     this.#rearm();
+  }
+
+  /**
+   * What `data` was decoded to, if the same array was read before. A node's subjects send it
+   * the same plain-beat bytes every round: the last two arrays read are kept on the ring itself,
+   * the rest in one map shared by every node of the process.
+   */
+  #decoded(data: Uint8Array): MembershipMessage | undefined {
+    if (data === this.#recentBytes) return this.#recentMessage;
+    if (data === this.#olderBytes) {
+      const message = this.#olderMessage;
+      this.#olderBytes = this.#recentBytes;
+      this.#olderMessage = this.#recentMessage;
+      this.#recentBytes = data;
+      this.#recentMessage = message;
+      return message;
+    }
+    const message = decodedMemberships.get(data);
+    if (message !== undefined) this.#keep(data, message);
+    return message;
+  }
+
+  #remember(data: Uint8Array, message: MembershipMessage): void {
+    decodedMemberships.set(data, message);
+    this.#keep(data, message);
+  }
+
+  #keep(data: Uint8Array, message: MembershipMessage): void {
+    this.#olderBytes = this.#recentBytes;
+    this.#olderMessage = this.#recentMessage;
+    this.#recentBytes = data;
+    this.#recentMessage = message;
   }
 
   /**

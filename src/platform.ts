@@ -155,7 +155,7 @@ export interface DatagramBindOptions {
   readonly broadcast?: boolean;
 }
 
-/** Callbacks of a datagram socket. */
+/** Callbacks of a datagram socket; platforms call them as methods of this object. */
 export interface DatagramHandlers {
   /** The socket is bound; `socket.local.port` is final. */
   onReady?(socket: DatagramSocket): void;
