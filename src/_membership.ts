@@ -718,8 +718,9 @@ export class Membership {
       this.#applyAll(message);
     }
     // Any datagram from a watched member shows it alive (an ack about it is handled below).
+    const now = this.#host.now();
     const sender = this.#watcherOf(message);
-    if (sender !== undefined) this.#heard(sender);
+    if (sender !== undefined) this.#heard(sender, now);
     if (this.#probedNow.size > 0) {
       this.#probedNow.delete(message.from);
       if (message.kind === "ack") this.#probedNow.delete(message.subject);
@@ -751,7 +752,7 @@ export class Membership {
           });
         }
         const watch = this.#watching.get(message.subject);
-        if (watch) this.#heard(watch);
+        if (watch) this.#heard(watch, now);
         break;
       }
       case "ping-req": {
@@ -786,7 +787,7 @@ export class Membership {
         }
         break;
     }
-    this.#checkWatched(this.#host.now());
+    this.#checkWatched(now);
   }
 
   /**
@@ -816,8 +817,7 @@ export class Membership {
     return watch;
   }
 
-  #heard(watch: Watch): void {
-    const now = this.#host.now();
+  #heard(watch: Watch, now: number): void {
     watch.heardMs = now;
     if (watch.probing) {
       watch.probing = false;
@@ -942,7 +942,7 @@ export class Membership {
     }
     const watch = this.#watching.get(record.guid);
     // A refutation proves the subject alive through others: a fresh grace before suspecting it.
-    if (watch && record.status === "alive") this.#heard(watch);
+    if (watch && record.status === "alive") this.#heard(watch, this.#host.now());
     if (flood) this.#spread(record, via);
     const type = record.status === "alive"
       ? "member-up"

@@ -78,8 +78,6 @@ export interface RingHost {
   readonly random: Random;
   readonly log: Logger;
   readonly stats: { datagramErrors: number; authFailures: number; replaysDropped: number };
-  /** Whether the node runs. */
-  running(): boolean;
   /** Whether there is a link (up) to `node`. */
   isLinked(node: string): boolean;
   /** Whether the link to `node` holds messages not yet confirmed (it must stay open). */
@@ -210,6 +208,7 @@ export class RingMode {
 
   /** Starts: binds the ring socket on `listen`, joins the seeds. `address` is ours, advertised. */
   start(listen: Address, address: string): void {
+    if (this.#closed) return; // closed before it started (a "started" listener closed the node)
     const host = this.#host;
     const version = this.version;
     this.#seal = this.#o.auth.datagramSeal(host.random);
@@ -812,7 +811,8 @@ export class RingMode {
     this.#timer = undefined;
     this.#timerAtMs = Infinity;
     const membership = this.#membership;
-    if (this.#closed || membership === undefined || !this.#host.running()) return;
+    // The node closes its ring when it stops running: no need to ask it on every wake.
+    if (this.#closed || membership === undefined) return;
     const rounds = membership.rounds;
     membership.tick();
     this.#directory?.tick();

@@ -495,7 +495,6 @@ export class AutoMpiNode {
       random: platform.random,
       log: platform.log,
       stats: this.#stats,
-      running: () => this.#state === "running",
       isLinked: (node) => this.#links.has(node),
       isBusy: (node) => {
         const link = this.#links.get(node);
