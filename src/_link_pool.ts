@@ -69,6 +69,15 @@ export class LinkPool {
     return this.#lastUsed.size;
   }
 
+  /**
+   * Before this time {@link toClose} has nothing to return (Infinity: not until traffic comes;
+   * -Infinity: look now). It changes only through this pool's methods, so a caller that reads it
+   * after each call may skip `toClose` until then.
+   */
+  get nextLookMs(): number {
+    return this.#lastUsed.size > this.#maxLinks ? -Infinity : this.#nothingIdleBeforeMs;
+  }
+
   /** Traffic on the link to `peer` (or a new link) at `nowMs`. */
   touch(peer: string, nowMs: number): void {
     this.#lastUsed.delete(peer);

@@ -68,6 +68,28 @@ describe("link pool", () => {
     assert.deepEqual(pool.toClose(201, () => busy), ["A"]);
   });
 
+  it("nextLookMs says when a look can first find something, so looks before it can be skipped", () => {
+    const pool = new LinkPool({ idleMs: 1000, maxLinks: 2 });
+    assert.equal(pool.nextLookMs, 0, "a new pool has not looked yet");
+    assert.deepEqual(pool.toClose(0, () => false), []);
+    assert.equal(pool.nextLookMs, Infinity, "empty: nothing until traffic comes");
+    pool.touch("A", 10);
+    assert.equal(pool.nextLookMs, 1010);
+    assert.deepEqual(pool.toClose(1009, () => false), [], "a look before it finds nothing");
+    assert.deepEqual(pool.toClose(1010, () => false), ["A"]);
+    pool.touch("B", 2000);
+    pool.touch("C", 2001);
+    pool.touch("D", 2002);
+    assert.equal(pool.nextLookMs, -Infinity, "over maxLinks: look now");
+    assert.deepEqual(pool.toClose(2003, () => false), ["B"]);
+    assert.equal(pool.nextLookMs, 3001);
+    pool.pin("C");
+    pool.pin("C", false);
+    assert.equal(pool.nextLookMs, 0, "unpinned: it may be idle already");
+    assert.deepEqual(pool.toClose(3001, (peer) => peer === "C"), []);
+    assert.equal(pool.nextLookMs, 0, "a busy link was passed over: look every time");
+  });
+
   it("bad bounds are refused with a Cannot error", () => {
     assert.throws(() => new LinkPool({ maxLinks: 0 }), /^RangeError: Cannot create link pool/);
     assert.throws(() => new LinkPool({ idleMs: -1 }), /Cannot create link pool: idleMs/);

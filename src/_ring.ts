@@ -150,6 +150,10 @@ export class RingMode {
   #firstRoundMs = 0;
   /** Messages waiting for a link to their node, and when the dial went out. */
   readonly #waitingLink = new Map<string, { messages: MapMessage[]; dialledMs: number }>();
+  /** Whether `#waitingLink` may hold anything (set when a dial starts, cleared by a tick). */
+  #dialsWaiting = false;
+  /** Before this time the link pool has no link to close (see `LinkPool.nextLookMs`). */
+  #poolLookMs = -Infinity;
   /** Messages waiting for their worker's lookup. */
   readonly #waitingLookup = new Map<string, MapMessage[]>();
   /** Nodes heard by heartbeat that we asked to join, and when (once per interval each). */
@@ -426,6 +430,7 @@ export class RingMode {
     if (waiting === undefined) {
       waiting = { messages: [], dialledMs: host.clock.now() };
       this.#waitingLink.set(node, waiting);
+      this.#dialsWaiting = true;
       let address: Address;
       try {
         address = parseAddress(member.address);
@@ -457,11 +462,13 @@ export class RingMode {
   /** The node's links carried something to or from `node`. */
   used(node: string): void {
     this.#pool.touch(node, this.#host.clock.now());
+    this.#poolLookMs = this.#pool.nextLookMs;
   }
 
   /** A link to `node` is up: what waited for it goes now. */
   linkUp(node: string): void {
     this.#pool.touch(node, this.#host.clock.now());
+    this.#poolLookMs = this.#pool.nextLookMs;
     const waiting = this.#waitingLink.get(node);
     if (waiting === undefined) return;
     this.#waitingLink.delete(node);
@@ -474,6 +481,7 @@ export class RingMode {
    */
   linkDown(node: string, reason?: LinkDownReason): void {
     this.#pool.closed(node);
+    this.#poolLookMs = this.#pool.nextLookMs;
     if (reason === "eof" || reason === "reset") {
       this.#membership?.probe(node);
       this.#rearm();
@@ -487,10 +495,19 @@ export class RingMode {
   tick(now: number): void {
     const host = this.#host;
     if (++this.#ticks % REFRESH_TICKS === 0) this.#directory?.refresh();
-    for (const node of this.#pool.toClose(now, this.#isBusy)) {
-      host.closeLink(node, "idle", "no traffic for a while");
+    // The pool and the waiting dials are looked at only when they may have work: on a quiet
+    // node of a large cluster each look is a cache miss, every round.
+    if (now >= this.#poolLookMs) {
+      for (const node of this.#pool.toClose(now, this.#isBusy)) {
+        host.closeLink(node, "idle", "no traffic for a while");
+      }
+      this.#poolLookMs = this.#pool.nextLookMs;
     }
-    if (this.#waitingLink.size === 0) return;
+    if (!this.#dialsWaiting) return;
+    if (this.#waitingLink.size === 0) {
+      this.#dialsWaiting = false;
+      return;
+    }
     for (const [node, waiting] of this.#waitingLink) {
       if (host.isLinked(node)) {
         this.linkUp(node);
@@ -755,6 +772,7 @@ export class RingMode {
     } else if (event.type === "member-down") {
       this.#directory?.membershipChanged([guid]);
       this.#pool.closed(guid);
+      this.#poolLookMs = this.#pool.nextLookMs;
       const waiting = this.#waitingLink.get(guid);
       this.#waitingLink.delete(guid);
       for (const message of waiting?.messages ?? []) {

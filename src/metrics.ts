@@ -67,19 +67,22 @@ export class Histogram {
     this.#counts = buckets.map(() => 0);
   }
 
-  /** Records one observation. */
-  observe(value: number): void {
+  /** Records one observation, or `count` equal ones. */
+  observe(value: number, count = 1): void {
     if (!Number.isFinite(value)) return;
-    this.#sum += value;
+    if (!(Number.isInteger(count) && count >= 1)) {
+      throw new RangeError(`Cannot observe ${count} times: give a whole number >= 1`);
+    }
+    this.#sum += value * count;
     // A plain loop: this runs once per message for some histograms.
     const buckets = this.buckets;
     for (let i = 0; i < buckets.length; i++) {
       if (value <= buckets[i]) {
-        this.#counts[i]++;
+        this.#counts[i] += count;
         return;
       }
     }
-    this.#overflow++;
+    this.#overflow += count;
   }
 
   /** Its state now. */

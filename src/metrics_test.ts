@@ -97,3 +97,15 @@ test("bad names and bounds are refused with Cannot errors", () => {
   );
   assert.throws(() => new Histogram([1, 1]), /bucket bounds must ascend/);
 });
+
+test("a histogram takes several equal observations at once, as if observed one by one", () => {
+  const once = new Histogram([0.01, 0.1]);
+  const each = new Histogram([0.01, 0.1]);
+  once.observe(0.05, 3);
+  once.observe(7, 2);
+  for (const v of [0.05, 0.05, 0.05, 7, 7]) each.observe(v);
+  assert.deepEqual(once.sample(), each.sample());
+  assert.throws(() => once.observe(0.05, 0), /^RangeError: Cannot observe 0 times/);
+  assert.throws(() => once.observe(0.05, 1.5), /Cannot observe 1.5 times/);
+  assert.deepEqual(once.sample(), each.sample(), "a refused count changes nothing");
+});

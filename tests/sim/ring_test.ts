@@ -201,6 +201,24 @@ test("ring: after a partition heals every node knows every node alive again", ()
   );
 });
 
+test("ring: the event-loop lag histogram counts every round, the on-time ones too, once", () => {
+  const cluster = ring(3, 12);
+  converge(cluster);
+  const node = cluster.node(0)!;
+  const observed = () => {
+    const family = node.metrics().find((f) => f.name === "automp_event_loop_lag_seconds");
+    assert.ok(family?.type === "histogram");
+    const sample = family.samples[0];
+    return { count: sample.counts.reduce((a, b) => a + b, 0) + sample.overflow, sample };
+  };
+  const before = observed();
+  cluster.run(10_000);
+  const after = observed();
+  // Ten rounds in ten seconds, each observed once (most fire exactly on time: a lag of 0).
+  assert.equal(after.count - before.count, 10);
+  assert.deepEqual(observed(), after, "reading the metrics again adds nothing");
+});
+
 test("ring: idle links close after the idle bound and traffic opens them again", () => {
   const cluster = ring(4, 4);
   converge(cluster);
