@@ -461,14 +461,12 @@ export class RingMode {
 
   /** The node's links carried something to or from `node`. */
   used(node: string): void {
-    this.#pool.touch(node, this.#host.clock.now());
-    this.#poolLookMs = this.#pool.nextLookMs;
+    this.#touchPool(node);
   }
 
   /** A link to `node` is up: what waited for it goes now. */
   linkUp(node: string): void {
-    this.#pool.touch(node, this.#host.clock.now());
-    this.#poolLookMs = this.#pool.nextLookMs;
+    this.#touchPool(node);
     const waiting = this.#waitingLink.get(node);
     if (waiting === undefined) return;
     this.#waitingLink.delete(node);
@@ -480,8 +478,7 @@ export class RingMode {
    * process died: the membership probes it now rather than at its monitors' next look.
    */
   linkDown(node: string, reason?: LinkDownReason): void {
-    this.#pool.closed(node);
-    this.#poolLookMs = this.#pool.nextLookMs;
+    this.#closedInPool(node);
     if (reason === "eof" || reason === "reset") {
       this.#membership?.probe(node);
       this.#rearm();
@@ -519,6 +516,18 @@ export class RingMode {
         host.undeliverable(message, "no-link", `no link to node ${node} came up`);
       }
     }
+  }
+
+  /** Traffic on the link to `node`; notes when the pool next needs a look (see `tick`). */
+  #touchPool(node: string): void {
+    this.#pool.touch(node, this.#host.clock.now());
+    this.#poolLookMs = this.#pool.nextLookMs;
+  }
+
+  /** The link to `node` closed; notes when the pool next needs a look (see `tick`). */
+  #closedInPool(node: string): void {
+    this.#pool.closed(node);
+    this.#poolLookMs = this.#pool.nextLookMs;
   }
 
   /** What the membership holds, for `state()`. */
@@ -586,17 +595,13 @@ export class RingMode {
     ];
   }
 
-  /** Its socket's handler: a ring datagram arrived. */
-  onMessage(sealed: Uint8Array, from: Address): void {
-    this.#onDatagram(sealed, from);
-  }
-
   /** Its socket's handler: the socket failed. */
   onError(error: Error): void {
     this.#host.log.log("error", "ring.socket-error", { error: error.message });
   }
 
-  #onDatagram(sealed: Uint8Array, from: Address): void {
+  /** Its socket's handler: a ring datagram arrived. */
+  onMessage(sealed: Uint8Array, from: Address): void {
     if (this.#closed) return;
     let data = sealed;
     if (this.#seal !== undefined) {
@@ -620,7 +625,10 @@ export class RingMode {
         let message = data === sealed ? this.#decoded(data) : undefined;
         if (message === undefined) {
           message = decodeMembership(data);
-          if (data === sealed) this.#remember(data, message);
+          if (data === sealed) {
+            decodedMemberships.set(data, message);
+            this.#keep(data, message);
+          }
         }
         const membership = this.#membership;
         if (membership === undefined) return;
@@ -662,24 +670,12 @@ export class RingMode {
    */
   #decoded(data: Uint8Array): MembershipMessage | undefined {
     if (data === this.#recentBytes) return this.#recentMessage;
-    if (data === this.#olderBytes) {
-      const message = this.#olderMessage;
-      this.#olderBytes = this.#recentBytes;
-      this.#olderMessage = this.#recentMessage;
-      this.#recentBytes = data;
-      this.#recentMessage = message;
-      return message;
-    }
-    const message = decodedMemberships.get(data);
+    const message = data === this.#olderBytes ? this.#olderMessage : decodedMemberships.get(data);
     if (message !== undefined) this.#keep(data, message);
     return message;
   }
 
-  #remember(data: Uint8Array, message: MembershipMessage): void {
-    decodedMemberships.set(data, message);
-    this.#keep(data, message);
-  }
-
+  /** Makes `data` the most recent array read (see #decoded). */
   #keep(data: Uint8Array, message: MembershipMessage): void {
     this.#olderBytes = this.#recentBytes;
     this.#olderMessage = this.#recentMessage;
@@ -765,14 +761,13 @@ export class RingMode {
     if (guid === this.#o.guid) return;
     if (event.type === "member-up") {
       // Many arrive at once from a page of a table: the directory works out its owners once,
-      // when the datagram has been read (see #onDatagram), not once for each.
+      // when the datagram has been read (see onMessage), not once for each.
       if (this.#receiving) this.#ownersDue = true;
       else this.#directory?.membershipChanged();
       this.#host.memberUp(guid, address);
     } else if (event.type === "member-down") {
       this.#directory?.membershipChanged([guid]);
-      this.#pool.closed(guid);
-      this.#poolLookMs = this.#pool.nextLookMs;
+      this.#closedInPool(guid);
       const waiting = this.#waitingLink.get(guid);
       this.#waitingLink.delete(guid);
       for (const message of waiting?.messages ?? []) {
