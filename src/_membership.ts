@@ -341,10 +341,11 @@ export class Membership {
    * another still keeps, or never have known that member, and that is no difference to repair.
    */
   #digest = 0;
-  /** Members this node monitors (its K predecessors on the ring), by GUID. */
-  readonly #watching = new Map<string, Watch>();
-  /** The same watches as a list, for loops that allocate no iterator. */
-  #watchList: Watch[] = [];
+  /**
+   * Members this node monitors (its K predecessors on the ring): K is small, so a list, looked
+   * through by GUID, and loops over it allocate no iterator.
+   */
+  #watches: Watch[] = [];
   /** The earliest `heardMs` among watched members not being probed (see #noteWatchDue). */
   #watchHeardMs = Infinity;
   /** The earliest `probeSentMs` among watched members being probed (see #noteWatchDue). */
@@ -482,7 +483,7 @@ export class Membership {
 
   /** The members this node watches (its K predecessors on the ring). */
   watching(): string[] {
-    return [...this.#watching.keys()];
+    return this.#watches.map((watch) => watch.guid);
   }
 
   /**
@@ -521,7 +522,7 @@ export class Membership {
    */
   nextWakeMs(): number {
     let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
-    const watches = this.#watchList;
+    const watches = this.#watches;
     for (let i = 0; i < watches.length; i++) {
       const watch = watches[i];
       if (!watch.probing) continue; // lateness is looked at on rounds and arrivals
@@ -609,7 +610,7 @@ export class Membership {
     const subject = this.#table.get(guid);
     if (subject === undefined || subject.status === "dead") return;
     const now = this.#host.now();
-    const watch = this.#watching.get(guid);
+    const watch = this.#watchOf(guid);
     if (watch !== undefined) {
       if (watch.probing) return;
       watch.probing = true;
@@ -652,7 +653,7 @@ export class Membership {
    * notes when the next of them is due, so that datagrams before then need not look.
    */
   #lookAtWatched(now: number): void {
-    const watches = this.#watchList;
+    const watches = this.#watches;
     for (let i = 0; i < watches.length; i++) {
       const watch = watches[i];
       if (!watch.probing) {
@@ -685,7 +686,7 @@ export class Membership {
   #noteWatchDue(): void {
     let heard = Infinity;
     let probed = Infinity;
-    const watches = this.#watchList;
+    const watches = this.#watches;
     for (let i = 0; i < watches.length; i++) {
       const watch = watches[i];
       if (watch.probing) probed = Math.min(probed, watch.probeSentMs);
@@ -751,7 +752,7 @@ export class Membership {
             updates: this.#takePiggyback(),
           });
         }
-        const watch = this.#watching.get(message.subject);
+        const watch = this.#watchOf(message.subject);
         if (watch) this.#heard(watch, now);
         break;
       }
@@ -808,11 +809,11 @@ export class Membership {
 
   /** The watch of the member that sent `message`, if this node watches it. */
   #watcherOf(message: MembershipMessage): Watch | undefined {
-    const watches = this.#watchList;
+    const watches = this.#watches;
     for (let i = 0; i < watches.length; i++) {
       if (watches[i].lastMessage === message) return watches[i];
     }
-    const watch = this.#watching.get(message.from);
+    const watch = this.#watchOf(message.from);
     if (watch !== undefined) watch.lastMessage = message;
     return watch;
   }
@@ -940,7 +941,7 @@ export class Membership {
       if (this.#table.batching) this.#rewatchDue = true;
       else if (this.#nearSelf(record)) this.#rewatch();
     }
-    const watch = this.#watching.get(record.guid);
+    const watch = this.#watchOf(record.guid);
     // A refutation proves the subject alive through others: a fresh grace before suspecting it.
     if (watch && record.status === "alive") this.#heard(watch, this.#host.now());
     if (flood) this.#spread(record, via);
@@ -1010,23 +1011,24 @@ export class Membership {
       monitoredBy.push(ring[(me + i) % ring.length]);
     }
     this.#monitoredBy = monitoredBy;
-    for (const guid of this.#watching.keys()) {
-      if (!next.has(guid)) this.#watching.delete(guid);
-    }
+    // Watches that stay keep their state (and their order); new ones come after them.
+    const watches = this.#watches.filter((watch) => next.has(watch.guid));
     const now = this.#host.now();
     for (const guid of next) {
-      if (!this.#watching.has(guid)) {
-        this.#watching.set(guid, {
-          guid,
-          heardMs: now,
-          probing: false,
-          probeSentMs: 0,
-          lastMessage: undefined,
-        });
-        this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
-      }
+      if (watches.some((watch) => watch.guid === guid)) continue;
+      watches.push({ guid, heardMs: now, probing: false, probeSentMs: 0, lastMessage: undefined });
+      this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
     }
-    this.#watchList = [...this.#watching.values()];
+    this.#watches = watches;
+  }
+
+  /** The watch of `guid`, if this node monitors it. */
+  #watchOf(guid: string): Watch | undefined {
+    const watches = this.#watches;
+    for (let i = 0; i < watches.length; i++) {
+      if (watches[i].guid === guid) return watches[i];
+    }
+    return undefined;
   }
 
   /** Floods a new claim to `fanout` random live members and queues it for piggybacking. */
