@@ -127,6 +127,15 @@ export class Sessions<L extends SessionLink> {
   readonly #inbound = new Map<string, InboundSession>();
   /** From writing a message on a link to the peer's acknowledgement of it. */
   readonly roundTripSeconds = new Histogram(LATENCY_BUCKETS_SECONDS);
+  /**
+   * Before this time {@link expire} has nothing to do: no unconfirmed message can be past the
+   * resend window and no session without a link idle long enough to drop. Worked out by each
+   * look; a link started or closed and a peer's resume make the next round look again (a session
+   * whose link resumed is not looked at, so its new messages need nothing). A node that once
+   * talked to a few peers would otherwise walk their sessions on every round for minutes: on a
+   * quiet node of a large simulated cluster, cache misses every round.
+   */
+  #expireLookMs = -Infinity;
 
   /** An empty session table. */
   constructor(host: SessionsHost<L>, options: SessionsOptions) {
@@ -229,6 +238,7 @@ export class Sessions<L extends SessionLink> {
   /** A new link carries the session: tell the peer what we took from it, hold new messages. */
   start(link: L): void {
     const now = this.#host.clock.now();
+    this.#expireLookMs = -Infinity;
     const session = this.#outboundFor(link);
     session.resumed = false;
     session.lastLinkedMs = now;
@@ -275,6 +285,7 @@ export class Sessions<L extends SessionLink> {
     });
     for (const entry of result.resend) link.write(host.frame(entry.message));
     session.resumed = true;
+    this.#expireLookMs = -Infinity;
     const held = link.held;
     link.held = [];
     for (const message of held) {
@@ -405,6 +416,7 @@ export class Sessions<L extends SessionLink> {
    * that peer incarnation or reported `uncertain` when the resend window passes.
    */
   linkClosed(link: L, reason: string): void {
+    this.#expireLookMs = -Infinity;
     if (link.session?.resumed && this.#outbound.get(link.peerGuid) === link.session) {
       link.session.resumed = false;
       link.session.lastLinkedMs = this.#host.clock.now();
@@ -426,30 +438,48 @@ export class Sessions<L extends SessionLink> {
    * long idle are dropped (their uncertain messages keep no outcome).
    */
   expire(now: number): void {
-    if (this.#outbound.size === 0 && this.#inbound.size === 0) return; // no iterators made
+    if (now < this.#expireLookMs) return;
+    if (this.#outbound.size === 0 && this.#inbound.size === 0) {
+      this.#expireLookMs = Infinity;
+      return;
+    }
     const windowMs = this.#o.resendWindowMs;
+    let lookMs = Infinity;
     for (const [guid, session] of this.#outbound) {
       if (session.resumed) continue;
-      for (const { message } of session.expire(now - windowMs)) {
-        this.#host.undeliverable(
-          message,
-          "uncertain",
-          `no link to ${guid} confirmed it within the resend window of ${windowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
-        );
+      if (session.window.length > 0 && session.window[0].sentAtMs < now - windowMs) {
+        for (const { message } of session.expire(now - windowMs)) {
+          this.#host.undeliverable(
+            message,
+            "uncertain",
+            `no link to ${guid} confirmed it within the resend window of ${windowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
+          );
+        }
       }
       const idleMs = now - session.lastLinkedMs;
+      const linked = this.#host.isLinked(guid);
       if (
-        !this.#host.isLinked(guid) && session.window.length === 0 &&
+        !linked && session.window.length === 0 &&
         idleMs > (session.uncertain.size === 0 ? 1 : 10) * windowMs
       ) {
         this.#outbound.delete(guid);
+        continue;
+      }
+      // Due next: its oldest unconfirmed message, and (without a link) its drop.
+      if (session.window.length > 0) {
+        lookMs = Math.min(lookMs, session.window[0].sentAtMs + windowMs);
+      }
+      if (!linked) {
+        const dropMs = (session.uncertain.size === 0 ? 1 : 10) * windowMs;
+        lookMs = Math.min(lookMs, session.lastLinkedMs + dropMs);
       }
     }
     for (const [guid, inbound] of this.#inbound) {
       // Kept well past any resend of the peer's, so a late resend is still recognised.
-      if (!this.#host.isLinked(guid) && now - inbound.lastLinkedMs > 3 * windowMs) {
-        this.#inbound.delete(guid);
-      }
+      if (this.#host.isLinked(guid)) continue;
+      if (now - inbound.lastLinkedMs > 3 * windowMs) this.#inbound.delete(guid);
+      else lookMs = Math.min(lookMs, inbound.lastLinkedMs + 3 * windowMs);
     }
+    this.#expireLookMs = lookMs;
   }
 }

@@ -245,3 +245,31 @@ test("sessions long idle without a link are dropped", () => {
   w.sessions.expire(1001);
   assert.equal([...w.sessions.outbound()].length, 0);
 });
+
+test("rounds that find nothing due do not delay what falls due later: expiry and drops come on time", () => {
+  const w = world();
+  const b = link();
+  const rounds = (from: number, to: number) => {
+    for (let t = from; t <= to; t += 100) {
+      w.at(t);
+      w.sessions.expire(t);
+    }
+  };
+  w.sessions.start(b);
+  w.sessions.onResume(b, system(SystemKind.Resume, { [SystemField.Count]: "0" }));
+  rounds(0, 500);
+  (b as { lastSentMs: number }).lastSentMs = 500;
+  w.send(b, 1);
+  rounds(600, 700);
+  w.sessions.linkClosed(b, "reset");
+  w.linked.delete("B");
+  rounds(800, 1500);
+  assert.deepEqual(w.reports, [], "written at 500: not past the window of 1000 ms at 1500");
+  rounds(1600, 1600);
+  assert.deepEqual(w.reports, ["uncertain 1"]);
+  // With an uncertain message the session is kept ten windows after its link closed (at 700).
+  rounds(1700, 10_700);
+  assert.equal([...w.sessions.outbound()].length, 1);
+  rounds(10_800, 10_800);
+  assert.equal([...w.sessions.outbound()].length, 0);
+});
