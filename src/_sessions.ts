@@ -443,6 +443,19 @@ export class Sessions<L extends SessionLink> {
       this.#expireLookMs = Infinity;
       return;
     }
+    // What the reports below call may start or close a link: that look-again must stand, and a
+    // report that throws leaves the next round to look again.
+    this.#expireLookMs = Infinity;
+    let lookMs = -Infinity;
+    try {
+      lookMs = this.#expireSessions(now);
+    } finally {
+      this.#expireLookMs = Math.min(this.#expireLookMs, lookMs);
+    }
+  }
+
+  /** Expires and drops what is due (see {@link expire}); returns when the next look is due. */
+  #expireSessions(now: number): number {
     const windowMs = this.#o.resendWindowMs;
     let lookMs = Infinity;
     for (const [guid, session] of this.#outbound) {
@@ -480,6 +493,6 @@ export class Sessions<L extends SessionLink> {
       if (now - inbound.lastLinkedMs > 3 * windowMs) this.#inbound.delete(guid);
       else lookMs = Math.min(lookMs, inbound.lastLinkedMs + 3 * windowMs);
     }
-    this.#expireLookMs = lookMs;
+    return lookMs;
   }
 }

@@ -39,6 +39,8 @@ function world(options: Partial<SessionsOptions> = {}) {
   const deferred: Array<() => void> = [];
   const reports: string[] = [];
   const linked = new Set<string>(["B"]);
+  /** Called with each report, as a node's event handlers are (they may close links). */
+  const hooks = { onReport: (_report: string) => {} };
   let hex = 0;
   const stats = { duplicatesDropped: 0 };
   const sessions = new Sessions<Link>({
@@ -48,7 +50,11 @@ function world(options: Partial<SessionsOptions> = {}) {
     frame: (message, transient) => messageFrame(msgpackCodec, message, transient),
     isCurrent: () => true,
     isLinked: (guid) => linked.has(guid),
-    undeliverable: (message, reason) => (reports.push(`${reason} ${message.message.n}`), false),
+    undeliverable: (message, reason) => {
+      reports.push(`${reason} ${message.message.n}`);
+      hooks.onReport(`${reason} ${message.message.n}`);
+      return false;
+    },
     tooLarge: () => false,
     outcome: (message, outcome) => reports.push(`${outcome} ${message.message.n}`),
     malformed: (_link, error) => reports.push(`malformed: ${error.message}`),
@@ -67,7 +73,16 @@ function world(options: Partial<SessionsOptions> = {}) {
   const endTurn = () => {
     while (deferred.length > 0) deferred.shift()!();
   };
-  return { sessions, reports, linked, stats, send, endTurn, at: (ms: number) => nowMs = ms };
+  return {
+    sessions,
+    reports,
+    linked,
+    hooks,
+    stats,
+    send,
+    endTurn,
+    at: (ms: number) => nowMs = ms,
+  };
 }
 
 const kinds = (l: Link) => l.out.map((m) => m.message[SYSTEM_KEY] ?? `data ${m.message.n}`);
@@ -272,4 +287,31 @@ test("rounds that find nothing due do not delay what falls due later: expiry and
   assert.equal([...w.sessions.outbound()].length, 1);
   rounds(10_800, 10_800);
   assert.equal([...w.sessions.outbound()].length, 0);
+});
+
+test("a link closed by what a report calls is looked at on the next round, not windows later", () => {
+  const w = world();
+  const c = link("C", "c1");
+  const b = link();
+  w.linked.add("C");
+  for (const l of [c, b]) {
+    w.sessions.start(l);
+    w.sessions.onResume(l, system(SystemKind.Resume, { [SystemField.Count]: "0" }));
+  }
+  w.send(c, 2);
+  w.send(b, 1);
+  w.sessions.linkClosed(b, "reset");
+  w.linked.delete("B");
+  // Reporting B's message closes C's link: C was already passed over (its link was up).
+  w.hooks.onReport = (report) => {
+    if (report !== "uncertain 1") return;
+    w.sessions.linkClosed(c, "reset");
+    w.linked.delete("C");
+  };
+  w.at(1001);
+  w.sessions.expire(1001);
+  assert.deepEqual(w.reports, ["uncertain 1"]);
+  w.at(1100);
+  w.sessions.expire(1100);
+  assert.deepEqual(w.reports, ["uncertain 1", "uncertain 2"]);
 });
