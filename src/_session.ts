@@ -59,6 +59,9 @@ export const MAX_UNCERTAIN = 4096;
  * }
  * ```
  */
+/** What {@link OutboundSession.expire} returns when nothing expired (no array per call). */
+const NO_ENTRIES: readonly SessionEntry[] = Object.freeze([]);
+
 export class OutboundSession {
   /** The number of the last message written. */
   sentSeq = 0;
@@ -110,10 +113,10 @@ export class OutboundSession {
    * Moves the messages written before `beforeMs` out of the window, as `uncertain`; returns
    * them (to be reported). Keeps at most {@link MAX_UNCERTAIN}.
    */
-  expire(beforeMs: number): SessionEntry[] {
+  expire(beforeMs: number): readonly SessionEntry[] {
     let count = 0;
     while (count < this.window.length && this.window[count].sentAtMs < beforeMs) count++;
-    return this.#toUncertain(count);
+    return count === 0 ? NO_ENTRIES : this.#toUncertain(count);
   }
 
   /** Moves the oldest `count` window entries to `uncertain`; returns them. */

@@ -460,21 +460,18 @@ export class Sessions<L extends SessionLink> {
     let lookMs = Infinity;
     for (const [guid, session] of this.#outbound) {
       if (session.resumed) continue;
-      if (session.window.length > 0 && session.window[0].sentAtMs < now - windowMs) {
-        for (const { message } of session.expire(now - windowMs)) {
-          this.#host.undeliverable(
-            message,
-            "uncertain",
-            `no link to ${guid} confirmed it within the resend window of ${windowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
-          );
-        }
+      for (const { message } of session.expire(now - windowMs)) {
+        this.#host.undeliverable(
+          message,
+          "uncertain",
+          `no link to ${guid} confirmed it within the resend window of ${windowMs} ms; a "message-outcome" event follows if the outcome becomes known`,
+        );
       }
-      const idleMs = now - session.lastLinkedMs;
+      // Without a link, an empty session is dropped after a window (ten with uncertain messages).
       const linked = this.#host.isLinked(guid);
-      if (
-        !linked && session.window.length === 0 &&
-        idleMs > (session.uncertain.size === 0 ? 1 : 10) * windowMs
-      ) {
+      const dropAtMs = session.lastLinkedMs +
+        (session.uncertain.size === 0 ? 1 : 10) * windowMs;
+      if (!linked && session.window.length === 0 && now > dropAtMs) {
         this.#outbound.delete(guid);
         continue;
       }
@@ -482,10 +479,7 @@ export class Sessions<L extends SessionLink> {
       if (session.window.length > 0) {
         lookMs = Math.min(lookMs, session.window[0].sentAtMs + windowMs);
       }
-      if (!linked) {
-        const dropMs = (session.uncertain.size === 0 ? 1 : 10) * windowMs;
-        lookMs = Math.min(lookMs, session.lastLinkedMs + dropMs);
-      }
+      if (!linked) lookMs = Math.min(lookMs, dropAtMs);
     }
     for (const [guid, inbound] of this.#inbound) {
       // Kept well past any resend of the peer's, so a late resend is still recognised.
