@@ -41,6 +41,9 @@ export interface ResumeResult {
 /** Most `uncertain` messages a session keeps for a later outcome; older ones are dropped. */
 export const MAX_UNCERTAIN = 4096;
 
+/** What {@link OutboundSession.expire} returns when nothing expired (no array per call). */
+const NO_ENTRIES: readonly SessionEntry[] = Object.freeze([]);
+
 /**
  * The sending half of a session, with one peer incarnation.
  *
@@ -59,9 +62,6 @@ export const MAX_UNCERTAIN = 4096;
  * }
  * ```
  */
-/** What {@link OutboundSession.expire} returns when nothing expired (no array per call). */
-const NO_ENTRIES: readonly SessionEntry[] = Object.freeze([]);
-
 export class OutboundSession {
   /** The number of the last message written. */
   sentSeq = 0;
