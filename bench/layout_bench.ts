@@ -17,7 +17,7 @@
  *
  * Rows: nanoseconds per object touched, `apart` beside `together` (the baseline). On this
  * machine `together` stays within 15 ns at both sizes, while `apart` costs several times more at
- * 1,000 nodes and 10-20x more at 10,000: an event's cost follows how many scattered objects it
+ * 1,000 nodes and 10-22x more at 10,000: an event's cost follows how many scattered objects it
  * touches. The filler usually adds to it (compare `apart, small heap`). Runs vary by up to 2x.
  *
  * ```sh
