@@ -219,6 +219,35 @@ test("ring: the event-loop lag histogram counts every round, the on-time ones to
   assert.deepEqual(observed(), after, "reading the metrics again adds nothing");
 });
 
+test("ring: nodes started together register their workers again on different intervals", () => {
+  const cluster = ring(30, 21, { history: false });
+  converge(cluster);
+  const puts = () =>
+    cluster.liveNodes().map((node) => {
+      const family = node.metrics().find((f) => f.name === "automp_directory_puts_sent");
+      assert.ok(family?.type === "counter");
+      return family.samples[0].value;
+    });
+  // Past start-up's registrations, one full cycle of 30 intervals, sampled every interval.
+  cluster.run(40_000);
+  let before = puts();
+  const refreshing: number[] = [];
+  for (let interval = 0; interval < 30; interval++) {
+    cluster.run(1000);
+    const now = puts();
+    refreshing.push(now.filter((value, i) => value > before[i]).length);
+    before = now;
+  }
+  // Every node refreshed once in the cycle (its one worker to its two owners)...
+  assert.ok(
+    refreshing.reduce((a, b) => a + b, 0) >= 30,
+    `nodes refreshing per interval: ${refreshing}`,
+  );
+  // ...spread over the cycle, not all in the same interval.
+  assert.ok(Math.max(...refreshing) <= 6, `nodes refreshing per interval: ${refreshing}`);
+  assert.ok(refreshing.filter((n) => n > 0).length >= 10, `intervals used: ${refreshing}`);
+});
+
 test("ring: idle links close after the idle bound and traffic opens them again", () => {
   const cluster = ring(4, 4);
   converge(cluster);
