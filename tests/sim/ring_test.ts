@@ -219,7 +219,7 @@ test("ring: the event-loop lag histogram counts every round, the on-time ones to
   assert.deepEqual(observed(), after, "reading the metrics again adds nothing");
 });
 
-test("ring: nodes started together register their workers again on different intervals", () => {
+test("ring: every node registers its worker with its two owners again every 30 intervals", () => {
   const cluster = ring(30, 21, { history: false });
   converge(cluster);
   const puts = () =>
@@ -228,24 +228,24 @@ test("ring: nodes started together register their workers again on different int
       assert.ok(family?.type === "counter");
       return family.samples[0].value;
     });
-  // Past start-up's registrations, one full cycle of 30 intervals, sampled every interval.
+  // Past start-up's registrations, sampled every interval for 70 intervals.
   cluster.run(40_000);
   let before = puts();
-  const refreshing: number[] = [];
-  for (let interval = 0; interval < 30; interval++) {
+  const refreshedAt: number[][] = before.map(() => []);
+  for (let interval = 0; interval < 70; interval++) {
     cluster.run(1000);
     const now = puts();
-    refreshing.push(now.filter((value, i) => value > before[i]).length);
+    now.forEach((value, i) => {
+      if (value === before[i]) return;
+      assert.equal(value - before[i], 2, "one worker, two owners");
+      refreshedAt[i].push(interval);
+    });
     before = now;
   }
-  // Every node refreshed once in the cycle (its one worker to its two owners)...
-  assert.ok(
-    refreshing.reduce((a, b) => a + b, 0) >= 30,
-    `nodes refreshing per interval: ${refreshing}`,
-  );
-  // ...spread over the cycle, not all in the same interval.
-  assert.ok(Math.max(...refreshing) <= 6, `nodes refreshing per interval: ${refreshing}`);
-  assert.ok(refreshing.filter((n) => n > 0).length >= 10, `intervals used: ${refreshing}`);
+  for (const times of refreshedAt) {
+    assert.ok(times.length >= 2, `refreshed at intervals ${times}`);
+    for (let k = 1; k < times.length; k++) assert.equal(times[k] - times[k - 1], 30, `${times}`);
+  }
 });
 
 test("ring: idle links close after the idle bound and traffic opens them again", () => {
