@@ -188,7 +188,7 @@ async function child(dir: string, nodes: number, windowMs: number): Promise<void
 class Child {
   readonly #lines: string[] = [];
   readonly #waiting: ((line: string) => void)[] = [];
-  readonly #input: { write(text: string): unknown; end(): unknown };
+  readonly #input: { write(text: string): unknown };
   #failure: Error | undefined;
 
   constructor(side: string, dir: string, nodes: number, windowMs: number, heapMb: number) {
