@@ -207,10 +207,54 @@ interface Claim extends MemberUpdate {
   readonly term: number;
 }
 
+/*
+ * The layout of `Membership.beats`: what a repeat of a watched member's plain beat needs, in one
+ * small array, so that taking it touches this array and nothing else of the membership (see
+ * `hearRepeat`).
+ */
+/** The earliest heard time among watched members not being probed (see #noteWatchDue). */
+const B_HEARD_DUE = 0;
+/** The earliest probe time among watched members being probed (see #noteWatchDue). */
+const B_PROBED_DUE = 1;
+/** `lateMs`. */
+const B_LATE = 2;
+/**
+ * Changes whenever a repeat may no longer be taken as before: the watches changed, a watch
+ * started probing, a member was probed out of turn, or the membership closed.
+ */
+const B_EPOCH = 3;
+/** How many members this node watches. */
+const B_WATCHES = 4;
+/** Where the watches' heard times start: watch `slot`'s is at `B_HEARD + slot`. */
+const B_HEARD = 5;
+
+/**
+ * Takes a repeat of a plain beat (no updates) from the member watched in `slot` of a membership
+ * whose {@link Membership.beats} is `beats`, at `now`, as {@link Membership.receive} would:
+ * notes that member heard. It does so only while `epoch` is still the one
+ * {@link Membership.beatSlot} was asked at, and only if no other watched member is late (a late
+ * one must be probed, which `receive` does); otherwise it changes nothing and returns false, and
+ * the caller hands the message to `receive`. A simulated node's subjects send it the same bytes
+ * every round, so most datagrams of a quiet cluster end here.
+ */
+export function hearRepeat(beats: Float64Array, slot: number, epoch: number, now: number): boolean {
+  if (beats[B_EPOCH] !== epoch) return false;
+  const late = beats[B_LATE];
+  const end = B_HEARD + beats[B_WATCHES];
+  for (let i = B_HEARD; i < end; i++) {
+    if (i !== B_HEARD + slot && now - beats[i] >= late) return false;
+  }
+  beats[B_HEARD + slot] = now;
+  return true;
+}
+
 interface Watch {
   readonly guid: string;
-  /** When the subject was last heard from (any datagram from it, or an ack about it). */
-  heardMs: number;
+  /**
+   * Its place among the watches: when the subject was last heard from (any datagram from it,
+   * or an ack about it) is `beats[B_HEARD + slot]`.
+   */
+  slot: number;
   /** Whether probes are out since it was last heard from. */
   probing: boolean;
   /**
@@ -346,10 +390,25 @@ export class Membership {
    * through by GUID, and loops over it allocate no iterator.
    */
   #watches: Watch[] = [];
-  /** The earliest `heardMs` among watched members not being probed (see #noteWatchDue). */
-  #watchHeardMs = Infinity;
+  /**
+   * The watches' heard times and what a repeated plain beat needs besides them (`B_…` above),
+   * for {@link hearRepeat}. Only this module reads or writes it.
+   */
+  readonly beats: Float64Array;
+  /** The earliest heard time among watched members not being probed (see #noteWatchDue). */
+  get #watchHeardMs(): number {
+    return this.beats[B_HEARD_DUE];
+  }
+  set #watchHeardMs(ms: number) {
+    this.beats[B_HEARD_DUE] = ms;
+  }
   /** The earliest `probeSentMs` among watched members being probed (see #noteWatchDue). */
-  #watchProbedMs = Infinity;
+  get #watchProbedMs(): number {
+    return this.beats[B_PROBED_DUE];
+  }
+  set #watchProbedMs(ms: number) {
+    this.beats[B_PROBED_DUE] = ms;
+  }
   /** Members that monitor this node (its K successors on the ring): they get its beats. */
   #monitoredBy: Claim[] = [];
   /**
@@ -403,7 +462,6 @@ export class Membership {
     this.#guid = options.guid;
     this.#plainBeat = { kind: "beat", from: options.guid, updates: NO_UPDATES };
     this.#intervalMs = positiveMs(options.intervalMs, 1000, "intervalMs");
-    this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
     this.#indirect = positiveInt(options.indirectProbes, 2, "indirectProbes");
     this.#lateMs = positiveMs(options.lateMs, this.#intervalMs * 1.1, "lateMs");
     this.#pingTimeoutMs = positiveMs(
@@ -411,6 +469,11 @@ export class Membership {
       this.#intervalMs * 0.4,
       "pingTimeoutMs",
     );
+    this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
+    this.beats = new Float64Array(B_HEARD + this.#monitors);
+    this.beats[B_HEARD_DUE] = Infinity;
+    this.beats[B_PROBED_DUE] = Infinity;
+    this.beats[B_LATE] = this.#lateMs;
     this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs * 0.8, "suspicionMs");
     this.#fanout = positiveInt(options.fanout, 3, "fanout");
     this.#maxPiggyback = positiveInt(options.maxPiggyback, 8, "maxPiggyback");
@@ -614,11 +677,13 @@ export class Membership {
     if (watch !== undefined) {
       if (watch.probing) return;
       watch.probing = true;
+      this.beats[B_EPOCH]++;
       watch.probeSentMs = now;
       this.#watchProbedMs = Math.min(this.#watchProbedMs, now);
     } else {
       if (this.#probedNow.has(guid)) return;
       this.#probedNow.set(guid, now);
+      this.beats[B_EPOCH]++;
     }
     this.#deadlines++;
     this.#ping(subject.address);
@@ -657,10 +722,11 @@ export class Membership {
     for (let i = 0; i < watches.length; i++) {
       const watch = watches[i];
       if (!watch.probing) {
-        if (now - watch.heardMs < this.#lateMs) continue;
+        if (now - this.beats[B_HEARD + watch.slot] < this.#lateMs) continue;
         // Late: ask it directly and through others at once.
         const subject = this.#table.get(watch.guid)!;
         watch.probing = true;
+        this.beats[B_EPOCH]++;
         watch.probeSentMs = now;
         this.#deadlines++;
         this.#ping(subject.address);
@@ -668,7 +734,7 @@ export class Membership {
       } else if (now - watch.probeSentMs >= this.#pingTimeoutMs) {
         const subject = this.#table.get(watch.guid)!;
         watch.probing = false;
-        watch.heardMs = now; // a fresh wait before probing again (it stays suspect meanwhile)
+        this.beats[B_HEARD + watch.slot] = now; // a fresh wait before probing again (it stays suspect meanwhile)
         if (subject.status === "alive") {
           this.stats.suspicions++;
           this.#apply({ ...subject, status: "suspect" }, "self", true);
@@ -690,7 +756,7 @@ export class Membership {
     for (let i = 0; i < watches.length; i++) {
       const watch = watches[i];
       if (watch.probing) probed = Math.min(probed, watch.probeSentMs);
-      else heard = Math.min(heard, watch.heardMs);
+      else heard = Math.min(heard, this.beats[B_HEARD + watch.slot]);
     }
     this.#watchHeardMs = heard;
     this.#watchProbedMs = probed;
@@ -805,6 +871,31 @@ export class Membership {
   /** Stops all work; later ticks and messages are ignored. */
   close(): void {
     this.#closed = true;
+    this.beats[B_EPOCH]++;
+  }
+
+  /** What {@link hearRepeat} must be given: the epoch now (see {@link beatSlot}). */
+  get beatEpoch(): number {
+    return this.beats[B_EPOCH];
+  }
+
+  /**
+   * Right after `message` was received: the slot under which {@link hearRepeat} may take a
+   * repeat of it (the same message again), or -1 if a repeat must go to {@link receive}. Only
+   * a plain beat from a watched member qualifies, and only while no watch is being probed and
+   * no member is probed out of turn (a beat then ends a probe, which `receive` does).
+   */
+  beatSlot(message: MembershipMessage): number {
+    if (this.#closed || message.kind !== "beat" || message.updates.length > 0) return -1;
+    if (this.#probedNow.size > 0) return -1;
+    const watches = this.#watches;
+    let slot = -1;
+    for (let i = 0; i < watches.length; i++) {
+      const watch = watches[i];
+      if (watch.probing) return -1;
+      if (watch.lastMessage === message) slot = watch.slot;
+    }
+    return slot;
   }
 
   /** The watch of the member that sent `message`, if this node watches it. */
@@ -819,7 +910,7 @@ export class Membership {
   }
 
   #heard(watch: Watch, now: number): void {
-    watch.heardMs = now;
+    this.beats[B_HEARD + watch.slot] = now;
     if (watch.probing) {
       watch.probing = false;
       this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
@@ -1013,13 +1104,21 @@ export class Membership {
     this.#monitoredBy = monitoredBy;
     // Watches that stay keep their state (and their order); new ones come after them.
     const watches = this.#watches.filter((watch) => next.has(watch.guid));
+    const heard = watches.map((watch) => this.beats[B_HEARD + watch.slot]);
     const now = this.#host.now();
     for (const guid of next) {
       if (watches.some((watch) => watch.guid === guid)) continue;
-      watches.push({ guid, heardMs: now, probing: false, probeSentMs: 0, lastMessage: undefined });
+      watches.push({ guid, slot: -1, probing: false, probeSentMs: 0, lastMessage: undefined });
+      heard.push(now);
       this.#watchHeardMs = Math.min(this.#watchHeardMs, now);
     }
     this.#watches = watches;
+    for (let i = 0; i < watches.length; i++) {
+      watches[i].slot = i;
+      this.beats[B_HEARD + i] = heard[i];
+    }
+    this.beats[B_WATCHES] = watches.length;
+    this.beats[B_EPOCH]++;
   }
 
   /** The watch of `guid`, if this node monitors it. */

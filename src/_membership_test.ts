@@ -2,6 +2,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
   hash32,
+  hearRepeat,
   type MemberEvent,
   Membership,
   type MembershipMessage,
@@ -197,6 +198,86 @@ describe("membership", () => {
     clock.now = 3000;
     a.receive({ kind: "beat", from: "C", updates: [] }, "c:1");
     assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "late again: pinged");
+  });
+
+  it("a repeat of a watched member's plain beat is taken by hearRepeat as receive would take it", () => {
+    const { a, sent, clock } = lone(["B", "C"]);
+    a.tick();
+    const fromB: MembershipMessage = { kind: "beat", from: "B", updates: [] };
+    const fromC: MembershipMessage = { kind: "beat", from: "C", updates: [] };
+    clock.now = 200;
+    a.receive(fromB, "b:1");
+    a.receive(fromC, "c:1");
+    const slotB = a.beatSlot(fromB);
+    const slotC = a.beatSlot(fromC);
+    const epoch = a.beatEpoch;
+    assert.deepEqual([slotB, slotC].sort(), [0, 1]);
+    // Ten intervals of repeats alone, never through receive: no one is probed.
+    sent.length = 0;
+    for (let round = 1; round <= 10; round++) {
+      clock.now = round * 1000;
+      a.tick();
+      clock.now = round * 1000 + 200;
+      assert.equal(hearRepeat(a.beats, slotB, epoch, clock.now), true);
+      assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), true);
+    }
+    const probes = sent.filter(([, m]) => m.kind === "ping" || m.kind === "ping-req");
+    assert.deepEqual(probes, [], "no probes");
+    assert.equal(a.stats.suspicions, 0);
+    // B falls silent. Once it is late, C's repeat is refused (B must be probed) and changes
+    // nothing; receive then probes B.
+    clock.now = 11_000;
+    a.tick();
+    sent.length = 0;
+    clock.now = 11_200;
+    assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), true, "B not late yet");
+    clock.now = 11_300;
+    assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), false, "B late: refused");
+    assert.ok(!sent.some(([to]) => to === "b:1"), "a refused repeat sends nothing");
+    a.receive(fromC, "c:1");
+    assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged");
+    // The probe changed the epoch: no repeat is taken under the old one, and none gets a slot
+    // while the probe is out.
+    assert.notEqual(a.beatEpoch, epoch);
+    assert.equal(hearRepeat(a.beats, slotC, epoch, 11_400), false);
+    assert.equal(a.beatSlot(fromC), -1);
+    // B answers: the probe ends and repeats get slots again.
+    clock.now = 11_350;
+    a.receive(fromB, "b:1");
+    assert.equal(a.beatSlot(fromB), slotB);
+    assert.equal(hearRepeat(a.beats, slotB, a.beatEpoch, 11_400), true);
+  });
+
+  it("a beat with news, one from an unwatched member, and any beat while a member is probed get no slot", () => {
+    const { a, clock } = lone(["B", "C", "D"]);
+    a.tick();
+    const watched = a.watching();
+    const unwatched = ["B", "C", "D"].find((guid) => !watched.includes(guid))!;
+    const plain = (from: string): MembershipMessage => ({ kind: "beat", from, updates: [] });
+    clock.now = 100;
+    const beat = plain(watched[0]);
+    a.receive(beat, "x:1");
+    assert.ok(a.beatSlot(beat) >= 0);
+    const news: MembershipMessage = {
+      kind: "beat",
+      from: watched[1],
+      updates: [{ guid: "E", address: "e:1", version: 1, status: "alive" }],
+    };
+    a.receive(news, "x:1");
+    assert.equal(a.beatSlot(news), -1, "news goes through receive");
+    const stranger = plain(unwatched);
+    a.receive(stranger, "x:1");
+    assert.equal(a.beatSlot(stranger), -1, "an unwatched member's beat");
+    const ping: MembershipMessage = { kind: "ping", from: watched[0], seq: 1, updates: [] };
+    a.receive(ping, "x:1");
+    assert.equal(a.beatSlot(ping), -1, "only beats");
+    // A member probed out of turn: every beat goes through receive until it answers.
+    const epoch = a.beatEpoch;
+    a.probe(unwatched);
+    assert.notEqual(a.beatEpoch, epoch);
+    assert.equal(a.beatSlot(beat), -1);
+    a.close();
+    assert.equal(a.beatSlot(plain(watched[1])), -1, "closed");
   });
 
   it("a ping from an address is answered at that address written out, brackets for IPv6", () => {

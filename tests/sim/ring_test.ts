@@ -6,6 +6,7 @@ import { echoRing } from "./_ring_cluster.ts";
 import { Simulation } from "../../sim/simulation.ts";
 import { AutoMpiNode } from "../../src/node.ts";
 import type { MapMessage } from "../../src/message.ts";
+import { shortBeats } from "../../src/_ring.ts";
 
 const ring = echoRing;
 
@@ -280,6 +281,50 @@ test("ring: a broadcast to every worker reaches each node's worker", () => {
     "echo4",
     "echo5",
   ]);
+});
+
+test("ring: most beats of a quiet cluster are repeats taken on the short path", () => {
+  const cluster = ring(30, 17, { history: false, checks: false });
+  converge(cluster, 20_000);
+  cluster.run(5000);
+  const datagrams = cluster.sim.stats.datagramsDelivered;
+  const taken = shortBeats.taken;
+  cluster.run(20_000);
+  const share = (shortBeats.taken - taken) / (cluster.sim.stats.datagramsDelivered - datagrams);
+  assert.ok(share >= 0.7 && share <= 1, `${share} of the datagrams`);
+});
+
+test("ring: the short path of repeated beats changes nothing: crashes, loss, a partition and a restart leave the same trace without it", () => {
+  const run = (on: boolean) => {
+    shortBeats.on = on;
+    try {
+      const cluster = ring(20, 44);
+      converge(cluster);
+      const app = cluster.client(2, "app");
+      cluster.run(3000);
+      cluster.crash([5, 6]); // a member and, maybe, its monitor
+      cluster.run(4000);
+      cluster.loss(0.2, 3000);
+      for (let i = 0; i < 20; i++) app.send(`echo${i}`, { command: "x" });
+      cluster.run(4000);
+      cluster.partition([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+      cluster.run(5000);
+      cluster.heal();
+      cluster.restart(5);
+      converge(cluster, 60_000);
+      cluster.run(3000);
+      const alive = cluster.liveNodes().map((node) => node.membership().alive);
+      return { trace: cluster.sim.traceHash, alive, answered: app.received.length };
+    } finally {
+      shortBeats.on = true;
+    }
+  };
+  const taken = shortBeats.taken;
+  const short = run(true);
+  assert.ok(shortBeats.taken > taken, "the short path was taken");
+  const long = run(false);
+  assert.deepEqual(long, short);
+  assert.ok(short.alive.every((alive) => alive === 19), `members alive: ${short.alive}`);
 });
 
 test("ring: one seed gives one trace hash", () => {
