@@ -225,8 +225,14 @@ const B_LATE = 2;
 const B_EPOCH = 3;
 /** How many members this node watches. */
 const B_WATCHES = 4;
+/**
+ * 1 when the piggyback queue, the tombstones, the suspicions or the probes out of turn may hold
+ * entries (set whenever one gets one, cleared by a tick that finds all four empty), else 0: a
+ * quiet node's rounds and arrivals then look at none of those maps.
+ */
+const B_BUSY = 5;
 /** Where the watches' heard times start: watch `slot`'s is at `B_HEARD + slot`. */
-const B_HEARD = 5;
+const B_HEARD = 6;
 
 /**
  * Takes a repeat of a plain beat (no updates) from the member watched in `slot` of a membership
@@ -585,13 +591,18 @@ export class Membership {
    */
   nextWakeMs(): number {
     let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
-    const watches = this.#watches;
-    for (let i = 0; i < watches.length; i++) {
-      const watch = watches[i];
-      if (!watch.probing) continue; // lateness is looked at on rounds and arrivals
-      const due = watch.probeSentMs + this.#pingTimeoutMs;
-      if (due < wake) wake = due;
+    const beats = this.beats;
+    // Lateness is looked at on rounds and arrivals; only probes have timeouts to wake for.
+    if (beats[B_PROBED_DUE] !== Infinity) {
+      const watches = this.#watches;
+      for (let i = 0; i < watches.length; i++) {
+        const watch = watches[i];
+        if (!watch.probing) continue;
+        const due = watch.probeSentMs + this.#pingTimeoutMs;
+        if (due < wake) wake = due;
+      }
     }
+    if (beats[B_BUSY] === 0) return wake;
     // Usually both are empty: no iterator is made for them.
     if (this.#probedNow.size > 0) {
       for (const sentMs of this.#probedNow.values()) {
@@ -615,6 +626,7 @@ export class Membership {
     if (this.#closed) return;
     const now = this.#host.now();
     const round = this.#lastRoundMs < 0 || now - this.#lastRoundMs >= this.#intervalMs;
+    const busy = this.beats[B_BUSY] !== 0;
     if (round) {
       this.#lastRoundMs = now;
       this.#ticks++;
@@ -622,7 +634,7 @@ export class Membership {
       this.#tablePages = undefined;
       if (this.#monitoredBy.length > 0) {
         // The same beat to each monitor: news rides on it once per round, not once per monitor.
-        const updates = this.#takePiggyback(true);
+        const updates = busy ? this.#takePiggyback(true) : NO_UPDATES;
         const beat: MembershipMessage = updates.length === 0
           ? this.#plainBeat
           : { kind: "beat", from: this.#guid, updates };
@@ -632,10 +644,10 @@ export class Membership {
         }
       }
     }
-    if (round && this.#deadSince.size > 0) this.#expireTombstones(now);
+    if (round && busy && this.#deadSince.size > 0) this.#expireTombstones(now);
     this.#checkWatched(now);
     // Suspicions that were not refuted in time become deaths.
-    if (this.#suspectedAt.size > 0) {
+    if (busy && this.#suspectedAt.size > 0) {
       for (const [guid, since] of this.#suspectedAt) {
         if (now - since < this.#suspicionMs) continue;
         const record = this.#table.get(guid)!;
@@ -651,6 +663,10 @@ export class Membership {
         : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
     }
+    if (
+      busy && this.#piggyback.size === 0 && this.#deadSince.size === 0 &&
+      this.#suspectedAt.size === 0 && this.#probedNow.size === 0
+    ) this.beats[B_BUSY] = 0;
   }
 
   /** Drops the tombstones learned `tombstoneMs` ago or longer (they are kept oldest first). */
@@ -683,6 +699,7 @@ export class Membership {
     } else {
       if (this.#probedNow.has(guid)) return;
       this.#probedNow.set(guid, now);
+      this.beats[B_BUSY] = 1;
       this.beats[B_EPOCH]++;
     }
     this.#deadlines++;
@@ -698,10 +715,20 @@ export class Membership {
    * beat already there, and cost every node a wake per subject per interval.
    */
   #checkWatched(now: number): void {
-    if (
+    const beats = this.beats;
+    if (beats[B_PROBED_DUE] === Infinity) {
+      // No watch is being probed (see #noteWatchDue and probe): look only if one is late.
+      const end = B_HEARD + beats[B_WATCHES];
+      for (let i = B_HEARD; i < end; i++) {
+        if (now - beats[i] < this.#lateMs) continue;
+        this.#lookAtWatched(now);
+        break;
+      }
+    } else if (
       now - this.#watchHeardMs >= this.#lateMs || now - this.#watchProbedMs >= this.#pingTimeoutMs
     ) this.#lookAtWatched(now);
-    if (this.#probedNow.size === 0) return; // the usual case, on every datagram
+    // The usual case, on every round and datagram: no map is looked at.
+    if (beats[B_BUSY] === 0 || this.#probedNow.size === 0) return;
     for (const [guid, sentMs] of this.#probedNow) {
       if (now - sentMs < this.#pingTimeoutMs) continue;
       this.#probedNow.delete(guid);
@@ -788,7 +815,7 @@ export class Membership {
     const now = this.#host.now();
     const sender = this.#watcherOf(message);
     if (sender !== undefined) this.#heard(sender, now);
-    if (this.#probedNow.size > 0) {
+    if (this.beats[B_BUSY] !== 0 && this.#probedNow.size > 0) {
       this.#probedNow.delete(message.from);
       if (message.kind === "ack") this.#probedNow.delete(message.subject);
     }
@@ -1026,6 +1053,7 @@ export class Membership {
     const isLive = record.status !== "dead";
     if (record.status === "suspect") {
       this.#suspectedAt.set(record.guid, this.#host.now());
+      this.beats[B_BUSY] = 1;
       this.#deadlines++;
     } else this.#suspectedAt.delete(record.guid);
     if (wasLive !== isLive) {
@@ -1068,6 +1096,7 @@ export class Membership {
     } else {
       this.#deadSince.delete(record.guid);
       this.#deadSince.set(record.guid, this.#host.now());
+      this.beats[B_BUSY] = 1;
     }
     return record;
   }
@@ -1137,6 +1166,7 @@ export class Membership {
     const queue = this.#piggyback;
     queue.delete(claim.guid);
     queue.set(claim.guid, { update: claim, left: rides, beatRounds: PIGGYBACK_BEAT_ROUNDS });
+    this.beats[B_BUSY] = 1;
     if (queue.size > this.#maxPiggyback * PIGGYBACK_QUEUE) queue.delete(queue.keys().next().value!);
     if (this.#floodsLeft <= 0) return; // it rides along and anti-entropy brings it
     this.#floodsLeft--;

@@ -280,6 +280,40 @@ describe("membership", () => {
     assert.equal(a.beatSlot(plain(watched[1])), -1, "closed");
   });
 
+  it("a death or a suspicion learned only through anti-entropy (never flooded) still runs its course", () => {
+    const sync = (guid: string, status: "suspect" | "dead"): MembershipMessage => ({
+      kind: "sync",
+      from: "B",
+      digest: 0,
+      page: 0,
+      pages: 1,
+      reply: false,
+      updates: [{ guid, address: `${guid.toLowerCase()}:1`, version: 1, status }],
+    });
+    // What A holds about `guid` at each of six quiet rounds (every watched member beats) after
+    // it heard `status` about it in a sync at 100 ms.
+    const course = (guid: string, status: "suspect" | "dead") => {
+      const { a, clock } = lone(["B", "C", "D", "E"], { tombstoneMs: 5000 });
+      a.tick();
+      clock.now = 100;
+      a.receive(sync(guid, status), "b:1");
+      const seen: string[] = [];
+      for (let ms = 1000; ms <= 6000; ms += 1000) {
+        clock.now = ms;
+        a.tick();
+        for (const watched of a.watching()) {
+          a.receive({ kind: "beat", from: watched, updates: [] }, `${watched.toLowerCase()}:1`);
+        }
+        seen.push(a.get(guid)?.status ?? "-");
+      }
+      return seen;
+    };
+    // D's tombstone goes tombstoneMs after it was learned.
+    assert.deepEqual(course("D", "dead"), ["dead", "dead", "dead", "dead", "dead", "-"]);
+    // E's suspicion runs out at the first round (suspicionMs 800), and its tombstone follows.
+    assert.deepEqual(course("E", "suspect"), ["dead", "dead", "dead", "dead", "dead", "-"]);
+  });
+
   it("a ping from an address is answered at that address written out, brackets for IPv6", () => {
     const { a, sent } = lone(["B"]);
     a.receive({ kind: "ping", from: "B", seq: 4, updates: [] }, { host: "::1", port: 7 });
