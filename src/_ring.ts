@@ -735,9 +735,13 @@ export class RingMode {
     return message;
   }
 
-  /** Makes `data` the most recent array read (see #decoded). */
+  /**
+   * Makes `data` the most recent array read (see #decoded), if it is a beat: the two places are
+   * for the subjects' beats, and an anti-entropy digest or a table page kept there would push
+   * one out (its next beat would then miss the short path).
+   */
   #keep(data: Uint8Array, message: MembershipMessage): void {
-    if (data === this.#recentBytes) return;
+    if (data === this.#recentBytes || message.kind !== "beat") return;
     this.#olderBytes = this.#recentBytes;
     this.#olderMessage = this.#recentMessage;
     this.#olderSlot = this.#recentSlot;

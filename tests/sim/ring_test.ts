@@ -291,7 +291,9 @@ test("ring: most beats of a quiet cluster are repeats taken on the short path", 
   const taken = shortBeats.taken;
   cluster.run(20_000);
   const share = (shortBeats.taken - taken) / (cluster.sim.stats.datagramsDelivered - datagrams);
-  assert.ok(share >= 0.7 && share <= 1, `${share} of the datagrams`);
+  // Two beats of about 2.2 datagrams per node and second; the rest are digests and their
+  // answers, which must not push a subject's beat out of the ring's two places.
+  assert.ok(share >= 0.85 && share <= 1, `${share} of the datagrams`);
 });
 
 test("ring: the short path of repeated beats changes nothing: crashes, loss, a partition and a restart leave the same trace without it", () => {
