@@ -511,6 +511,11 @@ export class Membership {
     return this.#ticks;
   }
 
+  /** When the last round of beats was (-1 before the first). */
+  get lastRoundMs(): number {
+    return this.#lastRoundMs;
+  }
+
   /**
    * How many deadlines (a probe's timeout, a suspicion's end) were set so far. {@link nextWakeMs}
    * can only come sooner when this grows, or when a round passes: the node need not look again

@@ -78,6 +78,12 @@ const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
  */
 export const shortBeats = { on: true, taken: 0 };
 
+/**
+ * Short rounds (see `#wake`), for every ring of the process: whether they are taken, and how
+ * many were. Tests switch them off to show that they change nothing a cluster does.
+ */
+export const shortRounds = { on: true, taken: 0 };
+
 /** Table pages already encoded, by the message the membership reuses (see `#sendTable`). */
 const encodedPages = new WeakMap<MembershipMessage, Uint8Array>();
 
@@ -115,8 +121,17 @@ export interface RingHost {
   /**
    * The membership had its round (once per interval): the node's housekeeping runs in the same
    * wake, so a quiet node wakes once per interval in all. `dueMs` is when the wake was due.
+   * Returns how many of the next rounds have nothing for the node to do (before
+   * {@link quietUntilMs}) if nothing happens to it first (a link, a message, a member's change:
+   * see {@link RingMode.stir}). Those rounds are short, the membership's alone, and counted for
+   * the node ({@link RingMode.takeShortRounds}).
    */
-  round(dueMs: number): void;
+  round(dueMs: number): number;
+  /**
+   * Before this time the node's rounds have nothing to do (asked after a round that returned
+   * quiet rounds; its sessions' next look).
+   */
+  quietUntilMs(): number;
 }
 
 /** The node's identity and tuning, as ring membership needs them. */
@@ -170,6 +185,15 @@ export class RingMode {
   readonly #joinAsked = new Map<string, number>();
   #closed = false;
   #ticks = 0;
+  /**
+   * How many of the next rounds may be short, and before what time: the node's round and the
+   * ring's tick would find nothing to do in them. Worked out by the last full round; anything
+   * that happens to the node since sets the count to 0 (`stir`).
+   */
+  #quietRounds = 0;
+  #quietUntilMs = -Infinity;
+  /** Short rounds since the node last took the count (see takeShortRounds). */
+  #shortRounds = 0;
   /** Workers attached before the directory started (the node attaches before it listens). */
   readonly #early = new Set<string>();
   /** Unreadable datagrams are reported at most once per source per window. */
@@ -350,6 +374,7 @@ export class RingMode {
     if (membership === undefined || node === this.#o.guid) return;
     const known = membership.get(node);
     if (known !== undefined && known.status === "alive" && known.version >= version) return;
+    this.#quietRounds = 0;
     // Its own claim about itself (not flooded: the subnet heard the same broadcast), unless we
     // hold a newer one.
     membership.heard({ guid: node, address, version, status: "alive" });
@@ -389,6 +414,7 @@ export class RingMode {
 
   /** A worker attached here: registered with its owners. */
   attached(worker: string): void {
+    this.#quietRounds = 0;
     if (this.#directory === undefined) this.#early.add(worker);
     else this.#directory.attach(worker);
     this.#rearm();
@@ -396,6 +422,7 @@ export class RingMode {
 
   /** A worker left this node. */
   detached(worker: string): void {
+    this.#quietRounds = 0;
     this.#early.delete(worker);
     this.#directory?.detach(worker);
   }
@@ -406,6 +433,7 @@ export class RingMode {
    * Returns false (reported) when it cannot wait.
    */
   send(message: MapMessage, node: string | undefined): boolean {
+    this.#quietRounds = 0;
     const host = this.#host;
     if (node === undefined) {
       const directory = this.#directory;
@@ -478,6 +506,7 @@ export class RingMode {
 
   /** Routes a message again through the node (its link to `node` went down before writing it). */
   route(message: MapMessage, node: string): void {
+    this.#quietRounds = 0;
     if (this.#host.isLinked(node)) this.#host.route(message, node);
     else this.send(message, node);
   }
@@ -489,6 +518,7 @@ export class RingMode {
 
   /** A link to `node` is up: what waited for it goes now. */
   linkUp(node: string): void {
+    this.#quietRounds = 0;
     this.#touchPool(node);
     const waiting = this.#waitingLink.get(node);
     if (waiting === undefined) return;
@@ -501,6 +531,7 @@ export class RingMode {
    * process died: the membership probes it now rather than at its monitors' next look.
    */
   linkDown(node: string, reason?: LinkDownReason): void {
+    this.#quietRounds = 0;
     this.#closedInPool(node);
     if (reason === "eof" || reason === "reset") {
       this.#membership?.probe(node);
@@ -711,7 +742,11 @@ export class RingMode {
         ) return;
       } else if (data[0] === DIRECTORY_MARKER) {
         const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
-        this.#directory?.receive(message);
+        const directory = this.#directory;
+        directory?.receive(message);
+        // Puts and their answers change no round's work; a lookup it started would (quiet
+        // rounds are worked out with none waiting).
+        if (directory !== undefined && directory.nextWakeMs() !== Infinity) this.#quietRounds = 0;
       } else {
         throw new Error("Cannot read ring datagram: not a membership or directory message");
       }
@@ -826,6 +861,7 @@ export class RingMode {
 
   #changed(event: MemberEvent): void {
     this.#changedWhileReceiving = true;
+    this.#quietRounds = 0;
     const { guid, address } = event.member;
     if (guid === this.#o.guid) return;
     if (event.type === "member-up") {
@@ -874,7 +910,9 @@ export class RingMode {
   #rearm(): void {
     const membership = this.#membership;
     if (this.#closed || membership === undefined) return;
-    let wake = Math.min(membership.nextWakeMs(), this.#directory?.nextWakeMs() ?? Infinity);
+    // Quiet rounds were worked out with no lookup waiting, and a lookup stirs the ring.
+    const lookups = this.#quietRounds > 0 ? Infinity : this.#directory?.nextWakeMs() ?? Infinity;
+    let wake = Math.min(membership.nextWakeMs(), lookups);
     if (membership.rounds === 0) wake = Math.max(wake, this.#firstRoundMs);
     if (this.#timer !== undefined && wake >= this.#timerAtMs) return;
     this.#timer?.cancel();
@@ -897,11 +935,59 @@ export class RingMode {
     if (this.#closed || membership === undefined) return;
     const rounds = membership.rounds;
     membership.tick();
-    this.#directory?.tick();
     if (membership.rounds !== rounds) {
+      // A short round: nothing happened to the node since a full round found that the next
+      // ones have nothing to do (no link, lookup, waiting dial or seed to join; no session,
+      // link pool or ring refresh due), and this one is on time. The membership's round is
+      // all: the node counts it at its next full round.
+      const nowMs = membership.lastRoundMs;
+      if (
+        this.#quietRounds > 0 && shortRounds.on && nowMs <= dueMs && nowMs < this.#quietUntilMs &&
+        nowMs < this.#poolLookMs
+      ) {
+        this.#quietRounds--;
+        this.#shortRounds++;
+        this.#ticks++;
+        shortRounds.taken++;
+        this.#rearm();
+        return;
+      }
+      this.#directory?.tick();
       this.#joinSeeds(membership);
-      this.#host.round(dueMs);
-    }
+      const quiet = Math.min(this.#host.round(dueMs), this.#ringQuietRounds(membership));
+      this.#quietRounds = quiet;
+      if (quiet > 0) this.#quietUntilMs = this.#host.quietUntilMs();
+    } else this.#directory?.tick();
     this.#rearm();
   };
+
+  /**
+   * Takes the count of short rounds since the last take: the node adds them to its own count
+   * of rounds (they had nothing for it to do; see RingHost.round).
+   */
+  takeShortRounds(): number {
+    const rounds = this.#shortRounds;
+    this.#shortRounds = 0;
+    return rounds;
+  }
+
+  /** Something happened that the next round must look at: it is a full one. */
+  stir(): void {
+    this.#quietRounds = 0;
+  }
+
+  /**
+   * How many of the next rounds the ring's tick and seed joins would have nothing to do in, if
+   * nothing happens before them (asked after a full round).
+   */
+  #ringQuietRounds(membership: Membership): number {
+    if (this.#closed || this.#dialsWaiting || membership.liveCount <= 1) return 0;
+    if (this.#directory !== undefined && this.#directory.nextWakeMs() !== Infinity) return 0;
+    if (
+      this.#seedAddresses.length > 0 &&
+      (!this.#seedsJoined || membership.rounds <= SEED_RETRY_ROUND)
+    ) return 0;
+    // The refresh comes on the tick whose count is a multiple of REFRESH_TICKS.
+    return REFRESH_TICKS - 1 - (this.#ticks % REFRESH_TICKS);
+  }
 }

@@ -137,6 +137,14 @@ export class Sessions<L extends SessionLink> {
    */
   #expireLookMs = -Infinity;
 
+  /**
+   * Before this time {@link expire} has nothing to do, unless a link starts or closes first
+   * (`-Infinity`: it must look at the next call).
+   */
+  get nextLookMs(): number {
+    return this.#expireLookMs;
+  }
+
   /** An empty session table. */
   constructor(host: SessionsHost<L>, options: SessionsOptions) {
     this.#host = host;

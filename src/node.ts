@@ -222,7 +222,10 @@ export class AutoMpiNode {
       isLinked: (guid) => this.#links.has(guid),
       linkIncarnation: (guid) => this.#links.get(guid)?.peerIncarnation,
       probe: (guid) => this.#table.probe(this.#links.get(guid)!),
-      dial: (address, peer, seed) => this.#table.dial(address, peer, seed),
+      dial: (address, peer, seed) => {
+        this.#ring?.stir();
+        return this.#table.dial(address, peer, seed);
+      },
       onDiscovered: (peer) =>
         this.#events.emit("peer-discovered", {
           peer: peer.guid,
@@ -480,7 +483,10 @@ export class AutoMpiNode {
     }, options.placement);
     this.handleService(
       PLACEMENT_SERVICE,
-      (message, info) => this.#placement.receive(message, info.fromNode),
+      (message, info) => {
+        this.#ring?.stir();
+        this.#placement.receive(message, info.fromNode);
+      },
       (message, reason) => this.#placement.undelivered(message.destination, reason),
     );
     // The original's nodes would take placement traffic for user messages: in its protocol
@@ -507,6 +513,7 @@ export class AutoMpiNode {
         return link !== undefined && (link.session?.window.length ?? 0) > 0;
       },
       dial: (_node, address) => {
+        this.#ring?.stir();
         this.#table.dial(address, undefined, undefined);
       },
       closeLink: (node, reason, detail) => {
@@ -535,7 +542,9 @@ export class AutoMpiNode {
       round: (dueMs) => {
         this.#tickDueMs = dueMs;
         this.#tick();
+        return this.#quietRounds();
       },
+      quietUntilMs: () => this.#sessions.nextLookMs,
       badDatagram: (address, error) =>
         this.#events.emit("protocol-error", {
           address: formatAddress(address),
@@ -761,6 +770,7 @@ export class AutoMpiNode {
 
   /** The loop-lag histogram, with the on-time ticks counted so far added. */
   #loopLag(): Histogram {
+    this.#countShortRounds();
     if (this.#onTimeTicks > 0) {
       this.#loopLagSeconds.observe(0, this.#onTimeTicks);
       this.#onTimeTicks = 0;
@@ -903,7 +913,10 @@ export class AutoMpiNode {
         this.#state = "closed";
         this.#events.emit("closed", {});
       },
-      onConnection: (conn) => this.#table.accept(conn),
+      onConnection: (conn) => {
+        this.#ring?.stir();
+        return this.#table.accept(conn);
+      },
     });
   }
 
@@ -955,6 +968,7 @@ export class AutoMpiNode {
 
   #tick(): void {
     if (this.#state !== "running") return;
+    this.#countShortRounds();
     this.#ticks++;
     const now = this.#now();
     const lagMs = now - this.#tickDueMs;
@@ -973,6 +987,30 @@ export class AutoMpiNode {
     if (this.#ring !== undefined) return; // the next round calls again
     const spread = this.#o.intervalMs * this.#o.jitter;
     this.#scheduleTick(this.#o.intervalMs - spread + 2 * spread * this.#platform.random.next());
+  }
+
+  /**
+   * Counts the ring's short rounds since the last count as ticks (on time, with nothing to do:
+   * see `RingMode`'s wake) for this node and its placement.
+   */
+  #countShortRounds(): void {
+    const rounds = this.#ring?.takeShortRounds() ?? 0;
+    if (rounds === 0) return;
+    this.#ticks += rounds;
+    this.#onTimeTicks += rounds;
+    if (this.#protocol.placement) this.#placement.skipTicks(rounds);
+  }
+
+  /**
+   * After a round under ring membership: how many of the next rounds would find nothing to do
+   * here (see `RingHost.round`) if nothing happens before them. None while a link or a peer is
+   * there, or when the next tick may broadcast a heartbeat (the ring looks at "alone" itself);
+   * the placement's digest rounds are never skipped, nor a session's look (a time).
+   */
+  #quietRounds(): number {
+    if (this.#state !== "running" || this.#ring?.shouldBeat(this.#ticks) !== false) return 0;
+    if (this.#connections.size > 0 || this.#peers.size > 0) return 0;
+    return this.#protocol.placement ? this.#placement.quietTicks() : Infinity;
   }
 
   #onHeartbeat(

@@ -669,6 +669,20 @@ export class Placement {
   }
 
   /**
+   * How many of the next ticks have nothing to do if no placement message comes before them:
+   * those before the next digest while there are members to send it to, else all.
+   */
+  quietTicks(): number {
+    if (this.#closed || this.#members.size === 0) return Infinity;
+    return DIGEST_EVERY_TICKS - 1 - (this.#ticks % DIGEST_EVERY_TICKS);
+  }
+
+  /** Counts `ticks` ticks that had nothing to do (see {@link quietTicks}), as if each was called. */
+  skipTicks(ticks: number): void {
+    if (!this.#closed) this.#ticks += ticks;
+  }
+
+  /**
    * Called every heartbeat: every few, the table's digest goes to one linked node in turn, so
    * tables that drifted apart (a change whose writer died before everyone had it) meet again.
    */

@@ -6,7 +6,8 @@ import { echoRing } from "./_ring_cluster.ts";
 import { Simulation } from "../../sim/simulation.ts";
 import { AutoMpiNode } from "../../src/node.ts";
 import type { MapMessage } from "../../src/message.ts";
-import { shortBeats } from "../../src/_ring.ts";
+import { shortBeats, shortRounds } from "../../src/_ring.ts";
+import { EchoWorker } from "../../src/worker.ts";
 
 const ring = echoRing;
 
@@ -327,6 +328,132 @@ test("ring: the short path of repeated beats changes nothing: crashes, loss, a p
   const long = run(false);
   assert.deepEqual(long, short);
   assert.ok(short.alive.every((alive) => alive === 19), `members alive: ${short.alive}`);
+});
+
+test("ring: a quiet node's rounds are short once its links have closed", () => {
+  const cluster = ring(30, 23, { history: false, checks: false });
+  converge(cluster, 20_000);
+  const app = cluster.client(3, "app");
+  for (let i = 0; i < 30; i++) app.send(`echo${i}`, { command: "x" });
+  cluster.run(2000);
+  assert.equal(app.received.length, 30);
+  // The links close 30 s after their last message, and their sessions 90 s after that.
+  cluster.run(125_000);
+  const taken = shortRounds.taken;
+  cluster.run(30_000);
+  // All but the rounds that register the node's worker again (one in 30).
+  const share = (shortRounds.taken - taken) / 30 / 30;
+  assert.ok(share >= 0.95 && share <= 1, `${share} of the rounds were short`);
+});
+
+test("ring: short rounds change nothing: messages, seeds, crashes, loss, a partition, restarts and placement leave the same trace without them", () => {
+  const run = (on: boolean) => {
+    shortRounds.on = on;
+    try {
+      const cluster = ring(24, 45, { subnets: 2 }); // two subnets joined by seeds
+      converge(cluster, 30_000);
+      const app = cluster.client(2, "app");
+      const other = cluster.client(13, "other");
+      for (let i = 0; i < 24; i++) app.send(`echo${i}`, { command: "x" });
+      cluster.run(45_000); // the links idle out: rounds are short
+      other.send("echo20", { command: "y" }); // a message in the middle of short rounds
+      cluster.run(35_000);
+      cluster.crash([6, 7]); // a member and, maybe, its monitor
+      cluster.run(4000);
+      for (let i = 0; i < 24; i += 3) other.send(`echo${i}`, { command: "z" });
+      cluster.loss(0.2, 3000);
+      cluster.run(40_000);
+      cluster.partition([0, 1, 2, 3, 4, 5, 12, 13, 14, 15], [8, 9, 10, 11, 16, 17, 18, 19, 20]);
+      cluster.run(5000);
+      cluster.heal();
+      cluster.restart(6);
+      cluster.run(40_000);
+      cluster.restart(7);
+      converge(cluster, 60_000);
+      cluster.run(40_000);
+      // Placement begins while rounds are short: its digests need rounds again.
+      cluster.node(5)!.registerKind("echo", (guid) => new EchoWorker(guid));
+      cluster.run(3000);
+      const spawned = cluster.node(17)!.spawn("echo", "p1");
+      cluster.run(3000);
+      app.send("p1", { command: "to p1" });
+      cluster.run(10_000);
+      const alive = cluster.liveNodes().map((node) => node.membership().alive);
+      const lag = cluster.node(0)!.metrics().find((f) =>
+        f.name === "automp_event_loop_lag_seconds"
+      );
+      return {
+        trace: cluster.sim.traceHash,
+        alive,
+        spawned,
+        answered: app.received.length + other.received.length,
+        lag,
+        violations: cluster.violations(),
+      };
+    } finally {
+      shortRounds.on = true;
+    }
+  };
+  const taken = shortRounds.taken;
+  const short = run(true);
+  assert.ok(shortRounds.taken - taken > 2000, `${shortRounds.taken - taken} short rounds taken`);
+  const long = run(false);
+  assert.deepEqual(long, short);
+  assert.ok(short.alive.every((alive) => alive === 24), `members alive: ${short.alive}`);
+  assert.equal(short.answered, 24 + 1 + 7 + 1, "all but the one to echo6 (crashed then)");
+  assert.deepEqual(short.violations, []);
+});
+
+test("ring: a connection that never greets is dropped at the handshake timeout while rounds are short", () => {
+  const cluster = ring(6, 52);
+  converge(cluster);
+  cluster.run(3000);
+  const taken = shortRounds.taken;
+  cluster.run(3000);
+  assert.ok(shortRounds.taken > taken, "rounds are short");
+  const node = cluster.node(0)!;
+  const errors: string[] = [];
+  node.on("protocol-error", ({ stage, error }) => errors.push(`${stage}: ${error}`));
+  cluster.sim.addHost("mute", (platform) => {
+    platform.net.connect({ host: cluster.host(0).address, port: 8888 }, {
+      onData() {},
+      onClose() {},
+    });
+  });
+  cluster.run(5000);
+  assert.equal(errors.length, 1, `${errors}`);
+  assert.match(errors[0], /^handshake: .*timed out/);
+});
+
+test("ring: a node left alone by a crash broadcasts as it would without short rounds", () => {
+  const run = (on: boolean) => {
+    shortRounds.on = on;
+    try {
+      const cluster = ring(2, 53);
+      converge(cluster);
+      cluster.run(5000);
+      const taken = shortRounds.taken;
+      const sent = () => cluster.node(0)!.state().stats.heartbeatsSent;
+      const before = sent();
+      cluster.run(5000);
+      assert.equal(sent(), before, "no heartbeat while it has a member");
+      cluster.crash(1);
+      cluster.run(40_000);
+      const alone = sent() - before;
+      cluster.restart(1);
+      converge(cluster);
+      return { alone, short: shortRounds.taken > taken, trace: cluster.sim.traceHash };
+    } finally {
+      shortRounds.on = true;
+    }
+  };
+  const short = run(true);
+  assert.ok(short.short, "rounds were short");
+  // Alone: a heartbeat every 16 rounds, so a node started on its subnet finds it.
+  assert.ok(short.alone >= 2, `${short.alone} heartbeats`);
+  const long = run(false);
+  assert.equal(long.short, false);
+  assert.deepEqual({ ...long, short: true }, short);
 });
 
 test("ring: one seed gives one trace hash", () => {
