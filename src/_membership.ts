@@ -511,11 +511,6 @@ export class Membership {
     return this.#ticks;
   }
 
-  /** When the last round of beats was (-1 before the first). */
-  get lastRoundMs(): number {
-    return this.#lastRoundMs;
-  }
-
   /**
    * How many deadlines (a probe's timeout, a suspicion's end) were set so far. {@link nextWakeMs}
    * can only come sooner when this grows, or when a round passes: the node need not look again
@@ -625,11 +620,10 @@ export class Membership {
   /**
    * Once per interval sends beats to this node's monitors; probes watched members that are late
    * and suspects those whose probes went unanswered. Call it at {@link nextWakeMs} (more often
-   * is harmless; later coarsens detection).
+   * is harmless; later coarsens detection), with the time now if the caller has just read it.
    */
-  tick(): void {
+  tick(now: number = this.#host.now()): void {
     if (this.#closed) return;
-    const now = this.#host.now();
     const round = this.#lastRoundMs < 0 || now - this.#lastRoundMs >= this.#intervalMs;
     const busy = this.beats[B_BUSY] !== 0;
     if (round) {

@@ -907,7 +907,7 @@ export class RingMode {
   }
 
   /** Sets the one timer for the next membership or directory work, if sooner than set. */
-  #rearm(): void {
+  #rearm(now?: number): void {
     const membership = this.#membership;
     if (this.#closed || membership === undefined) return;
     // Quiet rounds were worked out with no lookup waiting, and a lookup stirs the ring.
@@ -916,7 +916,7 @@ export class RingMode {
     if (membership.rounds === 0) wake = Math.max(wake, this.#firstRoundMs);
     if (this.#timer !== undefined && wake >= this.#timerAtMs) return;
     this.#timer?.cancel();
-    const now = this.#host.clock.now();
+    now ??= this.#host.clock.now();
     const dueMs = Math.max(wake, now);
     this.#timerAtMs = dueMs;
     this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), this.#wake);
@@ -934,22 +934,23 @@ export class RingMode {
     // The node closes its ring when it stops running: no need to ask it on every wake.
     if (this.#closed || membership === undefined) return;
     const rounds = membership.rounds;
-    membership.tick();
+    // One reading of the clock for the round and the timer after it.
+    const now = this.#clock!.now();
+    membership.tick(now);
     if (membership.rounds !== rounds) {
       // A short round: nothing happened to the node since a full round found that the next
       // ones have nothing to do (no link, lookup, waiting dial or seed to join; no session,
       // link pool or ring refresh due), and this one is on time. The membership's round is
       // all: the node counts it at its next full round.
-      const nowMs = membership.lastRoundMs;
       if (
-        this.#quietRounds > 0 && shortRounds.on && nowMs <= dueMs && nowMs < this.#quietUntilMs &&
-        nowMs < this.#poolLookMs
+        this.#quietRounds > 0 && shortRounds.on && now <= dueMs && now < this.#quietUntilMs &&
+        now < this.#poolLookMs
       ) {
         this.#quietRounds--;
         this.#shortRounds++;
         this.#ticks++;
         shortRounds.taken++;
-        this.#rearm();
+        this.#rearm(now);
         return;
       }
       this.#directory?.tick();
