@@ -231,8 +231,23 @@ const B_WATCHES = 4;
  * quiet node's rounds and arrivals then look at none of those maps.
  */
 const B_BUSY = 5;
+/** When the last round of beats was (-1 before the first). */
+const B_LAST_ROUND = 6;
+/** How many rounds of beats there were. */
+const B_ROUNDS = 7;
+/** `intervalMs`. */
+const B_INTERVAL = 8;
+/** Every this many rounds is an anti-entropy sync (`syncEveryIntervals`). */
+const B_SYNC_EVERY = 9;
+/**
+ * Changes whenever the monitors (who get this node's beats) or their addresses change: what
+ * {@link beatRound}'s caller sends to must be the monitors of this epoch.
+ */
+const B_MONITORS = 10;
+/** Beats sent by {@link beatRound}'s callers, not yet counted in `stats.beatsSent`. */
+const B_BEATS_SENT = 11;
 /** Where the watches' heard times start: watch `slot`'s is at `B_HEARD + slot`. */
-const B_HEARD = 6;
+const B_HEARD = 12;
 
 /**
  * Takes a repeat of a plain beat (no updates) from the member watched in `slot` of a membership
@@ -251,6 +266,38 @@ export function hearRepeat(beats: Float64Array, slot: number, epoch: number, now
     if (i !== B_HEARD + slot && now - beats[i] >= late) return false;
   }
   beats[B_HEARD + slot] = now;
+  return true;
+}
+
+/**
+ * Takes a round of a membership whose {@link Membership.beats} is `beats` at `now`, if that
+ * round would only send a plain beat (no news) to each monitor, as {@link Membership.tick} would:
+ * it is due, nothing waits (no news, tombstone, suspicion or probe), no watched member is late,
+ * it is not a sync round, and the monitors are still those of `monitorEpoch` (see
+ * {@link Membership.monitorEpoch}; `monitors` is how many). Then it counts the round and the
+ * beats, and the caller sends the membership's plain beat to each of the
+ * {@link Membership.monitorAddresses} it noted at that epoch. Otherwise it changes nothing, returns false,
+ * and the caller calls `tick`. A quiet node's rounds end here, touching nothing else of the
+ * membership.
+ */
+export function beatRound(
+  beats: Float64Array,
+  now: number,
+  monitors: number,
+  monitorEpoch: number,
+): boolean {
+  if (beats[B_MONITORS] !== monitorEpoch) return false;
+  if (beats[B_BUSY] !== 0 || beats[B_PROBED_DUE] !== Infinity) return false;
+  const last = beats[B_LAST_ROUND];
+  if (last < 0 || now - last < beats[B_INTERVAL]) return false;
+  const rounds = beats[B_ROUNDS] + 1;
+  if (rounds % beats[B_SYNC_EVERY] === 0) return false;
+  const late = beats[B_LATE];
+  const end = B_HEARD + beats[B_WATCHES];
+  for (let i = B_HEARD; i < end; i++) if (now - beats[i] >= late) return false;
+  beats[B_LAST_ROUND] = now;
+  beats[B_ROUNDS] = rounds;
+  beats[B_BEATS_SENT] += monitors;
   return true;
 }
 
@@ -345,7 +392,7 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
  * ```
  */
 export class Membership {
-  readonly stats: MembershipStats = {
+  readonly #stats: MembershipStats = {
     beatsSent: 0,
     pingsSent: 0,
     acksSent: 0,
@@ -371,6 +418,8 @@ export class Membership {
   readonly #maxPiggyback: number;
   readonly #floodsPerInterval: number;
   #floodsLeft: number;
+  /** The round `#floodsLeft` counts floods of (it starts again at each round: see #spread). */
+  #floodsRound = -1;
   readonly #syncEvery: number;
   readonly #pageSize: number;
   readonly #tombstoneMs: number;
@@ -447,10 +496,8 @@ export class Membership {
   /** A beat without news: the same message every round (messages are read-only). */
   readonly #plainBeat: MembershipMessage;
   #seq = 0;
-  #ticks = 0;
   /** Counts deadlines set (probes sent, suspicions begun): see {@link deadlinesSet}. */
   #deadlines = 0;
-  #lastRoundMs = -1;
   #closed = false;
 
   /** A membership for the node `options.guid` at `options.address`; it knows only itself. */
@@ -480,12 +527,15 @@ export class Membership {
     this.beats[B_HEARD_DUE] = Infinity;
     this.beats[B_PROBED_DUE] = Infinity;
     this.beats[B_LATE] = this.#lateMs;
+    this.beats[B_LAST_ROUND] = -1;
+    this.beats[B_INTERVAL] = this.#intervalMs;
     this.#suspicionMs = positiveMs(options.suspicionMs, this.#intervalMs * 0.8, "suspicionMs");
     this.#fanout = positiveInt(options.fanout, 3, "fanout");
     this.#maxPiggyback = positiveInt(options.maxPiggyback, 8, "maxPiggyback");
     this.#floodsPerInterval = positiveInt(options.floodsPerInterval, 8, "floodsPerInterval");
     this.#floodsLeft = this.#floodsPerInterval;
     this.#syncEvery = Math.max(1, positiveInt(options.syncEveryIntervals, 5, "syncEveryIntervals"));
+    this.beats[B_SYNC_EVERY] = this.#syncEvery;
     this.#pageSize = Math.max(1, positiveInt(options.syncPageSize, 200, "syncPageSize"));
     this.#tombstoneMs = positiveMs(options.tombstoneMs, 24 * 3600_000, "tombstoneMs");
     this.#self = this.#store({
@@ -508,7 +558,28 @@ export class Membership {
 
   /** How many rounds of beats this node has had (one per interval once it runs). */
   get rounds(): number {
-    return this.#ticks;
+    return this.beats[B_ROUNDS];
+  }
+
+  /** What it counted (beats sent by {@link beatRound}'s callers included). */
+  get stats(): MembershipStats {
+    const stats = this.#stats;
+    const sent = this.beats[B_BEATS_SENT];
+    if (sent !== 0) {
+      stats.beatsSent += sent;
+      this.beats[B_BEATS_SENT] = 0;
+    }
+    return stats;
+  }
+
+  /** Changes whenever {@link monitorAddresses} does (see {@link beatRound}). */
+  get monitorEpoch(): number {
+    return this.beats[B_MONITORS];
+  }
+
+  /** The addresses of the members this node's beats go to. */
+  monitorAddresses(): string[] {
+    return this.#monitoredBy.map((monitor) => monitor.address);
   }
 
   /**
@@ -590,8 +661,9 @@ export class Membership {
    * once per interval.
    */
   nextWakeMs(): number {
-    let wake = this.#lastRoundMs < 0 ? this.#host.now() : this.#lastRoundMs + this.#intervalMs;
     const beats = this.beats;
+    const last = beats[B_LAST_ROUND];
+    let wake = last < 0 ? this.#host.now() : last + this.#intervalMs;
     // Lateness is looked at on rounds and arrivals; only probes have timeouts to wake for.
     if (beats[B_PROBED_DUE] !== Infinity) {
       const watches = this.#watches;
@@ -624,12 +696,14 @@ export class Membership {
    */
   tick(now: number = this.#host.now()): void {
     if (this.#closed) return;
-    const round = this.#lastRoundMs < 0 || now - this.#lastRoundMs >= this.#intervalMs;
-    const busy = this.beats[B_BUSY] !== 0;
+    const beats = this.beats;
+    const last = beats[B_LAST_ROUND];
+    const round = last < 0 || now - last >= this.#intervalMs;
+    const busy = beats[B_BUSY] !== 0;
     if (round) {
-      this.#lastRoundMs = now;
-      this.#ticks++;
-      this.#floodsLeft = this.#floodsPerInterval;
+      beats[B_LAST_ROUND] = now;
+      beats[B_ROUNDS]++;
+      // (The floods allowed start again on the round's first flood: see #spread.)
       this.#tablePages = undefined;
       if (this.#monitoredBy.length > 0) {
         // The same beat to each monitor: news rides on it once per round, not once per monitor.
@@ -638,7 +712,7 @@ export class Membership {
           ? this.#plainBeat
           : { kind: "beat", from: this.#guid, updates };
         for (const monitor of this.#monitoredBy) {
-          this.stats.beatsSent++;
+          this.#stats.beatsSent++;
           this.#send(monitor.address, beat);
         }
       }
@@ -650,14 +724,15 @@ export class Membership {
       for (const [guid, since] of this.#suspectedAt) {
         if (now - since < this.#suspicionMs) continue;
         const record = this.#table.get(guid)!;
-        this.stats.deaths++;
+        this.#stats.deaths++;
         this.#apply({ ...record, status: "dead" }, "self", true);
       }
     }
-    if (round && this.#ticks % this.#syncEvery === 0) {
+    const ticks = beats[B_ROUNDS];
+    if (round && ticks % this.#syncEvery === 0) {
       // Every other time, a member held dead: if it is back (a partition healed, or it
       // restarted where no broadcast reaches), the tables merge and it refutes its death.
-      const partner = (this.#ticks / this.#syncEvery) % 2 === 0 && this.#table.deadCount > 0
+      const partner = (ticks / this.#syncEvery) % 2 === 0 && this.#table.deadCount > 0
         ? this.#table.randomDead((bound) => this.#host.randomInt(bound))
         : this.#randomLive([this.#guid]);
       if (partner) this.#send(partner.address, this.#digestOnly(true));
@@ -673,7 +748,7 @@ export class Membership {
     for (const [guid, since] of this.#deadSince) {
       if (now - since < this.#tombstoneMs) return;
       this.#deadSince.delete(guid);
-      if (this.#table.removeDead(guid) !== undefined) this.stats.tombstonesExpired++;
+      if (this.#table.removeDead(guid) !== undefined) this.#stats.tombstonesExpired++;
     }
   }
 
@@ -733,7 +808,7 @@ export class Membership {
       this.#probedNow.delete(guid);
       const subject = this.#table.get(guid);
       if (subject?.status === "alive") {
-        this.stats.suspicions++;
+        this.#stats.suspicions++;
         this.#apply({ ...subject, status: "suspect" }, "self", true);
       }
     }
@@ -762,7 +837,7 @@ export class Membership {
         watch.probing = false;
         this.beats[B_HEARD + watch.slot] = now; // a fresh wait before probing again (it stays suspect meanwhile)
         if (subject.status === "alive") {
-          this.stats.suspicions++;
+          this.#stats.suspicions++;
           this.#apply({ ...subject, status: "suspect" }, "self", true);
         }
       }
@@ -821,7 +896,7 @@ export class Membership {
     switch (message.kind) {
       case "ping": {
         const fromAddress = addressText(from);
-        this.stats.acksSent++;
+        this.#stats.acksSent++;
         // On behalf of another member, the ack goes to the relay, which passes it on.
         this.#send(fromAddress, {
           kind: "ack",
@@ -856,7 +931,7 @@ export class Membership {
           // Unanswered relays: keep the newest.
           this.#relays.delete(this.#relays.keys().next().value!);
         }
-        this.stats.pingsSent++;
+        this.#stats.pingsSent++;
         this.#send(message.targetAddress, {
           kind: "ping",
           from: this.#guid,
@@ -898,6 +973,7 @@ export class Membership {
   close(): void {
     this.#closed = true;
     this.beats[B_EPOCH]++;
+    this.beats[B_MONITORS]++;
   }
 
   /** What {@link hearRepeat} must be given: the epoch now (see {@link beatSlot}). */
@@ -944,7 +1020,7 @@ export class Membership {
   }
 
   #ping(address: string): void {
-    this.stats.pingsSent++;
+    this.#stats.pingsSent++;
     this.#send(address, {
       kind: "ping",
       from: this.#guid,
@@ -959,7 +1035,7 @@ export class Membership {
       const helper = this.#randomLive(exclude);
       if (!helper) return;
       exclude.push(helper.guid);
-      this.stats.pingReqsSent++;
+      this.#stats.pingReqsSent++;
       this.#send(helper.address, {
         kind: "ping-req",
         from: this.#guid,
@@ -972,7 +1048,7 @@ export class Membership {
   }
 
   #digestOnly(reply: boolean): MembershipMessage {
-    this.stats.syncsSent++;
+    this.#stats.syncsSent++;
     return {
       kind: "sync",
       from: this.#guid,
@@ -990,7 +1066,7 @@ export class Membership {
     let messages: readonly MembershipMessage[];
     if (
       cached !== undefined && cached.digest === this.#digest && cached.reply === reply &&
-      cached.round === this.#ticks && cached.size === this.#table.size
+      cached.round === this.beats[B_ROUNDS] && cached.size === this.#table.size
     ) {
       messages = cached.messages;
     } else {
@@ -1013,13 +1089,13 @@ export class Membership {
       this.#tablePages = {
         digest: this.#digest,
         reply,
-        round: this.#ticks,
+        round: this.beats[B_ROUNDS],
         size: this.#table.size,
         messages,
       };
     }
     for (const message of messages) {
-      this.stats.syncsSent++;
+      this.#stats.syncsSent++;
       this.#send(address, message);
     }
   }
@@ -1034,7 +1110,7 @@ export class Membership {
     if (update.guid === this.#guid) {
       if (update.status !== "alive" && update.version >= this.#self.version) {
         // Someone believes this node is suspect or dead: refute with a higher version.
-        this.stats.refutations++;
+        this.#stats.refutations++;
         this.#self = this.#store({ ...this.#self, version: update.version + 1 });
         this.#spread(this.#self, this.#guid);
         this.#host.changed({ type: "member-refuted", member: this.#self, via });
@@ -1046,7 +1122,7 @@ export class Membership {
     // The death of a member this node never knew (or whose tombstone it dropped) is no news:
     // kept, it would only come back to those that dropped it.
     if (known === undefined && update.status === "dead") return;
-    this.stats.updatesApplied++;
+    this.#stats.updatesApplied++;
     const record = this.#store(strip(update));
     const wasLive = known !== undefined && known.status !== "dead";
     const isLive = record.status !== "dead";
@@ -1087,7 +1163,9 @@ export class Membership {
     if (known !== undefined && known.status !== "dead") this.#digest ^= known.term;
     const monitors = this.#monitoredBy;
     for (let i = 0; i < monitors.length; i++) {
-      if (monitors[i].guid === record.guid) monitors[i] = record; // a new address, say
+      if (monitors[i].guid !== record.guid) continue;
+      monitors[i] = record; // a new address, say
+      this.beats[B_MONITORS]++;
     }
     if (record.status !== "dead") {
       this.#digest ^= record.term;
@@ -1130,6 +1208,7 @@ export class Membership {
       monitoredBy.push(ring[(me + i) % ring.length]);
     }
     this.#monitoredBy = monitoredBy;
+    this.beats[B_MONITORS]++;
     // Watches that stay keep their state (and their order); new ones come after them.
     const watches = this.#watches.filter((watch) => next.has(watch.guid));
     const heard = watches.map((watch) => this.beats[B_HEARD + watch.slot]);
@@ -1167,6 +1246,12 @@ export class Membership {
     queue.set(claim.guid, { update: claim, left: rides, beatRounds: PIGGYBACK_BEAT_ROUNDS });
     this.beats[B_BUSY] = 1;
     if (queue.size > this.#maxPiggyback * PIGGYBACK_QUEUE) queue.delete(queue.keys().next().value!);
+    // So many floods per round: the count starts again at the round's first.
+    const round = this.beats[B_ROUNDS];
+    if (this.#floodsRound !== round) {
+      this.#floodsRound = round;
+      this.#floodsLeft = this.#floodsPerInterval;
+    }
     if (this.#floodsLeft <= 0) return; // it rides along and anti-entropy brings it
     this.#floodsLeft--;
     const exclude = [this.#guid, via, claim.guid];
@@ -1179,7 +1264,7 @@ export class Membership {
         const neighbour = ring[index % ring.length];
         if (exclude.includes(neighbour.guid)) continue;
         exclude.push(neighbour.guid);
-        this.stats.gossipSent++;
+        this.#stats.gossipSent++;
         this.#send(neighbour.address, { kind: "gossip", from: this.#guid, updates: [claim] });
       }
     }
@@ -1187,7 +1272,7 @@ export class Membership {
       const target = this.#randomLive(exclude);
       if (!target) break;
       exclude.push(target.guid);
-      this.stats.gossipSent++;
+      this.#stats.gossipSent++;
       this.#send(target.address, { kind: "gossip", from: this.#guid, updates: [claim] });
     }
   }

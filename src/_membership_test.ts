@@ -1,6 +1,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
+  beatRound,
   hash32,
   hearRepeat,
   type MemberEvent,
@@ -246,6 +247,93 @@ describe("membership", () => {
     a.receive(fromB, "b:1");
     assert.equal(a.beatSlot(fromB), slotB);
     assert.equal(hearRepeat(a.beats, slotB, a.beatEpoch, 11_400), true);
+  });
+
+  it("a quiet round is taken by beatRound as tick would take it, and refused when tick has more to do", () => {
+    // Two twins fed the same datagrams: one ticks, the other takes beatRound where it may.
+    const ticked = lone(["B", "C", "D"]);
+    const short = lone(["B", "C", "D"]);
+    const both = (fn: (m: Membership, clock: { now: number }) => void) => {
+      fn(ticked.a, ticked.clock);
+      fn(short.a, short.clock);
+    };
+    both((a) => a.tick());
+    // One message per member, as a member's plain beats are (a watch knows its last one).
+    const plain = new Map(
+      ["B", "C", "D"].map((
+        from,
+      ) => [from, { kind: "beat", from, updates: [] } as MembershipMessage]),
+    );
+    const beat = (from: string): MembershipMessage => plain.get(from)!;
+    const hearAll = (at: number) =>
+      both((a, clock) => {
+        clock.now = at;
+        for (const from of ["B", "C", "D"]) a.receive(beat(from), `${from.toLowerCase()}:1`);
+      });
+    hearAll(100);
+    // The monitors as the caller noted them after a tick (the ring does so).
+    let epoch = short.a.monitorEpoch;
+    let monitors = short.a.monitorAddresses();
+    assert.equal(monitors.length, 2);
+    const round = (at: number): boolean => {
+      ticked.clock.now = at;
+      short.clock.now = at;
+      ticked.a.tick();
+      if (beatRound(short.a.beats, at, monitors.length, epoch)) {
+        for (const to of monitors) short.sent.push([to, { kind: "beat", from: "A", updates: [] }]);
+        return true;
+      }
+      short.a.tick();
+      epoch = short.a.monitorEpoch;
+      monitors = short.a.monitorAddresses();
+      return false;
+    };
+    const taken: boolean[] = [];
+    for (let k = 1; k <= 10; k++) {
+      taken.push(round(k * 1000));
+      hearAll(k * 1000 + 100);
+    }
+    // Every fifth round is an anti-entropy sync (the first was before these): tick's.
+    assert.deepEqual(taken, [true, true, true, false, true, true, true, true, false, true]);
+    assert.deepEqual(short.sent, ticked.sent, "the same datagrams");
+    assert.equal(short.a.rounds, ticked.a.rounds);
+    assert.equal(short.a.stats.beatsSent, ticked.a.stats.beatsSent);
+    assert.equal(short.a.nextWakeMs(), ticked.a.nextWakeMs());
+    // Not due yet, or with an old epoch of monitors: refused, nothing changed.
+    assert.equal(beatRound(short.a.beats, 10_500, 2, epoch), false);
+    assert.equal(beatRound(short.a.beats, 11_000, 2, epoch - 1), false);
+    // A watched member falls silent: the round that finds it late is tick's (it probes).
+    const watched = ["B", "C", "D"].filter((guid) => short.a.beatSlot(beat(guid)) >= 0);
+    assert.equal(watched.length, 2);
+    const [silent, talking] = watched;
+    assert.equal(round(11_000), true, `${silent} heard at 10,100: not late yet`);
+    both((a, clock) => {
+      clock.now = 11_100;
+      a.receive(beat(talking), `${talking.toLowerCase()}:1`);
+    });
+    assert.equal(round(12_000), false, `${silent} late (1.1 intervals): tick probes it`);
+    const pinged = short.sent.filter(([, m]) => m.kind === "ping").map(([to]) => to);
+    assert.deepEqual(pinged, [`${silent.toLowerCase()}:1`]);
+    assert.deepEqual(short.sent, ticked.sent);
+    // While the probe is out: tick's. Then the member answers; round 15 is a sync.
+    assert.equal(round(13_000), false, "the probe is out");
+    hearAll(13_100);
+    assert.equal(round(14_000), false, "a sync round");
+    hearAll(14_100);
+    // News (B restarted: a newer version) rides on the next two rounds of beats, which are
+    // tick's (the second finds the queue empty after it). Then rounds are short again.
+    both((a, clock) => {
+      clock.now = 14_200;
+      a.heard({ guid: "B", address: "b:1", version: 2, status: "alive" });
+    });
+    const after: boolean[] = [];
+    for (let k = 15; k <= 18; k++) {
+      after.push(round(k * 1000));
+      hearAll(k * 1000 + 100);
+    }
+    assert.deepEqual(after, [false, false, true, true]);
+    assert.deepEqual(short.sent, ticked.sent);
+    assert.equal(short.a.stats.beatsSent, ticked.a.stats.beatsSent);
   });
 
   it("a beat with news, one from an unwatched member, and any beat while a member is probed get no slot", () => {

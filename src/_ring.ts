@@ -23,7 +23,13 @@
  */
 import { Directory, type DirectoryMessage } from "./_directory.ts";
 import { LinkPool } from "./_link_pool.ts";
-import { hearRepeat, type MemberEvent, Membership, type MembershipMessage } from "./_membership.ts";
+import {
+  beatRound,
+  hearRepeat,
+  type MemberEvent,
+  Membership,
+  type MembershipMessage,
+} from "./_membership.ts";
 import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
 import { counter, gauge } from "./_node_metrics.ts";
 import { REPORT_WINDOW_MS, ReportLimit } from "./_report_limit.ts";
@@ -194,6 +200,12 @@ export class RingMode {
   #quietUntilMs = -Infinity;
   /** Short rounds since the node last took the count (see takeShortRounds). */
   #shortRounds = 0;
+  /**
+   * The membership's monitors, parsed, and the epoch they are of (see `beatRound`): a short
+   * round sends them the plain beat itself.
+   */
+  #monitorTargets: Address[] = [];
+  #monitorEpoch = -1;
   /** Workers attached before the directory started (the node attaches before it listens). */
   readonly #early = new Set<string>();
   /** Unreadable datagrams are reported at most once per source per window. */
@@ -933,34 +945,80 @@ export class RingMode {
     const membership = this.#membership;
     // The node closes its ring when it stops running: no need to ask it on every wake.
     if (this.#closed || membership === undefined) return;
-    const rounds = membership.rounds;
     // One reading of the clock for the round and the timer after it.
     const now = this.#clock!.now();
+    // A short round: nothing happened to the node since a full round found that the next ones
+    // have nothing to do (no link, lookup, waiting dial or seed to join; no session, link pool
+    // or ring refresh due), and this one is on time. The node counts it at its next full round.
+    const quiet = this.#quietRounds > 0 && shortRounds.on && now <= dueMs &&
+      now < this.#quietUntilMs && now < this.#poolLookMs;
+    const plain = this.#plainBeat;
+    if (quiet && plain !== undefined) {
+      // Usually the membership's round is only its plain beat to each monitor: sent from
+      // here, touching nothing of the membership but its beats array.
+      const targets = this.#monitorTargets;
+      if (beatRound(this.#beats!, now, targets.length, this.#monitorEpoch)) {
+        const socket = this.#socket!;
+        const seal = this.#seal;
+        for (let i = 0; i < targets.length; i++) {
+          socket.send(seal === undefined ? plain : seal.seal(plain), targets[i]);
+        }
+        this.#shortRound();
+        this.#rearmAfterRound(now);
+        return;
+      }
+    }
+    const rounds = membership.rounds;
     membership.tick(now);
     if (membership.rounds !== rounds) {
-      // A short round: nothing happened to the node since a full round found that the next
-      // ones have nothing to do (no link, lookup, waiting dial or seed to join; no session,
-      // link pool or ring refresh due), and this one is on time. The membership's round is
-      // all: the node counts it at its next full round.
-      if (
-        this.#quietRounds > 0 && shortRounds.on && now <= dueMs && now < this.#quietUntilMs &&
-        now < this.#poolLookMs
-      ) {
-        this.#quietRounds--;
-        this.#shortRounds++;
-        this.#ticks++;
-        shortRounds.taken++;
+      if (membership.monitorEpoch !== this.#monitorEpoch) this.#noteMonitors(membership);
+      if (quiet && this.#quietRounds > 0) {
+        this.#shortRound();
         this.#rearm(now);
         return;
       }
       this.#directory?.tick();
       this.#joinSeeds(membership);
-      const quiet = Math.min(this.#host.round(dueMs), this.#ringQuietRounds(membership));
-      this.#quietRounds = quiet;
-      if (quiet > 0) this.#quietUntilMs = this.#host.quietUntilMs();
+      const quietRounds = Math.min(this.#host.round(dueMs), this.#ringQuietRounds(membership));
+      this.#quietRounds = quietRounds;
+      if (quietRounds > 0) this.#quietUntilMs = this.#host.quietUntilMs();
     } else this.#directory?.tick();
     this.#rearm();
   };
+
+  /** Counts a short round (see #wake). */
+  #shortRound(): void {
+    this.#quietRounds--;
+    this.#shortRounds++;
+    this.#ticks++;
+    shortRounds.taken++;
+  }
+
+  /**
+   * The timer after a round that `beatRound` took: what #rearm would set (the next round is
+   * the membership's next work, and a quiet node waits for no lookup), without asking.
+   */
+  #rearmAfterRound(now: number): void {
+    const interval = this.#o.intervalMs;
+    this.#timerAtMs = now + interval;
+    this.#timer = this.#clock!.schedule(interval, this.#wake);
+  }
+
+  /** Notes the membership's monitors for short rounds (see #wake). */
+  #noteMonitors(membership: Membership): void {
+    const targets: Address[] = [];
+    for (const address of membership.monitorAddresses()) {
+      const target = this.#addressOf(address);
+      if (target === undefined) {
+        // One that cannot be sent to: beats go through the membership, which notes it.
+        this.#monitorEpoch = -1;
+        return;
+      }
+      targets.push(target);
+    }
+    this.#monitorTargets = targets;
+    this.#monitorEpoch = membership.monitorEpoch;
+  }
 
   /**
    * Takes the count of short rounds since the last take: the node adds them to its own count
