@@ -12,6 +12,7 @@
  */
 import {
   type Address,
+  type Clock,
   type DatagramBindOptions,
   type DatagramHandlers,
   type DatagramSocket,
@@ -336,26 +337,9 @@ export class HostTable implements HostDirectory {
     const kernel = this.#kernel;
     const incarnation = host.incarnation;
     const epochMs = this.#options.epochMs;
-    const now = () => (kernel.nowUs / 1000) * host.clockRate + host.clockOffsetMs;
     return {
       name: "sim",
-      clock: {
-        now,
-        wallNow: () => epochMs + now(),
-        defer: (fn: () => void): void => {
-          if (typeof fn !== "function") {
-            throw new TypeError("Cannot defer: the callback is not a function");
-          }
-          kernel.defer(host, incarnation, fn);
-        },
-        schedule: (delayMs: number, fn: () => void): Timer => {
-          if (typeof fn !== "function") {
-            throw new TypeError("Cannot schedule: the callback is not a function");
-          }
-          const delayUs = toUs(delayMs / host.clockRate);
-          return kernel.push(delayUs, K_CALL, host, incarnation, fn);
-        },
-      },
+      clock: new SimClock(kernel, host, incarnation, epochMs),
       random: new SeededRandom(deriveSeed(this.#options.seed, 0x686f7374, host.index, incarnation)),
       net: new SimNet(this.#datagrams!, this.#streams!, host, incarnation),
       log: {
@@ -366,6 +350,51 @@ export class HostTable implements HostDirectory {
         },
       },
     };
+  }
+}
+
+/**
+ * A host incarnation's `Clock`: virtual time through the host's skew. A class, not closures:
+ * a reading then touches this object and the host (which the event that called already did),
+ * where closures would add a function and its context for every reading, and a large cluster
+ * reads its clocks millions of times. Call its methods on it, as `Clock`'s are declared.
+ */
+class SimClock implements Clock {
+  readonly #kernel: Kernel;
+  readonly #host: HostState;
+  readonly #incarnation: number;
+  readonly #epochMs: number;
+
+  constructor(kernel: Kernel, host: HostState, incarnation: number, epochMs: number) {
+    this.#kernel = kernel;
+    this.#host = host;
+    this.#incarnation = incarnation;
+    this.#epochMs = epochMs;
+  }
+
+  now(): number {
+    const host = this.#host;
+    return (this.#kernel.nowUs / 1000) * host.clockRate + host.clockOffsetMs;
+  }
+
+  wallNow(): number {
+    return this.#epochMs + this.now();
+  }
+
+  defer(fn: () => void): void {
+    if (typeof fn !== "function") {
+      throw new TypeError("Cannot defer: the callback is not a function");
+    }
+    this.#kernel.defer(this.#host, this.#incarnation, fn);
+  }
+
+  schedule(delayMs: number, fn: () => void): Timer {
+    if (typeof fn !== "function") {
+      throw new TypeError("Cannot schedule: the callback is not a function");
+    }
+    const host = this.#host;
+    const delayUs = toUs(delayMs / host.clockRate);
+    return this.#kernel.push(delayUs, K_CALL, host, this.#incarnation, fn);
   }
 }
 

@@ -74,7 +74,8 @@ export interface DatagramPart {
     from: HostState,
     fromAddress: Address,
     data: Uint8Array,
-    to: Address,
+    toHost: string,
+    toPort: number,
     targetNumber: number,
     broadcast: boolean,
   ): void;
@@ -190,7 +191,8 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     from: HostState,
     fromAddress: Address,
     data: Uint8Array,
-    to: Address,
+    toHost: string,
+    toPort: number,
     targetNumber: number,
     broadcast: boolean,
   ): void {
@@ -201,7 +203,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
           // Every host gets the same array: received datagrams are read-only (see platform.ts).
           this.#transmit(
-            new Datagram(from, fromAddress, host, to.host, to.port, true, data, digest),
+            new Datagram(from, fromAddress, host, toHost, toPort, true, data, digest),
           );
         }
       }
@@ -213,7 +215,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       this.#stats.datagramsDropped++;
       return;
     }
-    this.#transmit(new Datagram(from, fromAddress, target, to.host, to.port, false, data, digest));
+    this.#transmit(new Datagram(from, fromAddress, target, toHost, toPort, false, data, digest));
   }
 
   /** A datagram parked on a held path goes on, with a fresh latency. */
@@ -372,10 +374,14 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
 export class SimDatagramSocket implements DatagramSocket {
   #local: Address = { host: ANY, port: 0 };
   // Senders usually reuse one address object per destination (a member beats to two or three
-  // monitors in turn): the last few parsed, by identity, in a small ring.
+  // monitors every round): a few parsed, by identity; a new one takes the place used least
+  // recently, so the odd datagram elsewhere (a digest, an answer) does not push a monitor out.
   readonly #recentTo: (Address | undefined)[] = [undefined, undefined, undefined, undefined];
   readonly #recentTarget = [0, 0, 0, 0];
-  #recentNext = 0;
+  readonly #recentHost = ["", "", "", ""];
+  readonly #recentPort = [0, 0, 0, 0];
+  readonly #recentUsed = [0, 0, 0, 0];
+  #sends = 0;
   /** The source address its datagrams carry: the host's address when bound to any. */
   source: Address = this.#local;
   closed = false;
@@ -428,28 +434,36 @@ export class SimDatagramSocket implements DatagramSocket {
       : to === recent[3]
       ? 3
       : -1;
-    const target = at >= 0 ? this.#recentTarget[at] : parseIpv4(to.host);
-    if (target === undefined || !(to.port > 0 && to.port <= 65535)) {
+    // A remembered one is not read again: what it held when first sent to stands.
+    const toHost = at >= 0 ? this.#recentHost[at] : to.host;
+    const toPort = at >= 0 ? this.#recentPort[at] : to.port;
+    const target = at >= 0 ? this.#recentTarget[at] : parseIpv4(toHost);
+    if (target === undefined || !(toPort > 0 && toPort <= 65535)) {
       throw new NetError(
         "EINVAL",
-        `Cannot send datagram to ${to.host}:${to.port}: not an IPv4 address and port`,
+        `Cannot send datagram to ${toHost}:${toPort}: not an IPv4 address and port`,
       );
     }
     const broadcast = target === this.#subnetBroadcast || target === 0xffffffff;
     if (broadcast && !this.#broadcast) {
       throw new NetError(
         "EINVAL",
-        `Cannot send to broadcast address ${to.host}: the socket was bound without broadcast: true`,
+        `Cannot send to broadcast address ${toHost}: the socket was bound without broadcast: true`,
       );
     }
-    if (at < 0) {
-      const slot = this.#recentNext;
+    const used = this.#recentUsed;
+    if (at >= 0) used[at] = ++this.#sends;
+    else {
+      let slot = 0;
+      for (let i = 1; i < 4; i++) if (used[i] < used[slot]) slot = i;
       recent[slot] = to;
       this.#recentTarget[slot] = target;
-      this.#recentNext = (slot + 1) & 3;
+      this.#recentHost[slot] = toHost;
+      this.#recentPort[slot] = toPort;
+      used[slot] = ++this.#sends;
     }
     if (this.host.state === "down") return;
-    this.udp.send(this.host, this.source, data, to, target, broadcast);
+    this.udp.send(this.host, this.source, data, toHost, toPort, target, broadcast);
   }
 
   close(): void {
