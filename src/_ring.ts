@@ -390,7 +390,7 @@ export class RingMode {
     if (membership === undefined || node === this.#o.guid) return;
     const known = membership.get(node);
     if (known !== undefined && known.status === "alive" && known.version >= version) return;
-    this.#quietRounds = 0;
+    this.stir();
     // Its own claim about itself (not flooded: the subnet heard the same broadcast), unless we
     // hold a newer one.
     membership.heard({ guid: node, address, version, status: "alive" });
@@ -430,7 +430,7 @@ export class RingMode {
 
   /** A worker attached here: registered with its owners. */
   attached(worker: string): void {
-    this.#quietRounds = 0;
+    this.stir();
     if (this.#directory === undefined) this.#early.add(worker);
     else this.#directory.attach(worker);
     this.#rearm();
@@ -438,7 +438,7 @@ export class RingMode {
 
   /** A worker left this node. */
   detached(worker: string): void {
-    this.#quietRounds = 0;
+    this.stir();
     this.#early.delete(worker);
     this.#directory?.detach(worker);
   }
@@ -449,7 +449,7 @@ export class RingMode {
    * Returns false (reported) when it cannot wait.
    */
   send(message: MapMessage, node: string | undefined): boolean {
-    this.#quietRounds = 0;
+    this.stir();
     const host = this.#host;
     if (node === undefined) {
       const directory = this.#directory;
@@ -522,7 +522,7 @@ export class RingMode {
 
   /** Routes a message again through the node (its link to `node` went down before writing it). */
   route(message: MapMessage, node: string): void {
-    this.#quietRounds = 0;
+    this.stir();
     if (this.#host.isLinked(node)) this.#host.route(message, node);
     else this.send(message, node);
   }
@@ -534,7 +534,7 @@ export class RingMode {
 
   /** A link to `node` is up: what waited for it goes now. */
   linkUp(node: string): void {
-    this.#quietRounds = 0;
+    this.stir();
     this.#touchPool(node);
     const waiting = this.#waitingLink.get(node);
     if (waiting === undefined) return;
@@ -547,7 +547,7 @@ export class RingMode {
    * process died: the membership probes it now rather than at its monitors' next look.
    */
   linkDown(node: string, reason?: LinkDownReason): void {
-    this.#quietRounds = 0;
+    this.stir();
     this.#closedInPool(node);
     if (reason === "eof" || reason === "reset") {
       this.#membership?.probe(node);
@@ -762,7 +762,7 @@ export class RingMode {
         directory?.receive(message);
         // Puts and their answers change no round's work; a lookup it started would (quiet
         // rounds are worked out with none waiting).
-        if (directory !== undefined && directory.nextWakeMs() !== Infinity) this.#quietRounds = 0;
+        if (directory !== undefined && directory.nextWakeMs() !== Infinity) this.stir();
       } else {
         throw new Error("Cannot read ring datagram: not a membership or directory message");
       }
@@ -877,7 +877,7 @@ export class RingMode {
 
   #changed(event: MemberEvent): void {
     this.#changedWhileReceiving = true;
-    this.#quietRounds = 0;
+    this.stir();
     const { guid, address } = event.member;
     if (guid === this.#o.guid) return;
     if (event.type === "member-up") {

@@ -24,7 +24,10 @@ export interface Timer {
   cancel(): void;
 }
 
-/** A monotonic clock with one-shot timers. */
+/**
+ * A monotonic clock with one-shot timers. Call its methods on the clock (`clock.now()`, not a
+ * detached `now`): the simulator's are methods of a class, not bound functions.
+ */
 export interface Clock {
   /** Milliseconds since an arbitrary origin; never goes backwards. May have a fraction. */
   now(): number;

@@ -11,6 +11,16 @@ import { EchoWorker } from "../../src/worker.ts";
 
 const ring = echoRing;
 
+/** Runs `fn` with a process-wide short path switched `on` or off, and on again after. */
+function switched<T>(path: { on: boolean }, on: boolean, fn: () => T): T {
+  path.on = on;
+  try {
+    return fn();
+  } finally {
+    path.on = true;
+  }
+}
+
 function converge(cluster: SimCluster, maxMs = 10_000): number {
   assert.ok(cluster.runUntil(() => cluster.converged(), maxMs), "did not converge");
   return cluster.now;
@@ -298,9 +308,8 @@ test("ring: most beats of a quiet cluster are repeats taken on the short path", 
 });
 
 test("ring: the short path of repeated beats changes nothing: crashes, loss, a partition and a restart leave the same trace without it", () => {
-  const run = (on: boolean) => {
-    shortBeats.on = on;
-    try {
+  const run = (on: boolean) =>
+    switched(shortBeats, on, () => {
       const cluster = ring(20, 44);
       converge(cluster);
       const app = cluster.client(2, "app");
@@ -318,10 +327,7 @@ test("ring: the short path of repeated beats changes nothing: crashes, loss, a p
       cluster.run(3000);
       const alive = cluster.liveNodes().map((node) => node.membership().alive);
       return { trace: cluster.sim.traceHash, alive, answered: app.received.length };
-    } finally {
-      shortBeats.on = true;
-    }
-  };
+    });
   const taken = shortBeats.taken;
   const short = run(true);
   assert.ok(shortBeats.taken > taken, "the short path was taken");
@@ -347,9 +353,8 @@ test("ring: a quiet node's rounds are short once its links have closed", () => {
 });
 
 test("ring: short rounds change nothing: messages, seeds, crashes, loss, a partition, restarts and placement leave the same trace without them", () => {
-  const run = (on: boolean) => {
-    shortRounds.on = on;
-    try {
+  const run = (on: boolean) =>
+    switched(shortRounds, on, () => {
       const cluster = ring(24, 45, { subnets: 2 }); // two subnets joined by seeds
       converge(cluster, 30_000);
       const app = cluster.client(2, "app");
@@ -390,10 +395,7 @@ test("ring: short rounds change nothing: messages, seeds, crashes, loss, a parti
         lag,
         violations: cluster.violations(),
       };
-    } finally {
-      shortRounds.on = true;
-    }
-  };
+    });
   const taken = shortRounds.taken;
   const short = run(true);
   assert.ok(shortRounds.taken - taken > 2000, `${shortRounds.taken - taken} short rounds taken`);
@@ -426,9 +428,8 @@ test("ring: a connection that never greets is dropped at the handshake timeout w
 });
 
 test("ring: a node left alone by a crash broadcasts as it would without short rounds", () => {
-  const run = (on: boolean) => {
-    shortRounds.on = on;
-    try {
+  const run = (on: boolean) =>
+    switched(shortRounds, on, () => {
       const cluster = ring(2, 53);
       converge(cluster);
       cluster.run(5000);
@@ -443,10 +444,7 @@ test("ring: a node left alone by a crash broadcasts as it would without short ro
       cluster.restart(1);
       converge(cluster);
       return { alone, short: shortRounds.taken > taken, trace: cluster.sim.traceHash };
-    } finally {
-      shortRounds.on = true;
-    }
-  };
+    });
   const short = run(true);
   assert.ok(short.short, "rounds were short");
   // Alone: a heartbeat every 16 rounds, so a node started on its subnet finds it.
