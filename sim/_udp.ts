@@ -33,19 +33,23 @@ import type { PacketVerdict, SimStats } from "./simulation.ts";
 
 /**
  * One datagram in flight, and its arrival event (one object, not two: a broadcast makes one
- * for each host). Every receiver of a broadcast gets the same `data` (read-only).
+ * for each host). Every receiver of a broadcast gets the same `data` (read-only). Once it has
+ * arrived (or is dropped), {@link Udp} reuses the object for a later datagram: nothing else
+ * keeps it.
  */
 export class Datagram extends SimEvent {
   constructor(
-    readonly from: HostState,
-    readonly fromAddress: Address,
-    readonly to: HostState,
-    readonly toHost: string,
-    readonly toPort: number,
-    readonly broadcast: boolean,
-    readonly data: Uint8Array,
+    public from: HostState,
+    /** `from.index`, read while the sender is at hand (the arrival need not touch it). */
+    public fromIndex: number,
+    public fromAddress: Address,
+    public to: HostState,
+    public toHost: string,
+    public toPort: number,
+    public broadcast: boolean,
+    public data: Uint8Array,
     /** `digestBytes(data)`: what the trace hash takes of the payload at each arrival. */
-    readonly digest: number,
+    public digest: number,
   ) {
     super(0, 0, K_DGRAM, to, 0, null);
   }
@@ -54,6 +58,7 @@ export class Datagram extends SimEvent {
   copy(): Datagram {
     return new Datagram(
       this.from,
+      this.fromIndex,
       this.fromAddress,
       this.to,
       this.toHost,
@@ -64,6 +69,9 @@ export class Datagram extends SimEvent {
     );
   }
 }
+
+/** Most datagram objects kept for reuse (a broadcast to a large subnet frees many at once). */
+const FREE_DATAGRAMS_MAX = 4096;
 
 /** What a datagram socket asks of its UDP part. */
 export interface DatagramPart {
@@ -117,6 +125,12 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
   readonly #byAddress: ReadonlyMap<number, HostState>;
   readonly #stats: SimStats;
   readonly #traceHashBytes: number;
+  /**
+   * Datagrams that arrived or were dropped, for reuse: a quiet cluster sends some two per node
+   * and round, and reusing the few just freed keeps them in the CPU's caches and out of the
+   * garbage collector's way.
+   */
+  readonly #free: Datagram[] = [];
 
   constructor(kernel: Kernel, fabric: Fabric, hosts: HostDirectory, options: UdpOptions) {
     this.#kernel = kernel;
@@ -203,7 +217,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         if (host.state !== "down" && inSubnet(subnet, host.addressNumber)) {
           // Every host gets the same array: received datagrams are read-only (see platform.ts).
           this.#transmit(
-            new Datagram(from, fromAddress, host, toHost, toPort, true, data, digest),
+            this.#datagram(from, fromAddress, host, toHost, toPort, true, data, digest),
           );
         }
       }
@@ -215,7 +229,50 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       this.#stats.datagramsDropped++;
       return;
     }
-    this.#transmit(new Datagram(from, fromAddress, target, toHost, toPort, false, data, digest));
+    this.#transmit(this.#datagram(from, fromAddress, target, toHost, toPort, false, data, digest));
+  }
+
+  /** A datagram object: a freed one if there is one, else a new one. */
+  #datagram(
+    from: HostState,
+    fromAddress: Address,
+    to: HostState,
+    toHost: string,
+    toPort: number,
+    broadcast: boolean,
+    data: Uint8Array,
+    digest: number,
+  ): Datagram {
+    const datagram = this.#free.pop();
+    if (datagram === undefined) {
+      return new Datagram(
+        from,
+        from.index,
+        fromAddress,
+        to,
+        toHost,
+        toPort,
+        broadcast,
+        data,
+        digest,
+      );
+    }
+    datagram.from = from;
+    datagram.fromIndex = from.index;
+    datagram.fromAddress = fromAddress;
+    datagram.to = to;
+    datagram.host = to;
+    datagram.toHost = toHost;
+    datagram.toPort = toPort;
+    datagram.broadcast = broadcast;
+    datagram.data = data;
+    datagram.digest = digest;
+    return datagram;
+  }
+
+  /** Keeps a datagram that is done with (arrived or dropped) for reuse. */
+  #release(datagram: Datagram): void {
+    if (this.#free.length < FREE_DATAGRAMS_MAX) this.#free.push(datagram);
   }
 
   /** A datagram parked on a held path goes on, with a fresh latency. */
@@ -230,6 +287,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     const stats = this.#stats;
     if (host.state === "down") {
       stats.datagramsDropped++;
+      this.#release(datagram);
       return;
     }
     if (host.state === "paused") {
@@ -241,6 +299,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       const path = fabric.pathBetween(datagram.from, host);
       if (path === PATH_CUT) {
         stats.datagramsLost++;
+        this.#release(datagram);
         return;
       }
       if (path === PATH_HELD) {
@@ -251,7 +310,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     const kernel = this.#kernel;
     const hash = kernel.hash;
     hash.word(kernel.nowUs);
-    hash.word((host.index << 16) ^ datagram.from.index);
+    hash.word((host.index << 16) ^ datagram.fromIndex);
     hash.word(datagram.digest);
     if (kernel.traceLimit > 0) {
       kernel.traceLine(
@@ -259,37 +318,41 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         `dgram from ${datagram.from.name} ${datagram.data.length}B port ${datagram.toPort}`,
       );
     }
+    // What the receiving socket gets is read out first: the object is free for reuse after.
+    const data = datagram.data;
+    const fromAddress = datagram.fromAddress;
+    const toHost = datagram.toHost;
+    const toPort = datagram.toPort;
+    const broadcast = datagram.broadcast;
+    this.#release(datagram);
     if (
-      host.lastDatagramPort === datagram.toPort && host.lastDatagramHost === datagram.toHost &&
-      !datagram.broadcast
+      host.lastDatagramPort === toPort && !broadcast &&
+      (host.lastDatagramHost === ANY || host.lastDatagramHost === toHost)
     ) {
-      // As the last one to this port and address (a member's beats, say): the same socket.
+      // As the last one to this port (a member's beats, say): the same socket.
       stats.datagramsDelivered++;
-      host.lastDatagramHandlers!.onMessage(datagram.data, datagram.fromAddress);
+      host.lastDatagramHandlers!.onMessage(data, fromAddress);
       return;
     }
-    const sockets = host.datagramSockets.get(datagram.toPort);
+    const sockets = host.datagramSockets.get(toPort);
     if (sockets === undefined) {
       stats.datagramsDropped++;
       return;
     }
-    if (datagram.broadcast) {
+    if (broadcast) {
       if (sockets.length === 1) {
         const socket = sockets[0];
-        if (socket.local.host === ANY || socket.local.host === datagram.toHost) {
+        if (socket.local.host === ANY || socket.local.host === toHost) {
           stats.datagramsDelivered++;
-          socket.handlers.onMessage(datagram.data, datagram.fromAddress);
+          socket.handlers.onMessage(data, fromAddress);
         }
         return;
       }
       let first = true;
       for (const socket of sockets.slice()) {
-        if (socket.local.host !== ANY && socket.local.host !== datagram.toHost) continue;
+        if (socket.local.host !== ANY && socket.local.host !== toHost) continue;
         stats.datagramsDelivered++;
-        socket.handlers.onMessage(
-          first ? datagram.data : datagram.data.slice(),
-          datagram.fromAddress,
-        );
+        socket.handlers.onMessage(first ? data : data.slice(), fromAddress);
         first = false;
       }
       return;
@@ -299,7 +362,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     for (let i = sockets.length - 1; i >= 0; i--) {
       const socket = sockets[i];
       const bound = socket.local.host;
-      if (bound === datagram.toHost) {
+      if (bound === toHost) {
         chosen = socket;
         break;
       }
@@ -309,11 +372,13 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       stats.datagramsDropped++;
       return;
     }
-    host.lastDatagramPort = datagram.toPort;
-    host.lastDatagramHost = datagram.toHost;
+    host.lastDatagramPort = toPort;
+    // The port's one socket, bound to any address, takes every unicast datagram to the port,
+    // whatever address it was sent to: the next needs no compare of address texts.
+    host.lastDatagramHost = sockets.length === 1 && chosen.local.host === ANY ? ANY : toHost;
     host.lastDatagramHandlers = chosen.handlers;
     stats.datagramsDelivered++;
-    chosen.handlers.onMessage(datagram.data, datagram.fromAddress);
+    chosen.handlers.onMessage(data, fromAddress);
   }
 
   #transmit(datagram: Datagram): void {
@@ -323,6 +388,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     const verdict = fabric.rule === undefined ? "pass" : this.#verdict(datagram);
     if (verdict === "drop" || fabric.drawLoss()) {
       this.#stats.datagramsLost++;
+      this.#release(datagram);
       return;
     }
     const extraUs = typeof verdict === "object" ? Math.round(verdict.delayMs * 1000) : 0;

@@ -153,6 +153,67 @@ test("datagrams: unicast follows a socket bound or closed after earlier datagram
   assert.equal(sim.stats.datagramsDropped, 1, "no socket left: dropped");
 });
 
+test("datagrams: a port's one wildcard socket gets unicast to each of the host's addresses, and an exact socket bound later takes its address only", () => {
+  const sim = new Simulation({ seed: 6 });
+  const got: string[] = [];
+  const host = sim.addHost("h", () => undefined);
+  const bind = (name: string, bindHost: string) =>
+    host.platform!.net.bindDatagram({ host: bindHost, port: 7001, reuseAddress: true }, {
+      onMessage: (data) => void got.push(`${name}:${text(data)}`),
+    });
+  bind("any", "0.0.0.0");
+  sim.run(1);
+  // The host sends to itself by its address and by loopback, turn about.
+  const self = host.platform!.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} });
+  const to = [{ host: host.address, port: 7001 }, { host: "127.0.0.1", port: 7001 }];
+  for (let i = 0; i < 4; i++) {
+    self.send(bytes(`${i}`), to[i % 2]);
+    sim.run(20);
+  }
+  bind("exact", host.address);
+  sim.run(1);
+  for (let i = 4; i < 8; i++) {
+    self.send(bytes(`${i}`), to[i % 2]);
+    sim.run(20);
+  }
+  assert.deepEqual(got, [
+    "any:0",
+    "any:1",
+    "any:2",
+    "any:3",
+    "exact:4",
+    "any:5",
+    "exact:6",
+    "any:7",
+  ]);
+});
+
+test("datagrams: datagrams held by a pause and a hold arrive intact while many others come and go", () => {
+  const sim = new Simulation({ seed: 7 });
+  const b = sim.addHost("b", receiver(9999));
+  const c = sim.addHost("c", receiver(9999));
+  const d = sim.addHost("d", receiver(9999));
+  const a = sim.addHost("a", sender);
+  sim.pause("b");
+  sim.hold("a", "d");
+  a.app!.send("to b, paused", { host: b.address, port: 9999 });
+  a.app!.send("to d, held", { host: d.address, port: 9999 });
+  // The others are lost and doubled now and then: every way a datagram ends comes up.
+  sim.setNetwork({ lossProbability: 0.1, duplicateProbability: 0.1 });
+  for (let i = 0; i < 300; i++) {
+    a.app!.send(`c${i}`, { host: c.address, port: 9999 });
+    if (i % 10 === 9) sim.run(5);
+  }
+  sim.run(100);
+  assert.ok(c.app!.got.length > 200, "most of the others arrived");
+  assert.ok(c.app!.got.every((g) => /^c\d+$/.test(g.text) && g.from.host === a.address));
+  sim.resume("b");
+  sim.release();
+  sim.run(100);
+  assert.deepEqual(b.app!.got.map((g) => [g.text, g.from.host]), [["to b, paused", a.address]]);
+  assert.deepEqual(d.app!.got.map((g) => [g.text, g.from.host]), [["to d, held", a.address]]);
+});
+
 test("datagrams: a socket bound to 255.255.255.255 gets only limited broadcasts, one bound to the subnet broadcast only subnet ones", () => {
   const sim = new Simulation({ seed: 4 });
   const both = sim.addHost("both", (platform) => ({

@@ -8,6 +8,9 @@ import {
   Membership,
   type MembershipMessage,
   type MembershipOptions,
+  ROUND_NOT_TAKEN,
+  ROUND_TAKEN,
+  ROUND_TAKEN_SYNC,
   supersedes,
 } from "./_membership.ts";
 
@@ -275,50 +278,55 @@ describe("membership", () => {
     let epoch = short.a.monitorEpoch;
     let monitors = short.a.monitorAddresses();
     assert.equal(monitors.length, 2);
-    const round = (at: number): boolean => {
+    // What beatRound answered: 0 not taken (tick's), 1 taken, 2 taken with its sync due.
+    const round = (at: number): number => {
       ticked.clock.now = at;
       short.clock.now = at;
       ticked.a.tick();
-      if (beatRound(short.a.beats, at, monitors.length, epoch)) {
+      const taken = beatRound(short.a.beats, at, monitors.length, epoch);
+      if (taken !== ROUND_NOT_TAKEN) {
         for (const to of monitors) short.sent.push([to, { kind: "beat", from: "A", updates: [] }]);
-        return true;
+        if (taken === ROUND_TAKEN_SYNC) short.a.syncRound();
+        return taken;
       }
       short.a.tick();
       epoch = short.a.monitorEpoch;
       monitors = short.a.monitorAddresses();
-      return false;
+      return taken;
     };
-    const taken: boolean[] = [];
+    const taken: number[] = [];
     for (let k = 1; k <= 10; k++) {
       taken.push(round(k * 1000));
       hearAll(k * 1000 + 100);
     }
-    // Every fifth round is an anti-entropy sync (the first was before these): tick's.
-    assert.deepEqual(taken, [true, true, true, false, true, true, true, true, false, true]);
+    // Every fifth round is an anti-entropy sync (the first was before these): its digest too.
+    assert.deepEqual(taken, [1, 1, 1, 2, 1, 1, 1, 1, 2, 1]);
+    assert.equal(short.sent.filter(([, m]) => m.kind === "sync").length, 2);
     assert.deepEqual(short.sent, ticked.sent, "the same datagrams");
+    assert.equal(short.a.stats.syncsSent, ticked.a.stats.syncsSent);
     assert.equal(short.a.rounds, ticked.a.rounds);
     assert.equal(short.a.stats.beatsSent, ticked.a.stats.beatsSent);
     assert.equal(short.a.nextWakeMs(), ticked.a.nextWakeMs());
     // Not due yet, or with an old epoch of monitors: refused, nothing changed.
-    assert.equal(beatRound(short.a.beats, 10_500, 2, epoch), false);
-    assert.equal(beatRound(short.a.beats, 11_000, 2, epoch - 1), false);
+    assert.equal(beatRound(short.a.beats, 10_500, 2, epoch), ROUND_NOT_TAKEN);
+    assert.equal(beatRound(short.a.beats, 11_000, 2, epoch - 1), ROUND_NOT_TAKEN);
     // A watched member falls silent: the round that finds it late is tick's (it probes).
     const watched = ["B", "C", "D"].filter((guid) => short.a.beatSlot(beat(guid)) >= 0);
     assert.equal(watched.length, 2);
     const [silent, talking] = watched;
-    assert.equal(round(11_000), true, `${silent} heard at 10,100: not late yet`);
+    assert.equal(round(11_000), ROUND_TAKEN, `${silent} heard at 10,100: not late yet`);
     both((a, clock) => {
       clock.now = 11_100;
       a.receive(beat(talking), `${talking.toLowerCase()}:1`);
     });
-    assert.equal(round(12_000), false, `${silent} late (1.1 intervals): tick probes it`);
+    assert.equal(round(12_000), ROUND_NOT_TAKEN, `${silent} late (1.1 intervals): tick probes it`);
     const pinged = short.sent.filter(([, m]) => m.kind === "ping").map(([to]) => to);
     assert.deepEqual(pinged, [`${silent.toLowerCase()}:1`]);
     assert.deepEqual(short.sent, ticked.sent);
     // While the probe is out: tick's. Then the member answers; round 15 is a sync.
-    assert.equal(round(13_000), false, "the probe is out");
+    assert.equal(round(13_000), ROUND_NOT_TAKEN, "the probe is out");
     hearAll(13_100);
-    assert.equal(round(14_000), false, "a sync round");
+    assert.equal(round(14_000), ROUND_NOT_TAKEN, "a sync round, the probe's end still busy");
     hearAll(14_100);
     // News (B restarted: a newer version) rides on the next two rounds of beats, which are
     // tick's (the second finds the queue empty after it). Then rounds are short again.
@@ -326,12 +334,12 @@ describe("membership", () => {
       clock.now = 14_200;
       a.heard({ guid: "B", address: "b:1", version: 2, status: "alive" });
     });
-    const after: boolean[] = [];
+    const after: number[] = [];
     for (let k = 15; k <= 18; k++) {
       after.push(round(k * 1000));
       hearAll(k * 1000 + 100);
     }
-    assert.deepEqual(after, [false, false, true, true]);
+    assert.deepEqual(after, [ROUND_NOT_TAKEN, ROUND_NOT_TAKEN, ROUND_TAKEN, ROUND_TAKEN]);
     assert.deepEqual(short.sent, ticked.sent);
     assert.equal(short.a.stats.beatsSent, ticked.a.stats.beatsSent);
   });

@@ -29,6 +29,8 @@ import {
   type MemberEvent,
   Membership,
   type MembershipMessage,
+  ROUND_NOT_TAKEN,
+  ROUND_TAKEN_SYNC,
 } from "./_membership.ts";
 import { decodeMembership, encodeMembership, MEMBERSHIP_MARKER } from "./_membership_codec.ts";
 import { counter, gauge } from "./_node_metrics.ts";
@@ -76,6 +78,11 @@ const BEAT_TICKS_ALONE = 16;
  * simulated cluster) each such beat is decoded once. Entries go with their arrays.
  */
 const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
+
+/** Whether `message` is a beat that carries no news (a member's every round while quiet). */
+function isPlainBeat(message: MembershipMessage): boolean {
+  return message.kind === "beat" && message.updates.length === 0;
+}
 
 /**
  * The short path of repeated plain beats (`hearRepeat`, see `onMessage`), for every ring of the
@@ -198,6 +205,10 @@ export class RingMode {
   #poolLookMs = -Infinity;
   /** This node's beat when it carries no news: the same bytes every round. */
   #plainBeat: Uint8Array | undefined;
+  /** This node's last anti-entropy digest sent alone, its bytes, and what they carry. */
+  #digestBytes: Uint8Array | undefined;
+  #digestOf = 0;
+  #digestReply = false;
   /**
    * The membership's monitors, parsed, and the epoch they are of (see `beatRound`): a short
    * round sends them the plain beat itself.
@@ -723,7 +734,9 @@ export class RingMode {
         let message = data === sealed ? this.#decoded(data) : undefined;
         if (message === undefined) {
           message = decodeMembership(data);
-          if (data === sealed) {
+          // Only arrays a sender sends again are worth remembering: its plain beat, its table
+          // pages and its digest (see #sendMembership); every other message is new bytes.
+          if (data === sealed && (message.kind === "sync" || isPlainBeat(message))) {
             decodedMemberships.set(data, message);
             this.#keep(data, message);
           }
@@ -827,6 +840,18 @@ export class RingMode {
       let encoded = encodedPages.get(message);
       if (encoded === undefined) encodedPages.set(message, encoded = encodeMembership(message));
       bytes = encoded;
+    } else if (message.kind === "sync" && message.pages === 1) {
+      // A digest alone: the same bytes while the table and the request stand (its receivers
+      // then decode it once between them; see onMessage).
+      if (
+        this.#digestBytes === undefined || this.#digestOf !== message.digest ||
+        this.#digestReply !== message.reply
+      ) {
+        this.#digestBytes = encodeMembership(message);
+        this.#digestOf = message.digest;
+        this.#digestReply = message.reply;
+      }
+      bytes = this.#digestBytes;
     } else {
       bytes = encodeMembership(message);
     }
@@ -961,12 +986,16 @@ export class RingMode {
       // Usually the membership's round is only its plain beat to each monitor: sent from
       // here, touching nothing of the membership but its beats array.
       const targets = this.#monitorTargets;
-      if (beatRound(this.#beats!, now, targets.length, this.#monitorEpoch)) {
+      const taken = beatRound(this.#beats!, now, targets.length, this.#monitorEpoch);
+      if (taken !== ROUND_NOT_TAKEN) {
         const socket = this.#socket!;
         const seal = this.#seal;
         for (let i = 0; i < targets.length; i++) {
           socket.send(seal === undefined ? plain : seal.seal(plain), targets[i]);
         }
+        // One round in a few is a sync: its digest goes through the membership, after the
+        // beats, as in its tick.
+        if (taken === ROUND_TAKEN_SYNC) membership.syncRound();
         this.#shortRound();
         this.#rearmAfterRound(now);
         return;

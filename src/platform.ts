@@ -177,7 +177,8 @@ export interface DatagramSocket {
   /**
    * Sends one datagram (unicast, or broadcast when `to.host` is a broadcast address). May be
    * called before `onReady`: the datagram is queued until the socket is bound. Throws a
-   * `RangeError` when `data` is larger than the platform's datagram limit (65507 bytes).
+   * `RangeError` when `data` is larger than the platform's datagram limit (65507 bytes). The
+   * caller must not modify `data` afterwards: the simulator delivers the array itself.
    */
   send(data: Uint8Array, to: Address): void;
   close(): void;
