@@ -65,10 +65,16 @@ export class HostState implements SimHost<unknown>, KernelHost {
   lastDatagramPort = -1;
   lastDatagramHost = "";
   lastDatagramHandlers: DatagramHandlers | undefined = undefined;
-  app: unknown = undefined;
-  platform: Platform | undefined = undefined;
+  /** Read by every clock reading of the host's code. */
   clockOffsetMs = 0;
   clockRate = 1;
+  // The rest (declared, not constructor parameters, which would come first).
+  readonly name: string;
+  readonly address: string;
+  readonly subnetInfo: Subnet;
+  readonly factory: HostFactory<unknown>;
+  app: unknown = undefined;
+  platform: Platform | undefined = undefined;
   nextPort = FIRST_EPHEMERAL_PORT;
   readonly datagramSockets: Map<number, SimDatagramSocket[]> = new Map();
   readonly listeners: Map<number, SimListener> = new Map();
@@ -79,13 +85,17 @@ export class HostState implements SimHost<unknown>, KernelHost {
   readonly addressNumber: number;
 
   constructor(
-    readonly name: string,
+    name: string,
     index: number,
-    readonly address: string,
-    readonly subnetInfo: Subnet,
-    readonly factory: HostFactory<unknown>,
+    address: string,
+    subnetInfo: Subnet,
+    factory: HostFactory<unknown>,
   ) {
     this.index = index;
+    this.name = name;
+    this.address = address;
+    this.subnetInfo = subnetInfo;
+    this.factory = factory;
     this.addressNumber = parseIpv4(address)!;
   }
 

@@ -77,16 +77,24 @@ const FREE_DATAGRAMS_MAX = 4096;
 export interface DatagramPart {
   /** Largest datagram payload; larger sends throw a `RangeError`. */
   readonly maxDatagramBytes: number;
-  /** Sends one datagram the socket has validated. */
+  /**
+   * Sends one datagram the socket has validated: a broadcast, or a unicast datagram to `dest`
+   * (see {@link hostAt}; none there: dropped).
+   */
   send(
     from: HostState,
     fromAddress: Address,
     data: Uint8Array,
     toHost: string,
     toPort: number,
-    targetNumber: number,
+    dest: HostState | undefined,
     broadcast: boolean,
   ): void;
+  /**
+   * The host a unicast datagram from `from` to the address `target` (a number) reaches, if any:
+   * `from` itself for loopback. A host found stays the one (hosts are only ever added).
+   */
+  hostAt(from: HostState, target: number): HostState | undefined;
   /** Removes a closed socket from its host. */
   unbind(host: HostState, socket: SimDatagramSocket): void;
 }
@@ -207,7 +215,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     data: Uint8Array,
     toHost: string,
     toPort: number,
-    targetNumber: number,
+    dest: HostState | undefined,
     broadcast: boolean,
   ): void {
     const digest = digestBytes(data, this.#traceHashBytes);
@@ -223,13 +231,16 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       }
       return;
     }
-    const target = (targetNumber >>> 24) === 127 ? from : this.#byAddress.get(targetNumber);
-    if (target === undefined) {
+    if (dest === undefined) {
       this.#stats.datagramsSent++;
       this.#stats.datagramsDropped++;
       return;
     }
-    this.#transmit(this.#datagram(from, fromAddress, target, toHost, toPort, false, data, digest));
+    this.#transmit(this.#datagram(from, fromAddress, dest, toHost, toPort, false, data, digest));
+  }
+
+  hostAt(from: HostState, target: number): HostState | undefined {
+    return (target >>> 24) === 127 ? from : this.#byAddress.get(target);
   }
 
   /** A datagram object: a freed one if there is one, else a new one. */
@@ -447,6 +458,8 @@ export class SimDatagramSocket implements DatagramSocket {
   readonly #recentHost = ["", "", "", ""];
   readonly #recentPort = [0, 0, 0, 0];
   readonly #recentUsed = [0, 0, 0, 0];
+  /** The host each reaches, once found (see `DatagramPart.hostAt`). */
+  readonly #recentDest: (HostState | undefined)[] = [undefined, undefined, undefined, undefined];
   #sends = 0;
   /** The source address its datagrams carry: the host's address when bound to any. */
   source: Address = this.#local;
@@ -518,18 +531,26 @@ export class SimDatagramSocket implements DatagramSocket {
       );
     }
     const used = this.#recentUsed;
-    if (at >= 0) used[at] = ++this.#sends;
+    let slot = at;
+    if (slot >= 0) used[slot] = ++this.#sends;
     else {
-      let slot = 0;
+      slot = 0;
       for (let i = 1; i < 4; i++) if (used[i] < used[slot]) slot = i;
       recent[slot] = to;
       this.#recentTarget[slot] = target;
       this.#recentHost[slot] = toHost;
       this.#recentPort[slot] = toPort;
+      this.#recentDest[slot] = undefined;
       used[slot] = ++this.#sends;
     }
     if (this.host.state === "down") return;
-    this.udp.send(this.host, this.source, data, toHost, toPort, target, broadcast);
+    let dest: HostState | undefined;
+    if (!broadcast) {
+      // Looked up until found: a host may be added at the address later.
+      dest = this.#recentDest[slot];
+      if (dest === undefined) this.#recentDest[slot] = dest = this.udp.hostAt(this.host, target);
+    }
+    this.udp.send(this.host, this.source, data, toHost, toPort, dest, broadcast);
   }
 
   close(): void {

@@ -188,6 +188,22 @@ test("datagrams: a port's one wildcard socket gets unicast to each of the host's
   ]);
 });
 
+test("datagrams: an address that had no host gets datagrams once a host is added there", () => {
+  const sim = new Simulation({ seed: 8 });
+  const a = sim.addHost("a", sender);
+  sim.run(1);
+  const to = { host: "10.0.0.2", port: 9999 }; // the next host's address
+  a.app!.send("before", to);
+  sim.run(20);
+  assert.equal(sim.stats.datagramsDropped, 1);
+  const b = sim.addHost("b", receiver(9999));
+  assert.equal(b.address, to.host);
+  sim.run(1);
+  a.app!.send("after", to);
+  sim.run(20);
+  assert.deepEqual(b.app!.got.map((g) => g.text), ["after"]);
+});
+
 test("datagrams: datagrams held by a pause and a hold arrive intact while many others come and go", () => {
   const sim = new Simulation({ seed: 7 });
   const b = sim.addHost("b", receiver(9999));
