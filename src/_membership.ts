@@ -762,7 +762,7 @@ export class Membership {
     // where no broadcast reaches), the tables merge and it refutes its death.
     const partner = (ticks / this.#syncEvery) % 2 === 0 && this.#table.deadCount > 0
       ? this.#table.randomDead((bound) => this.#host.randomInt(bound))
-      : this.#randomLive([this.#guid]);
+      : this.#randomOther();
     if (partner) this.#send(partner.address, this.#digestOnly(true));
   }
 
@@ -1330,6 +1330,19 @@ export class Membership {
       if (!exclude.includes(record.guid)) return record;
     }
     return undefined;
+  }
+
+  /**
+   * `#randomLive([guid])` with the same draw, told apart from this node by identity (its claim
+   * in the table is `#self`), so no other member's GUID is read.
+   */
+  #randomOther(): MemberUpdate | undefined {
+    const ring = this.#table.live();
+    const self = this.#self;
+    if (ring.length === 0 || (ring.length === 1 && ring[0] === self)) return undefined;
+    const start = this.#host.randomInt(ring.length);
+    const record = ring[start];
+    return record !== self ? record : ring[(start + 1) % ring.length];
   }
 
   #isLive(guid: string): boolean {
