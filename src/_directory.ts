@@ -66,6 +66,15 @@ export type LookupEnd = "found" | "unknown" | "unanswered";
 /** Orders one node's registrations: its start version, then a counter. */
 export type Stamp = readonly [version: number, seq: number];
 
+/**
+ * A worker hosted here: the owners it is registered with, and its put (the same object for
+ * every owner and every refresh while it stays, so a transport may encode it once).
+ */
+interface Hosted {
+  owners: readonly string[];
+  readonly put: Extract<DirectoryMessage, { kind: "put" }>;
+}
+
 /** Whether stamp `a` is later than or equal to `b`. */
 function notEarlier(a: Stamp, b: Stamp): boolean {
   return a[0] !== b[0] ? a[0] > b[0] : a[1] >= b[1];
@@ -174,8 +183,8 @@ export class Directory {
   readonly #retryMs: number;
   readonly #maxTries: number;
   readonly #maxWaitMs: number;
-  /** Workers hosted here → the owners they are registered with, and their stamp. */
-  readonly #hosted = new Map<string, { owners: readonly string[]; stamp: Stamp }>();
+  /** Workers hosted here → the owners they are registered with, and their put. */
+  readonly #hosted = new Map<string, Hosted>();
   /** Entries this node owns. */
   readonly #entries = new Map<string, Entry>();
   /** Cached locations, least recently used first. */
@@ -228,9 +237,10 @@ export class Directory {
   attach(worker: string): void {
     const stamp: Stamp = [this.#version, ++this.#seq];
     const owners = this.#host.owners(worker, this.#replicas);
-    this.#hosted.set(worker, { owners, stamp });
+    const put: Hosted["put"] = { kind: "put", from: this.#node, worker, node: this.#node, stamp };
+    this.#hosted.set(worker, { owners, put });
     this.#cache.delete(worker);
-    for (const owner of owners) this.#put(owner, worker, stamp);
+    for (const owner of owners) this.#put(owner, put);
   }
 
   /** Unregisters a worker that left this node. */
@@ -269,7 +279,7 @@ export class Directory {
       const owners = this.#host.owners(worker, this.#replicas);
       const added = owners.filter((owner) => !hosted.owners.includes(owner));
       hosted.owners = owners;
-      for (const owner of added) this.#put(owner, worker, hosted.stamp);
+      for (const owner of added) this.#put(owner, hosted.put);
     }
     this.stats.entries = this.#entries.size;
   }
@@ -283,7 +293,7 @@ export class Directory {
   refresh(): void {
     for (const [worker, hosted] of this.#hosted) {
       hosted.owners = this.#host.owners(worker, this.#replicas);
-      for (const owner of hosted.owners) this.#put(owner, worker, hosted.stamp);
+      for (const owner of hosted.owners) this.#put(owner, hosted.put);
     }
   }
 
@@ -435,9 +445,10 @@ export class Directory {
     this.#send(owner, { kind: "get", from: this.#node, worker, id: lookup.id });
   }
 
-  #put(owner: string, worker: string, stamp: Stamp): void {
+  /** Sends a hosted worker's put (one message object while its stamp stands) to `owner`. */
+  #put(owner: string, put: DirectoryMessage): void {
     this.stats.putsSent++;
-    this.#send(owner, { kind: "put", from: this.#node, worker, node: this.#node, stamp });
+    this.#send(owner, put);
   }
 
   #send(node: string, message: DirectoryMessage): void {

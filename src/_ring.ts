@@ -205,6 +205,9 @@ export class RingMode {
   #poolLookMs = -Infinity;
   /** This node's beat when it carries no news: the same bytes every round. */
   #plainBeat: Uint8Array | undefined;
+  /** The last directory put sent, and its bytes. */
+  #lastPut: DirectoryMessage | undefined;
+  #lastPutBytes: Uint8Array | undefined;
   /** This node's last anti-entropy digest sent alone, its bytes, and what they carry. */
   #digestBytes: Uint8Array | undefined;
   #digestOf = 0;
@@ -864,10 +867,19 @@ export class RingMode {
     const socket = this.#socket;
     const address = socket === undefined ? undefined : this.#addressOf(member.address);
     if (address === undefined) return;
-    const json = this.#textEncoder.encode(JSON.stringify(message));
-    const bytes = new Uint8Array(json.length + 1);
-    bytes[0] = DIRECTORY_MARKER;
-    bytes.set(json, 1);
+    let bytes: Uint8Array;
+    if (message === this.#lastPut) bytes = this.#lastPutBytes!;
+    else {
+      const json = this.#textEncoder.encode(JSON.stringify(message));
+      bytes = new Uint8Array(json.length + 1);
+      bytes[0] = DIRECTORY_MARKER;
+      bytes.set(json, 1);
+      // A hosted worker's put is one object while it stays (sent again at each refresh).
+      if (message.kind === "put") {
+        this.#lastPut = message;
+        this.#lastPutBytes = bytes;
+      }
+    }
     socket!.send(this.#seal === undefined ? bytes : this.#seal.seal(bytes), address);
   }
 
