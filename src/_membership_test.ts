@@ -326,7 +326,7 @@ describe("membership", () => {
     // While the probe is out: tick's. Then the member answers; round 15 is a sync.
     assert.equal(round(13_000), ROUND_NOT_TAKEN, "the probe is out");
     hearAll(13_100);
-    assert.equal(round(14_000), ROUND_NOT_TAKEN, "a sync round, the probe's end still busy");
+    assert.equal(round(14_000), ROUND_NOT_TAKEN, "the round after the probe: still tick's");
     hearAll(14_100);
     // News (B restarted: a newer version) rides on the next two rounds of beats, which are
     // tick's (the second finds the queue empty after it). Then rounds are short again.

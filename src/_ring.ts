@@ -74,8 +74,9 @@ const BEAT_TICKS_ALONE = 16;
 /**
  * Membership datagrams already decoded in this process, by the received array itself. Received
  * bytes are read-only (see `platform.ts`) and a decoded message is only read, and a member sends
- * the same array for every beat that carries no news, so when one process hosts many nodes (a
- * simulated cluster) each such beat is decoded once. Entries go with their arrays.
+ * the same array for every beat that carries no news (and for its table pages and its digest
+ * while its table stands), so when one process hosts many nodes (a simulated cluster) each is
+ * decoded once. Entries go with their arrays.
  */
 const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
 
@@ -836,7 +837,7 @@ export class RingMode {
     const address = socket === undefined ? undefined : this.#addressOf(to);
     if (address === undefined) return;
     let bytes: Uint8Array;
-    if (message.kind === "beat" && message.updates.length === 0) {
+    if (isPlainBeat(message)) {
       bytes = this.#plainBeat ??= encodeMembership(message);
     } else if (message.kind === "sync" && message.updates.length > 0) {
       // Table pages are reused by the membership while the table stands: so are their bytes.
