@@ -446,7 +446,7 @@ export class Directory {
   }
 
   /** Sends a hosted worker's put (one message object while its stamp stands) to `owner`. */
-  #put(owner: string, put: DirectoryMessage): void {
+  #put(owner: string, put: Hosted["put"]): void {
     this.stats.putsSent++;
     this.#send(owner, put);
   }

@@ -482,6 +482,8 @@ export class Membership {
    * that many join at once sends the same messages (the node's transport may then send the
    * same bytes) instead of building them for each joiner. Dropped at the next round.
    */
+  /** The last digest sent alone (see #digestOnly). */
+  #digestMessage: Extract<MembershipMessage, { kind: "sync" }> | undefined;
   #tablePages:
     | {
       digest: number;
@@ -1072,7 +1074,13 @@ export class Membership {
 
   #digestOnly(reply: boolean): MembershipMessage {
     this.#stats.syncsSent++;
-    return {
+    // One message while the digest and the request stand (the transport may then send the same
+    // bytes again, as for table pages).
+    const cached = this.#digestMessage;
+    if (cached !== undefined && cached.digest === this.#digest && cached.reply === reply) {
+      return cached;
+    }
+    return this.#digestMessage = {
       kind: "sync",
       from: this.#guid,
       digest: this.#digest,

@@ -98,8 +98,11 @@ export const shortBeats = { on: true, taken: 0 };
  */
 export const shortRounds = { on: true, taken: 0 };
 
-/** Table pages already encoded, by the message the membership reuses (see `#sendTable`). */
-const encodedPages = new WeakMap<MembershipMessage, Uint8Array>();
+/**
+ * Anti-entropy messages already encoded (table pages and digests sent alone), by the message
+ * object, which the membership reuses while its table stands (see `#sendTable`, `#digestOnly`).
+ */
+const encodedSyncs = new WeakMap<MembershipMessage, Uint8Array>();
 
 /** What ring membership needs from its node. */
 export interface RingHost {
@@ -209,10 +212,6 @@ export class RingMode {
   /** The last directory put sent, and its bytes. */
   #lastPut: DirectoryMessage | undefined;
   #lastPutBytes: Uint8Array | undefined;
-  /** This node's last anti-entropy digest sent alone, its bytes, and what they carry. */
-  #digestBytes: Uint8Array | undefined;
-  #digestOf = 0;
-  #digestReply = false;
   /**
    * The membership's monitors, parsed, and the epoch they are of (see `beatRound`): a short
    * round sends them the plain beat itself.
@@ -839,23 +838,12 @@ export class RingMode {
     let bytes: Uint8Array;
     if (isPlainBeat(message)) {
       bytes = this.#plainBeat ??= encodeMembership(message);
-    } else if (message.kind === "sync" && message.updates.length > 0) {
-      // Table pages are reused by the membership while the table stands: so are their bytes.
-      let encoded = encodedPages.get(message);
-      if (encoded === undefined) encodedPages.set(message, encoded = encodeMembership(message));
+    } else if (message.kind === "sync") {
+      // Table pages and digests are reused by the membership while the table stands: so are
+      // their bytes (a digest's receivers then decode it once between them; see onMessage).
+      let encoded = encodedSyncs.get(message);
+      if (encoded === undefined) encodedSyncs.set(message, encoded = encodeMembership(message));
       bytes = encoded;
-    } else if (message.kind === "sync" && message.pages === 1) {
-      // A digest alone: the same bytes while the table and the request stand (its receivers
-      // then decode it once between them; see onMessage).
-      if (
-        this.#digestBytes === undefined || this.#digestOf !== message.digest ||
-        this.#digestReply !== message.reply
-      ) {
-        this.#digestBytes = encodeMembership(message);
-        this.#digestOf = message.digest;
-        this.#digestReply = message.reply;
-      }
-      bytes = this.#digestBytes;
     } else {
       bytes = encodeMembership(message);
     }
