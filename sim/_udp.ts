@@ -79,7 +79,7 @@ export interface DatagramPart {
   readonly maxDatagramBytes: number;
   /**
    * Sends one datagram the socket has validated: a broadcast, or a unicast datagram to `dest`
-   * (see {@link hostAt}; none there: dropped).
+   * (see {@link hostAt}; none there: dropped). `digest` is {@link digest} of `data`.
    */
   send(
     from: HostState,
@@ -89,7 +89,10 @@ export interface DatagramPart {
     toPort: number,
     dest: HostState | undefined,
     broadcast: boolean,
+    digest: number,
   ): void;
+  /** What the trace hash folds in for a datagram's payload. */
+  digest(data: Uint8Array): number;
   /**
    * The host a unicast datagram from `from` to the address `target` (a number) reaches, if any:
    * `from` itself for loopback. A host found stays the one (hosts are only ever added).
@@ -217,8 +220,8 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     toPort: number,
     dest: HostState | undefined,
     broadcast: boolean,
+    digest: number,
   ): void {
-    const digest = digestBytes(data, this.#traceHashBytes);
     if (broadcast) {
       const subnet = from.subnetInfo;
       for (const host of this.#hosts) {
@@ -237,6 +240,10 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       return;
     }
     this.#transmit(this.#datagram(from, fromAddress, dest, toHost, toPort, false, data, digest));
+  }
+
+  digest(data: Uint8Array): number {
+    return digestBytes(data, this.#traceHashBytes);
   }
 
   hostAt(from: HostState, target: number): HostState | undefined {
@@ -425,6 +432,24 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
   }
 }
 
+const NO_DATA = new Uint8Array(0);
+
+/** A destination a datagram socket keeps (see `SimDatagramSocket.send`). */
+class Recent {
+  toHost = "";
+  toPort = 0;
+  /** The address as a number once checked (see `#check`); undefined until then. */
+  target: number | undefined = undefined;
+  broadcast = false;
+  /** The host it reaches, once found. */
+  dest: HostState | undefined = undefined;
+  /** The payload sent there last (none yet: an array no caller has), and its digest. */
+  data: Uint8Array = NO_DATA;
+  digest = 0;
+  /** When it was last sent to, in the socket's count of sends. */
+  used = 0;
+}
+
 /**
  * A host's datagram socket. It checks what host code hands it, as a real socket would, and
  * leaves the rest to its {@link DatagramPart}.
@@ -450,16 +475,23 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
  */
 export class SimDatagramSocket implements DatagramSocket {
   #local: Address = { host: ANY, port: 0 };
-  // Senders usually reuse one address object per destination (a member beats to two or three
-  // monitors every round): a few parsed, by identity; a new one takes the place used least
-  // recently, so the odd datagram elsewhere (a digest, an answer) does not push a monitor out.
-  readonly #recentTo: (Address | undefined)[] = [undefined, undefined, undefined, undefined];
-  readonly #recentTarget = [0, 0, 0, 0];
-  readonly #recentHost = ["", "", "", ""];
-  readonly #recentPort = [0, 0, 0, 0];
-  readonly #recentUsed = [0, 0, 0, 0];
-  /** The host each reaches, once found (see `DatagramPart.hostAt`). */
-  readonly #recentDest: (HostState | undefined)[] = [undefined, undefined, undefined, undefined];
+  // Senders usually reuse one address object and one byte array per destination (a member
+  // beats the same bytes to two or three monitors every round): a few destinations are kept,
+  // known by the identity of the address object, with what was worked out when it was first
+  // sent to and the last payload sent there (checked then, and its digest). A new one takes the
+  // place used least recently, so the odd datagram elsewhere (a digest, an answer) does not push
+  // a monitor out. The identities are fields of the socket and each place is one object: a
+  // repeat reads the socket and that object, and neither the address nor the bytes.
+  #to0: Address | undefined = undefined;
+  #to1: Address | undefined = undefined;
+  #to2: Address | undefined = undefined;
+  #to3: Address | undefined = undefined;
+  readonly #places: readonly [Recent, Recent, Recent, Recent] = [
+    new Recent(),
+    new Recent(),
+    new Recent(),
+    new Recent(),
+  ];
   #sends = 0;
   /** The source address its datagrams carry: the host's address when bound to any. */
   source: Address = this.#local;
@@ -494,63 +526,96 @@ export class SimDatagramSocket implements DatagramSocket {
   }
 
   send(data: Uint8Array, to: Address): void {
-    if (!(data instanceof Uint8Array)) {
-      throw new TypeError("Cannot send datagram: data is not a Uint8Array");
-    }
-    if (data.length > this.udp.maxDatagramBytes) {
-      throw new RangeError(
-        `Cannot send datagram of ${data.length} bytes: the limit is ${this.udp.maxDatagramBytes}`,
-      );
+    const place = to === this.#to0
+      ? this.#places[0]
+      : to === this.#to1
+      ? this.#places[1]
+      : to === this.#to2
+      ? this.#places[2]
+      : to === this.#to3
+      ? this.#places[3]
+      : this.#place(to);
+    // A remembered destination is not read again: what it held when first sent to stands.
+    // Nor is a payload sent there last time: it was checked then, and may not have changed.
+    let digest = place.digest;
+    if (data !== place.data) {
+      if (!(data instanceof Uint8Array)) {
+        throw new TypeError("Cannot send datagram: data is not a Uint8Array");
+      }
+      if (data.length > this.udp.maxDatagramBytes) {
+        throw new RangeError(
+          `Cannot send datagram of ${data.length} bytes: the limit is ${this.udp.maxDatagramBytes}`,
+        );
+      }
+      digest = this.udp.digest(data);
     }
     if (this.closed) throw new NetError("EINVAL", "Cannot send datagram: the socket is closed");
-    const recent = this.#recentTo;
-    const at = to === recent[0]
-      ? 0
-      : to === recent[1]
-      ? 1
-      : to === recent[2]
-      ? 2
-      : to === recent[3]
-      ? 3
-      : -1;
-    // A remembered one is not read again: what it held when first sent to stands.
-    const toHost = at >= 0 ? this.#recentHost[at] : to.host;
-    const toPort = at >= 0 ? this.#recentPort[at] : to.port;
-    const target = at >= 0 ? this.#recentTarget[at] : parseIpv4(toHost);
+    if (place.target === undefined) this.#check(place);
+    place.data = data;
+    place.digest = digest;
+    place.used = ++this.#sends;
+    if (this.host.state === "down") return;
+    const broadcast = place.broadcast;
+    let dest: HostState | undefined;
+    if (!broadcast) {
+      // Looked up until found: a host may be added at the address later.
+      dest = place.dest;
+      if (dest === undefined) place.dest = dest = this.udp.hostAt(this.host, place.target!);
+    }
+    this.udp.send(
+      this.host,
+      this.source,
+      data,
+      place.toHost,
+      place.toPort,
+      dest,
+      broadcast,
+      digest,
+    );
+  }
+
+  /** The place for a destination not kept: the one used least recently, cleared for it. */
+  #place(to: Address): Recent {
+    const places = this.#places;
+    let slot = 0;
+    for (let i = 1; i < 4; i++) if (places[i].used < places[slot].used) slot = i;
+    if (slot === 0) this.#to0 = to;
+    else if (slot === 1) this.#to1 = to;
+    else if (slot === 2) this.#to2 = to;
+    else this.#to3 = to;
+    const place = places[slot];
+    place.toHost = to.host;
+    place.toPort = to.port;
+    place.target = undefined;
+    place.broadcast = false;
+    place.dest = undefined;
+    place.data = NO_DATA;
+    place.digest = 0;
+    return place;
+  }
+
+  /**
+   * Checks a destination on its first send: a valid address, and a broadcast one only from a
+   * socket bound for it (a refused one is checked again on the next send).
+   */
+  #check(place: Recent): void {
+    const target = parseIpv4(place.toHost);
+    const toPort = place.toPort;
     if (target === undefined || !(toPort > 0 && toPort <= 65535)) {
       throw new NetError(
         "EINVAL",
-        `Cannot send datagram to ${toHost}:${toPort}: not an IPv4 address and port`,
+        `Cannot send datagram to ${place.toHost}:${toPort}: not an IPv4 address and port`,
       );
     }
     const broadcast = target === this.#subnetBroadcast || target === 0xffffffff;
     if (broadcast && !this.#broadcast) {
       throw new NetError(
         "EINVAL",
-        `Cannot send to broadcast address ${toHost}: the socket was bound without broadcast: true`,
+        `Cannot send to broadcast address ${place.toHost}: the socket was bound without broadcast: true`,
       );
     }
-    const used = this.#recentUsed;
-    let slot = at;
-    if (slot >= 0) used[slot] = ++this.#sends;
-    else {
-      slot = 0;
-      for (let i = 1; i < 4; i++) if (used[i] < used[slot]) slot = i;
-      recent[slot] = to;
-      this.#recentTarget[slot] = target;
-      this.#recentHost[slot] = toHost;
-      this.#recentPort[slot] = toPort;
-      this.#recentDest[slot] = undefined;
-      used[slot] = ++this.#sends;
-    }
-    if (this.host.state === "down") return;
-    let dest: HostState | undefined;
-    if (!broadcast) {
-      // Looked up until found: a host may be added at the address later.
-      dest = this.#recentDest[slot];
-      if (dest === undefined) this.#recentDest[slot] = dest = this.udp.hostAt(this.host, target);
-    }
-    this.udp.send(this.host, this.source, data, toHost, toPort, dest, broadcast);
+    place.target = target;
+    place.broadcast = broadcast;
   }
 
   close(): void {

@@ -287,6 +287,39 @@ test("datagrams: a datagram over the size limit throws a RangeError", () => {
   );
 });
 
+test("datagrams: a socket checks every new payload and destination, however often the same ones went before", () => {
+  const sim = new Simulation({ seed: 9, maxDatagramBytes: 100 });
+  const b = sim.addHost("b", receiver(9999));
+  const host = sim.addHost(
+    "h",
+    (platform) => platform.net.bindDatagram({ host: "0.0.0.0", port: 0 }, { onMessage() {} }),
+  );
+  sim.run(1);
+  const socket = host.app!;
+  const to = { host: b.address, port: 9999 };
+  const same = bytes("same");
+  // The same bytes to the same address object, again and again: each one arrives.
+  for (let i = 0; i < 3; i++) socket.send(same, to);
+  // Between them, payloads a caller must never get through: each is refused as on a first send.
+  assert.throws(() => socket.send(undefined as unknown as Uint8Array, to), TypeError);
+  assert.throws(() => socket.send("text" as unknown as Uint8Array, to), TypeError);
+  assert.throws(() => socket.send(new Uint8Array(101), to), RangeError);
+  // More destinations than the socket keeps push the first out; it comes back as it was.
+  const others = [1, 2, 3, 4].map((port) => ({ host: "10.0.0.99", port }));
+  for (const other of others) socket.send(same, other);
+  socket.send(same, to);
+  // A bad address stays refused however often it is tried.
+  const bad = { host: "not-an-address", port: 1 };
+  for (let i = 0; i < 2; i++) assert.throws(() => socket.send(same, bad), /not an IPv4 address/);
+  const badPort = { host: b.address, port: 0 };
+  assert.throws(() => socket.send(same, badPort), /not an IPv4 address and port/);
+  sim.run(20);
+  assert.deepEqual(b.app!.got.map((g) => g.text), ["same", "same", "same", "same"]);
+  assert.equal(sim.stats.datagramsDropped, 4, "no host at 10.0.0.99");
+  socket.close();
+  assert.throws(() => socket.send(same, to), /closed/);
+});
+
 test("datagrams: loss 1 drops every datagram and duplication 1 doubles every one", () => {
   for (
     const [options, expected] of [[{ lossProbability: 1 }, 0], [

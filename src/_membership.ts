@@ -251,21 +251,30 @@ const B_HEARD = 12;
 
 /**
  * Takes a repeat of a plain beat (no updates) from the member watched in `slot` of a membership
- * whose {@link Membership.beats} is `beats`, at `now`, as {@link Membership.receive} would:
+ * whose {@link Membership.beats} lies in `slab` from `at` (its {@link Membership.beatsSlab} and
+ * {@link Membership.beatsAt}: the shared slab, not the view, so that the call reads no object
+ * of the membership's own), at `now`, as {@link Membership.receive} would:
  * notes that member heard. It does so only while `epoch` is still the one
  * {@link Membership.beatSlot} was asked at, and only if no other watched member is late (a late
  * one must be probed, which `receive` does); otherwise it changes nothing and returns false, and
  * the caller hands the message to `receive`. A simulated node's subjects send it the same bytes
  * every round, so most datagrams of a quiet cluster end here.
  */
-export function hearRepeat(beats: Float64Array, slot: number, epoch: number, now: number): boolean {
-  if (beats[B_EPOCH] !== epoch) return false;
-  const late = beats[B_LATE];
-  const end = B_HEARD + beats[B_WATCHES];
-  for (let i = B_HEARD; i < end; i++) {
-    if (i !== B_HEARD + slot && now - beats[i] >= late) return false;
+export function hearRepeat(
+  slab: Float64Array,
+  at: number,
+  slot: number,
+  epoch: number,
+  now: number,
+): boolean {
+  if (slab[at + B_EPOCH] !== epoch) return false;
+  const late = slab[at + B_LATE];
+  const heard = at + B_HEARD;
+  const end = heard + slab[at + B_WATCHES];
+  for (let i = heard; i < end; i++) {
+    if (i !== heard + slot && now - slab[i] >= late) return false;
   }
-  beats[B_HEARD + slot] = now;
+  slab[heard + slot] = now;
   return true;
 }
 
@@ -280,7 +289,8 @@ export const ROUND_TAKEN = 1;
 export const ROUND_TAKEN_SYNC = 2;
 
 /**
- * Takes a round of a membership whose {@link Membership.beats} is `beats` at `now`, if that
+ * Takes a round of a membership whose {@link Membership.beats} lies in `slab` from `at` (as for
+ * {@link hearRepeat}) at `now`, if that
  * round would only send a plain beat (no news) to each monitor, and on a sync round a digest to
  * a random member, as {@link Membership.tick} would: it is due, nothing waits (no news,
  * tombstone, suspicion or probe), no watched member is late, and the monitors are still those of
@@ -293,23 +303,25 @@ export const ROUND_TAKEN_SYNC = 2;
  * membership but, one round in `syncEveryIntervals`, what the digest needs.
  */
 export function beatRound(
-  beats: Float64Array,
+  slab: Float64Array,
+  at: number,
   now: number,
   monitors: number,
   monitorEpoch: number,
 ): number {
-  if (beats[B_MONITORS] !== monitorEpoch) return ROUND_NOT_TAKEN;
-  if (beats[B_BUSY] !== 0 || beats[B_PROBED_DUE] !== Infinity) return ROUND_NOT_TAKEN;
-  const last = beats[B_LAST_ROUND];
-  if (last < 0 || now - last < beats[B_INTERVAL]) return ROUND_NOT_TAKEN;
-  const late = beats[B_LATE];
-  const end = B_HEARD + beats[B_WATCHES];
-  for (let i = B_HEARD; i < end; i++) if (now - beats[i] >= late) return ROUND_NOT_TAKEN;
-  const rounds = beats[B_ROUNDS] + 1;
-  beats[B_LAST_ROUND] = now;
-  beats[B_ROUNDS] = rounds;
-  beats[B_BEATS_SENT] += monitors;
-  return rounds % beats[B_SYNC_EVERY] === 0 ? ROUND_TAKEN_SYNC : ROUND_TAKEN;
+  if (slab[at + B_MONITORS] !== monitorEpoch) return ROUND_NOT_TAKEN;
+  if (slab[at + B_BUSY] !== 0 || slab[at + B_PROBED_DUE] !== Infinity) return ROUND_NOT_TAKEN;
+  const last = slab[at + B_LAST_ROUND];
+  if (last < 0 || now - last < slab[at + B_INTERVAL]) return ROUND_NOT_TAKEN;
+  const late = slab[at + B_LATE];
+  const heard = at + B_HEARD;
+  const end = heard + slab[at + B_WATCHES];
+  for (let i = heard; i < end; i++) if (now - slab[i] >= late) return ROUND_NOT_TAKEN;
+  const rounds = slab[at + B_ROUNDS] + 1;
+  slab[at + B_LAST_ROUND] = now;
+  slab[at + B_ROUNDS] = rounds;
+  slab[at + B_BEATS_SENT] += monitors;
+  return rounds % slab[at + B_SYNC_EVERY] === 0 ? ROUND_TAKEN_SYNC : ROUND_TAKEN;
 }
 
 interface Watch {
@@ -461,6 +473,10 @@ export class Membership {
    * for {@link hearRepeat}. Only this module reads or writes it.
    */
   readonly beats: Float64Array;
+  /** The slab {@link beats} is cut from (itself when it has none), for {@link hearRepeat}. */
+  readonly beatsSlab: Float64Array;
+  /** Where {@link beats} starts in {@link beatsSlab}. */
+  readonly beatsAt: number;
   /** The earliest heard time among watched members not being probed (see #noteWatchDue). */
   get #watchHeardMs(): number {
     return this.beats[B_HEARD_DUE];
@@ -536,7 +552,11 @@ export class Membership {
       "pingTimeoutMs",
     );
     this.#monitors = Math.max(1, positiveInt(options.monitors, 2, "monitors"));
-    this.beats = beatsArray(B_HEARD + this.#monitors);
+    const length = B_HEARD + this.#monitors;
+    const place = beatsPlace(length);
+    this.beatsSlab = place.slab;
+    this.beatsAt = place.at;
+    this.beats = place.slab.subarray(place.at, place.at + length);
     this.beats[B_HEARD_DUE] = Infinity;
     this.beats[B_PROBED_DUE] = Infinity;
     this.beats[B_LATE] = this.#lateMs;
@@ -1368,17 +1388,20 @@ const SLAB_DOUBLES = 1 << 16;
 let slab = new Float64Array(0);
 let slabUsed = 0;
 
-/** A zeroed array of `length` doubles from the current slab (a new slab when it is full). */
-function beatsArray(length: number): Float64Array {
+/**
+ * A place for a zeroed array of `length` doubles in the current slab (a new slab when it is
+ * full; one of its own when longer than a slab).
+ */
+function beatsPlace(length: number): { slab: Float64Array; at: number } {
   const stride = Math.ceil(length / 8) * 8;
-  if (stride > SLAB_DOUBLES) return new Float64Array(length);
+  if (stride > SLAB_DOUBLES) return { slab: new Float64Array(length), at: 0 };
   if (slabUsed + stride > slab.length) {
     slab = new Float64Array(SLAB_DOUBLES);
     slabUsed = 0;
   }
-  const beats = slab.subarray(slabUsed, slabUsed + length);
+  const at = slabUsed;
   slabUsed += stride;
-  return beats;
+  return { slab, at };
 }
 
 /**

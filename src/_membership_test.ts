@@ -222,8 +222,8 @@ describe("membership", () => {
       clock.now = round * 1000;
       a.tick();
       clock.now = round * 1000 + 200;
-      assert.equal(hearRepeat(a.beats, slotB, epoch, clock.now), true);
-      assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), true);
+      assert.equal(hearRepeat(a.beatsSlab, a.beatsAt, slotB, epoch, clock.now), true);
+      assert.equal(hearRepeat(a.beatsSlab, a.beatsAt, slotC, epoch, clock.now), true);
     }
     const probes = sent.filter(([, m]) => m.kind === "ping" || m.kind === "ping-req");
     assert.deepEqual(probes, [], "no probes");
@@ -234,22 +234,30 @@ describe("membership", () => {
     a.tick();
     sent.length = 0;
     clock.now = 11_200;
-    assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), true, "B not late yet");
+    assert.equal(
+      hearRepeat(a.beatsSlab, a.beatsAt, slotC, epoch, clock.now),
+      true,
+      "B not late yet",
+    );
     clock.now = 11_300;
-    assert.equal(hearRepeat(a.beats, slotC, epoch, clock.now), false, "B late: refused");
+    assert.equal(
+      hearRepeat(a.beatsSlab, a.beatsAt, slotC, epoch, clock.now),
+      false,
+      "B late: refused",
+    );
     assert.ok(!sent.some(([to]) => to === "b:1"), "a refused repeat sends nothing");
     a.receive(fromC, "c:1");
     assert.ok(sent.some(([to, m]) => to === "b:1" && m.kind === "ping"), "B pinged");
     // The probe changed the epoch: no repeat is taken under the old one, and none gets a slot
     // while the probe is out.
     assert.notEqual(a.beatEpoch, epoch);
-    assert.equal(hearRepeat(a.beats, slotC, epoch, 11_400), false);
+    assert.equal(hearRepeat(a.beatsSlab, a.beatsAt, slotC, epoch, 11_400), false);
     assert.equal(a.beatSlot(fromC), -1);
     // B answers: the probe ends and repeats get slots again.
     clock.now = 11_350;
     a.receive(fromB, "b:1");
     assert.equal(a.beatSlot(fromB), slotB);
-    assert.equal(hearRepeat(a.beats, slotB, a.beatEpoch, 11_400), true);
+    assert.equal(hearRepeat(a.beatsSlab, a.beatsAt, slotB, a.beatEpoch, 11_400), true);
   });
 
   it("a quiet round is taken by beatRound as tick would take it, and refused when tick has more to do", () => {
@@ -283,7 +291,7 @@ describe("membership", () => {
       ticked.clock.now = at;
       short.clock.now = at;
       ticked.a.tick();
-      const taken = beatRound(short.a.beats, at, monitors.length, epoch);
+      const taken = beatRound(short.a.beatsSlab, short.a.beatsAt, at, monitors.length, epoch);
       if (taken !== ROUND_NOT_TAKEN) {
         for (const to of monitors) short.sent.push([to, { kind: "beat", from: "A", updates: [] }]);
         if (taken === ROUND_TAKEN_SYNC) short.a.syncRound();
@@ -308,8 +316,11 @@ describe("membership", () => {
     assert.equal(short.a.stats.beatsSent, ticked.a.stats.beatsSent);
     assert.equal(short.a.nextWakeMs(), ticked.a.nextWakeMs());
     // Not due yet, or with an old epoch of monitors: refused, nothing changed.
-    assert.equal(beatRound(short.a.beats, 10_500, 2, epoch), ROUND_NOT_TAKEN);
-    assert.equal(beatRound(short.a.beats, 11_000, 2, epoch - 1), ROUND_NOT_TAKEN);
+    assert.equal(beatRound(short.a.beatsSlab, short.a.beatsAt, 10_500, 2, epoch), ROUND_NOT_TAKEN);
+    assert.equal(
+      beatRound(short.a.beatsSlab, short.a.beatsAt, 11_000, 2, epoch - 1),
+      ROUND_NOT_TAKEN,
+    );
     // A watched member falls silent: the round that finds it late is tick's (it probes).
     const watched = ["B", "C", "D"].filter((guid) => short.a.beatSlot(beat(guid)) >= 0);
     assert.equal(watched.length, 2);

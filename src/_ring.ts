@@ -192,11 +192,27 @@ export class RingMode {
   #recentEpoch = -1;
   #olderSlot = -1;
   #olderEpoch = -1;
-  /** The membership's `beats` array and the clock, for a repeat that touches nothing else. */
-  #beats: Float64Array | undefined;
+  /**
+   * Where the membership's `beats` lie (its slab, shared by many nodes, and the place in it) and
+   * the clock, for a repeat that touches nothing else.
+   */
+  #beatsSlab: Float64Array | undefined;
+  #beatsAt = 0;
   #clock: Clock | undefined;
   #timer: Timer | undefined;
   #timerAtMs = Infinity;
+  /**
+   * The one timer's work (one function for every wake: a quiet node allocates none), bound
+   * once: a bound function is one object to reach the ring through, an arrow two (itself and
+   * its context). Beside the fields a short round reads, as are the next ones.
+   */
+  readonly #wake: () => void = this.#wakeUp.bind(this);
+  /** `intervalMs`, read by every round (the options object is then not touched). */
+  readonly #intervalMs: number;
+  /** The first two monitor targets and how many there are (see #monitorTargets). */
+  #target0: Address | undefined;
+  #target1: Address | undefined;
+  #targetCount = 0;
   #membership: Membership | undefined;
   /**
    * How many of the next rounds may be short, and before what time: the node's round and the
@@ -218,6 +234,7 @@ export class RingMode {
    */
   #monitorTargets: Address[] = [];
   #monitorEpoch = -1;
+
   #socket: DatagramSocket | undefined;
   /** This run's seal of ring datagrams under the cluster key; none without one. */
   #seal: DatagramSeal | undefined;
@@ -278,6 +295,7 @@ export class RingMode {
   constructor(host: RingHost, options: RingOptions) {
     this.#host = host;
     this.#o = options;
+    this.#intervalMs = options.intervalMs;
     this.version = host.clock.wallNow();
     this.#pool = new LinkPool({
       maxLinks: options.maxLinks,
@@ -305,7 +323,8 @@ export class RingMode {
       tombstoneMs: this.#o.tombstoneMs,
     });
     const membership = this.#membership;
-    this.#beats = membership.beats;
+    this.#beatsSlab = membership.beatsSlab;
+    this.#beatsAt = membership.beatsAt;
     this.#clock = clock;
     this.#directory = new Directory({
       now: () => host.clock.now(),
@@ -701,7 +720,13 @@ export class RingMode {
     if (sealed === this.#recentBytes) {
       if (
         this.#recentSlot >= 0 && shortBeats.on &&
-        hearRepeat(this.#beats!, this.#recentSlot, this.#recentEpoch, this.#clock!.now())
+        hearRepeat(
+          this.#beatsSlab!,
+          this.#beatsAt,
+          this.#recentSlot,
+          this.#recentEpoch,
+          this.#clock!.now(),
+        )
       ) {
         shortBeats.taken++;
         return;
@@ -709,7 +734,13 @@ export class RingMode {
     } else if (sealed === this.#olderBytes) {
       if (
         this.#olderSlot >= 0 && shortBeats.on &&
-        hearRepeat(this.#beats!, this.#olderSlot, this.#olderEpoch, this.#clock!.now())
+        hearRepeat(
+          this.#beatsSlab!,
+          this.#beatsAt,
+          this.#olderSlot,
+          this.#olderEpoch,
+          this.#clock!.now(),
+        )
       ) {
         shortBeats.taken++;
         return;
@@ -967,8 +998,8 @@ export class RingMode {
   /** Whether the link to `peer` carries something now (bound once: ticks allocate none). */
   readonly #isBusy = (peer: string): boolean => this.#host.isBusy(peer);
 
-  /** The one timer's work (one function for every wake: a quiet node allocates none). */
-  readonly #wake = (): void => {
+  /** The one timer's work (see #wake). */
+  #wakeUp(): void {
     const dueMs = this.#timerAtMs;
     this.#timer = undefined;
     this.#timerAtMs = Infinity;
@@ -987,11 +1018,14 @@ export class RingMode {
       // Usually the membership's round is only its plain beat to each monitor: sent from
       // here, touching nothing of the membership but its beats array.
       const targets = this.#monitorTargets;
-      const taken = beatRound(this.#beats!, now, targets.length, this.#monitorEpoch);
+      const count = this.#targetCount;
+      const taken = beatRound(this.#beatsSlab!, this.#beatsAt, now, count, this.#monitorEpoch);
       if (taken !== ROUND_NOT_TAKEN) {
         const socket = this.#socket!;
         const seal = this.#seal;
-        for (let i = 0; i < targets.length; i++) {
+        if (count > 0) socket.send(seal === undefined ? plain : seal.seal(plain), this.#target0!);
+        if (count > 1) socket.send(seal === undefined ? plain : seal.seal(plain), this.#target1!);
+        for (let i = 2; i < count; i++) {
           socket.send(seal === undefined ? plain : seal.seal(plain), targets[i]);
         }
         // One round in a few is a sync: its digest goes through the membership, after the
@@ -1018,7 +1052,7 @@ export class RingMode {
       if (quietRounds > 0) this.#quietUntilMs = this.#host.quietUntilMs();
     } else this.#directory?.tick();
     this.#rearm();
-  };
+  }
 
   /** Counts a short round (see #wake). */
   #shortRound(): void {
@@ -1033,7 +1067,7 @@ export class RingMode {
    * the membership's next work, and a quiet node waits for no lookup), without asking.
    */
   #rearmAfterRound(now: number): void {
-    const interval = this.#o.intervalMs;
+    const interval = this.#intervalMs;
     this.#timerAtMs = now + interval;
     this.#timer = this.#clock!.schedule(interval, this.#wake);
   }
@@ -1051,6 +1085,9 @@ export class RingMode {
       targets.push(target);
     }
     this.#monitorTargets = targets;
+    this.#target0 = targets[0];
+    this.#target1 = targets[1];
+    this.#targetCount = targets.length;
     this.#monitorEpoch = membership.monitorEpoch;
   }
 
