@@ -26,7 +26,7 @@ import {
   type StreamListener,
   type Timer,
 } from "../src/platform.ts";
-import { K_CALL, type Kernel, type KernelHost, type SimEvent, toUs } from "./_kernel.ts";
+import { K_CALL, type Kernel, type KernelHost, SimEvent, toUs } from "./_kernel.ts";
 import { deriveSeed, SeededRandom } from "./_random.ts";
 import { formatIpv4, inSubnet, parseIpv4, parseSubnet, type Subnet } from "./_ipv4.ts";
 import type { SimDatagramSocket } from "./_udp.ts";
@@ -411,6 +411,19 @@ class SimClock implements Clock {
     }
     const host = this.#host;
     const delayUs = toUs(delayMs / host.clockRate);
+    return this.#kernel.push(delayUs, K_CALL, host, this.#incarnation, fn);
+  }
+
+  reschedule(spent: Timer, delayMs: number, fn: () => void): Timer {
+    if (typeof fn !== "function") {
+      throw new TypeError("Cannot schedule: the callback is not a function");
+    }
+    const host = this.#host;
+    const delayUs = toUs(delayMs / host.clockRate);
+    if (
+      spent instanceof SimEvent &&
+      this.#kernel.rearm(spent, host, this.#incarnation, delayUs, fn)
+    ) return spent;
     return this.#kernel.push(delayUs, K_CALL, host, this.#incarnation, fn);
   }
 }

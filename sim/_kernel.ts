@@ -26,6 +26,9 @@ export const K_SEG = 2;
 /** Event kind: world code, tied to no host (faults, checks, the transports' own timers). */
 export const K_WORLD = 3;
 
+/** The `seq` of a host's timer event once it has fired: it may be set again (see `rearm`). */
+const FIRED = -1;
+
 const LEVELS: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
 /** What the kernel needs of a host: who it is, which incarnation runs and whether it is up. */
@@ -240,6 +243,27 @@ export class Kernel {
     this.#queue.push(event);
   }
 
+  /**
+   * Queues a host's timer event again, `delayUs` from now, to call `fn`, if it is one that has
+   * fired (not queued) and was not cancelled since, of `host` in `incarnation`; otherwise
+   * changes nothing and returns false (the caller then pushes a new one).
+   */
+  rearm(
+    event: SimEvent,
+    host: KernelHost,
+    incarnation: number,
+    delayUs: number,
+    fn: () => void,
+  ): boolean {
+    if (
+      event.seq !== FIRED || event.payload === null || event.kind !== K_CALL ||
+      event.host !== host || event.incarnation !== incarnation
+    ) return false;
+    event.payload = fn;
+    this.pushEvent(event, delayUs);
+    return true;
+  }
+
   /** World code (tied to no host) at `delayMs` from now; the timer cancels it. */
   schedule(delayMs: number, fn: () => void): Timer {
     return this.push(toUs(delayMs), K_WORLD, null, 0, fn);
@@ -376,6 +400,8 @@ export class Kernel {
         }
         this.hash.word(this.nowUs);
         this.hash.word(host!.index);
+        // Out of the queue for good unless set again (see rearm).
+        event.seq = FIRED;
         fn();
       } else {
         const fn = event.payload as (() => void) | null;

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Simulation } from "./simulation.ts";
-import type { Address, CloseReason, Platform, StreamConn } from "../src/platform.ts";
+import type { Address, CloseReason, Platform, StreamConn, Timer } from "../src/platform.ts";
 
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
 const bytes = (value: string) => new TextEncoder().encode(value);
@@ -527,6 +527,59 @@ test("faults and time: a paused host's timers wait and run on resume, in order",
   sim.resume("h");
   sim.run(0);
   assert.deepEqual(fired, [1, 2]);
+});
+
+test("faults and time: reschedule sets a spent timer again, and gives a new one for a timer still waiting, cancelled or of another host; an old incarnation's never runs", () => {
+  const sim = new Simulation({ seed: 18 });
+  const fired: string[] = [];
+  const note = (what: string) => () => void fired.push(`${what}@${sim.now}`);
+  const a = sim.addHost("a", (platform) => platform.clock);
+  const b = sim.addHost("b", (platform) => platform.clock);
+  const clock = a.app!;
+  assert.ok(clock.reschedule !== undefined);
+  // A timer that re-arms itself from its own callback: the same object each time.
+  const timers = new Set<Timer>();
+  let count = 0;
+  let self: Timer = clock.schedule(10, function again() {
+    fired.push(`again@${sim.now}`);
+    if (++count < 3) timers.add(self = clock.reschedule!(self, 10, again));
+  });
+  timers.add(self);
+  sim.run(100);
+  assert.deepEqual(fired, ["again@10", "again@20", "again@30"]);
+  assert.equal(timers.size, 1, "one timer object throughout");
+  // Spent and set again with a new callback; cancelling it afterwards cancels that one.
+  fired.length = 0;
+  const spent = self;
+  const set = clock.reschedule!(spent, 5, note("set"));
+  assert.equal(set, spent);
+  spent.cancel();
+  sim.run(20);
+  assert.deepEqual(fired, []);
+  // Cancelled: a new timer; the old one stays cancelled.
+  const fresh = clock.reschedule!(spent, 5, note("fresh"));
+  assert.notEqual(fresh, spent);
+  // Still waiting: a new timer, and the waiting one fires too, once.
+  const other = clock.reschedule!(fresh, 5, note("other"));
+  assert.notEqual(other, fresh);
+  sim.run(20);
+  assert.deepEqual(fired.sort(), ["fresh@125", "other@125"]);
+  // Another host's spent timer is not taken over.
+  fired.length = 0;
+  const theirs = b.app!.schedule(1, note("b"));
+  sim.run(5);
+  const mine = clock.reschedule!(theirs, 1, note("mine"));
+  assert.notEqual(mine, theirs);
+  sim.run(5);
+  // An old incarnation's timer, set again by its clock, never runs.
+  sim.crash(a);
+  sim.restart(a);
+  const old = clock.reschedule!(mine, 1, note("old"));
+  sim.run(5);
+  assert.deepEqual(fired, ["b@141", "mine@146"]);
+  old.cancel();
+  assert.throws(() => clock.reschedule!(mine, -1, note("x")), RangeError);
+  assert.throws(() => clock.reschedule!(mine, 1, undefined as unknown as () => void), TypeError);
 });
 
 test("faults and time: a crash cancels timers and restart runs the factory anew with fresh randomness", () => {

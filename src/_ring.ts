@@ -201,6 +201,8 @@ export class RingMode {
   #clock: Clock | undefined;
   #timer: Timer | undefined;
   #timerAtMs = Infinity;
+  /** The last timer that fired: a clock with `reschedule` sets it again for the next wake. */
+  #spent: Timer | undefined;
   /**
    * The one timer's work (one function for every wake: a quiet node allocates none), bound
    * once: a bound function is one object to reach the ring through, an arrow two (itself and
@@ -992,7 +994,16 @@ export class RingMode {
     now ??= this.#host.clock.now();
     const dueMs = Math.max(wake, now);
     this.#timerAtMs = dueMs;
-    this.#timer = this.#host.clock.schedule(Math.max(1, wake - now), this.#wake);
+    this.#timer = this.#schedule(Math.max(1, wake - now));
+  }
+
+  /** The wake timer, `delayMs` from now: the spent one set again where the clock can. */
+  #schedule(delayMs: number): Timer {
+    const clock = this.#clock!;
+    const spent = this.#spent;
+    return spent !== undefined && clock.reschedule !== undefined
+      ? clock.reschedule(spent, delayMs, this.#wake)
+      : clock.schedule(delayMs, this.#wake);
   }
 
   /** Whether the link to `peer` carries something now (bound once: ticks allocate none). */
@@ -1001,6 +1012,7 @@ export class RingMode {
   /** The one timer's work (see #wake). */
   #wakeUp(): void {
     const dueMs = this.#timerAtMs;
+    this.#spent = this.#timer;
     this.#timer = undefined;
     this.#timerAtMs = Infinity;
     const membership = this.#membership;
@@ -1069,7 +1081,7 @@ export class RingMode {
   #rearmAfterRound(now: number): void {
     const interval = this.#intervalMs;
     this.#timerAtMs = now + interval;
-    this.#timer = this.#clock!.schedule(interval, this.#wake);
+    this.#timer = this.#schedule(interval);
   }
 
   /** Notes the membership's monitors for short rounds (see #wake). */

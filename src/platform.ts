@@ -39,6 +39,14 @@ export interface Clock {
   /** Calls `fn` once, `delayMs` (≥ 0) milliseconds from now. */
   schedule(delayMs: number, fn: () => void): Timer;
   /**
+   * Optional: as {@link schedule}, but sets `spent` again instead of making a new timer when
+   * `spent` is a timer of this clock whose callback is running or has run and that was not
+   * cancelled since (a timer that re-arms itself each time then allocates nothing). Returns the
+   * timer set: `spent` or a new one; cancelling `spent` afterwards cancels it if it is the one.
+   * Clocks without it leave it undefined; callers then call `schedule`.
+   */
+  reschedule?(spent: Timer, delayMs: number, fn: () => void): Timer;
+  /**
    * Calls `fn` once the current callback has returned, before any other I/O or timer callback
    * (a microtask): for work to batch within one turn, such as coalescing writes.
    */
