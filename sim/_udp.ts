@@ -480,18 +480,17 @@ export class SimDatagramSocket implements DatagramSocket {
   // known by the identity of the address object, with what was worked out when it was first
   // sent to and the last payload sent there (checked then, and its digest). A new one takes the
   // place used least recently, so the odd datagram elsewhere (a digest, an answer) does not push
-  // a monitor out. The identities are fields of the socket and each place is one object: a
-  // repeat reads the socket and that object, and neither the address nor the bytes.
+  // a monitor out. The identities are fields of the socket and each place is one object, held
+  // in a field (no array between): a repeat reads the socket and that object, and neither the
+  // address nor the bytes.
   #to0: Address | undefined = undefined;
   #to1: Address | undefined = undefined;
   #to2: Address | undefined = undefined;
   #to3: Address | undefined = undefined;
-  readonly #places: readonly [Recent, Recent, Recent, Recent] = [
-    new Recent(),
-    new Recent(),
-    new Recent(),
-    new Recent(),
-  ];
+  readonly #p0 = new Recent();
+  readonly #p1 = new Recent();
+  readonly #p2 = new Recent();
+  readonly #p3 = new Recent();
   #sends = 0;
   /** The source address its datagrams carry: the host's address when bound to any. */
   source: Address = this.#local;
@@ -527,13 +526,13 @@ export class SimDatagramSocket implements DatagramSocket {
 
   send(data: Uint8Array, to: Address): void {
     const place = to === this.#to0
-      ? this.#places[0]
+      ? this.#p0
       : to === this.#to1
-      ? this.#places[1]
+      ? this.#p1
       : to === this.#to2
-      ? this.#places[2]
+      ? this.#p2
       : to === this.#to3
-      ? this.#places[3]
+      ? this.#p3
       : this.#place(to);
     // A remembered destination is not read again: what it held when first sent to stands.
     // Nor is a payload sent there last time: it was checked then, and may not have changed.
@@ -576,14 +575,15 @@ export class SimDatagramSocket implements DatagramSocket {
 
   /** The place for a destination not kept: the one used least recently, cleared for it. */
   #place(to: Address): Recent {
-    const places = this.#places;
-    let slot = 0;
-    for (let i = 1; i < 4; i++) if (places[i].used < places[slot].used) slot = i;
-    if (slot === 0) this.#to0 = to;
-    else if (slot === 1) this.#to1 = to;
-    else if (slot === 2) this.#to2 = to;
+    // The least recently used; the first of equals.
+    let place = this.#p0;
+    if (this.#p1.used < place.used) place = this.#p1;
+    if (this.#p2.used < place.used) place = this.#p2;
+    if (this.#p3.used < place.used) place = this.#p3;
+    if (place === this.#p0) this.#to0 = to;
+    else if (place === this.#p1) this.#to1 = to;
+    else if (place === this.#p2) this.#to2 = to;
     else this.#to3 = to;
-    const place = places[slot];
     place.toHost = to.host;
     place.toPort = to.port;
     place.target = undefined;

@@ -342,6 +342,8 @@ export class Directory {
       case "put": {
         const entry = this.#entries.get(message.worker);
         if (!entry || entry.node !== message.node || notEarlier(message.stamp, entry.stamp)) {
+          // A refresh of the entry as it stands (the same decoded put again) changes nothing.
+          if (entry?.stamp === message.stamp && entry.node === message.node) break;
           this.#entries.set(message.worker, { node: message.node, stamp: message.stamp });
         }
         break;

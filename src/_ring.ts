@@ -80,6 +80,14 @@ const BEAT_TICKS_ALONE = 16;
  */
 const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
 
+/**
+ * Directory puts already decoded in this process, by the received array, as for memberships: a
+ * node sends the same bytes to each owner of its worker and again at every refresh while the
+ * worker stays (see #sendDirectory), so each is parsed once. Only puts: other directory
+ * messages are new bytes each time.
+ */
+const decodedPuts = new WeakMap<Uint8Array, DirectoryMessage>();
+
 /** Whether `message` is a beat that carries no news (a member's every round while quiet). */
 function isPlainBeat(message: MembershipMessage): boolean {
   return message.kind === "beat" && message.updates.length === 0;
@@ -806,7 +814,11 @@ export class RingMode {
           !this.#changedWhileReceiving
         ) return;
       } else if (data[0] === DIRECTORY_MARKER) {
-        const message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
+        let message = data === sealed ? decodedPuts.get(data) : undefined;
+        if (message === undefined) {
+          message = JSON.parse(this.#textDecoder.decode(data.subarray(1))) as DirectoryMessage;
+          if (data === sealed && message?.kind === "put") decodedPuts.set(data, message);
+        }
         const directory = this.#directory;
         directory?.receive(message);
         // Puts and their answers change no round's work; a lookup it started would (quiet
