@@ -28,6 +28,7 @@ import {
   hearRepeat,
   type MemberEvent,
   Membership,
+  type MembershipHost,
   type MembershipMessage,
   ROUND_NOT_TAKEN,
   ROUND_TAKEN_SYNC,
@@ -64,8 +65,14 @@ const REFRESH_TICKS = 30;
 const SEED_JOIN_ROUND = 3;
 /** A second seed (chosen at random) is joined at this round if the first taught nothing. */
 const SEED_RETRY_ROUND = 8;
-/** Parsed member addresses kept for sending (see #addressOf). */
-const MAX_ADDRESSES = 32;
+/**
+ * Member addresses parsed for sending, shared by every ring of the process (see #addressOf): an
+ * address object is only read, and in a simulated cluster every node sends to the same members'
+ * addresses (an anti-entropy digest goes to a random one each time). Bounded: when full it
+ * starts again, which only costs parsing.
+ */
+const parsedAddresses = new Map<string, Address>();
+const MAX_ADDRESSES = 1 << 16;
 /** Nodes remembered as asked to join within the last interval. */
 const MAX_JOIN_ASKED = 256;
 /** A node that still knows no one broadcasts again every this many ticks. */
@@ -87,6 +94,27 @@ const decodedMemberships = new WeakMap<Uint8Array, MembershipMessage>();
  * messages are new bytes each time.
  */
 const decodedPuts = new WeakMap<Uint8Array, DirectoryMessage>();
+
+/**
+ * The membership's host: the clock and the randomness are its fields, read by its methods (a
+ * reading of the time or a draw goes through no closure and its context).
+ */
+class MembershipPort implements MembershipHost {
+  constructor(
+    readonly clock: Clock,
+    readonly random: Random,
+    readonly send: (address: string, message: MembershipMessage) => void,
+    readonly changed: (event: MemberEvent) => void,
+  ) {}
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  randomInt(bound: number): number {
+    return this.random.int(0, bound - 1);
+  }
+}
 
 /** Whether `message` is a beat that carries no news (a member's every round while quiet). */
 function isPlainBeat(message: MembershipMessage): boolean {
@@ -272,8 +300,6 @@ export class RingMode {
   readonly #early = new Set<string>();
   /** Unreadable datagrams are reported at most once per source per window. */
   readonly #reports = new ReportLimit(REPORT_WINDOW_MS);
-  /** Members' addresses, parsed. */
-  readonly #addresses = new Map<string, Address>();
   /** The last two addresses sent to, with their parsed forms (see #addressOf). */
   #recentTo: string | undefined;
   #recentAddress: Address | undefined;
@@ -320,18 +346,21 @@ export class RingMode {
     const version = this.version;
     this.#seal = this.#o.auth.datagramSeal(host.random);
     const clock = host.clock;
-    this.#membership = new Membership({
-      now: () => clock.now(),
-      randomInt: (bound) => host.random.int(0, bound - 1),
-      send: (to, message) => this.#sendMembership(to, message),
-      changed: (event) => this.#changed(event),
-    }, {
-      guid: this.#o.guid,
-      address,
-      version,
-      intervalMs: this.#o.intervalMs,
-      tombstoneMs: this.#o.tombstoneMs,
-    });
+    this.#membership = new Membership(
+      new MembershipPort(
+        clock,
+        host.random,
+        (to, message) => this.#sendMembership(to, message),
+        (event) => this.#changed(event),
+      ),
+      {
+        guid: this.#o.guid,
+        address,
+        version,
+        intervalMs: this.#o.intervalMs,
+        tombstoneMs: this.#o.tombstoneMs,
+      },
+    );
     const membership = this.#membership;
     this.#beatsSlab = membership.beatsSlab;
     this.#beatsAt = membership.beatsAt;
@@ -927,17 +956,15 @@ export class RingMode {
     // strings, so these hits cost no lookup.
     if (to === this.#recentTo) return this.#recentAddress;
     if (to === this.#olderTo) return this.#olderAddress;
-    let address = this.#addresses.get(to);
+    let address = parsedAddresses.get(to);
     if (address === undefined) {
       try {
-        address = parseAddress(to);
+        address = Object.freeze(parseAddress(to));
       } catch {
         return undefined;
       }
-      // A handful suffice (the monitors, a probe's targets); a cold start's gossip to random
-      // members must not leave every node holding every address.
-      if (this.#addresses.size >= MAX_ADDRESSES) this.#addresses.clear();
-      this.#addresses.set(to, address);
+      if (parsedAddresses.size >= MAX_ADDRESSES) parsedAddresses.clear();
+      parsedAddresses.set(to, address);
     }
     this.#olderTo = this.#recentTo;
     this.#olderAddress = this.#recentAddress;
