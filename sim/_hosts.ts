@@ -84,6 +84,11 @@ export class HostState implements SimHost<unknown>, KernelHost {
   downQueue: Segment[] = [];
   readonly addressNumber: number;
 
+  /** The host's clock reading (what its `clock.now()` returns) at simulated time `nowUs`. */
+  nowMs(nowUs: number): number {
+    return (nowUs / 1000) * this.clockRate + this.clockOffsetMs;
+  }
+
   constructor(
     name: string,
     index: number,
@@ -391,7 +396,7 @@ class SimClock implements Clock {
 
   now(): number {
     const host = this.#host;
-    return (this.#kernel.nowUs / 1000) * host.clockRate + host.clockOffsetMs;
+    return host.nowMs(this.#kernel.nowUs);
   }
 
   wallNow(): number {

@@ -343,13 +343,16 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     const toPort = datagram.toPort;
     const broadcast = datagram.broadcast;
     this.#release(datagram);
+    // The receiver's clock now, handed over with the datagram (the host is in the cache now;
+    // its clock object would be one more object to read).
+    const atMs = host.nowMs(kernel.nowUs);
     if (
       host.lastDatagramPort === toPort && !broadcast &&
       (host.lastDatagramHost === ANY || host.lastDatagramHost === toHost)
     ) {
       // As the last one to this port (a member's beats, say): the same socket.
       stats.datagramsDelivered++;
-      host.lastDatagramHandlers!.onMessage(data, fromAddress);
+      host.lastDatagramHandlers!.onMessage(data, fromAddress, atMs);
       return;
     }
     const sockets = host.datagramSockets.get(toPort);
@@ -362,7 +365,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
         const socket = sockets[0];
         if (socket.local.host === ANY || socket.local.host === toHost) {
           stats.datagramsDelivered++;
-          socket.handlers.onMessage(data, fromAddress);
+          socket.handlers.onMessage(data, fromAddress, atMs);
         }
         return;
       }
@@ -370,7 +373,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
       for (const socket of sockets.slice()) {
         if (socket.local.host !== ANY && socket.local.host !== toHost) continue;
         stats.datagramsDelivered++;
-        socket.handlers.onMessage(first ? data : data.slice(), fromAddress);
+        socket.handlers.onMessage(first ? data : data.slice(), fromAddress, atMs);
         first = false;
       }
       return;
@@ -396,7 +399,7 @@ export class Udp implements DatagramPart, DatagramBinder, PacketSink, Resender<D
     host.lastDatagramHost = sockets.length === 1 && chosen.local.host === ANY ? ANY : toHost;
     host.lastDatagramHandlers = chosen.handlers;
     stats.datagramsDelivered++;
-    chosen.handlers.onMessage(data, fromAddress);
+    chosen.handlers.onMessage(data, fromAddress, atMs);
   }
 
   #transmit(datagram: Datagram): void {

@@ -644,6 +644,29 @@ test("faults and time: clock skew shifts readings and stretches timers", () => {
   assert.equal(firedAt, 1050);
 });
 
+test("faults and time: a datagram comes with the receiver's clock reading at its arrival, skewed as its clock is", () => {
+  const sim = new Simulation({ seed: 20, latencyMsMin: 1, latencyMsMax: 3 });
+  const got: [number | undefined, number][] = [];
+  const b = sim.addHost("b", (platform) => {
+    // Unicast through a port's one socket, and a broadcast: each delivery path passes it.
+    platform.net.bindDatagram({ host: "0.0.0.0", port: 9999, broadcast: true }, {
+      onMessage: (_data, _from, atMs) => void got.push([atMs, platform.clock.now()]),
+    });
+  });
+  const a = sim.addHost("a", sender);
+  sim.run(10);
+  sim.setClockSkew(b, { offsetMs: 250, rate: 1.5 });
+  for (let i = 0; i < 5; i++) {
+    a.app!.send(`u${i}`, { host: b.address, port: 9999 });
+    sim.run(7);
+  }
+  a.app!.socket.send(bytes("all"), { host: "10.0.255.255", port: 9999 });
+  sim.run(10);
+  assert.equal(got.length, 6);
+  for (const [atMs, now] of got) assert.equal(atMs, now);
+  assert.ok(got[0][0]! > sim.now, "the skewed clock runs ahead");
+});
+
 test("faults and time: the packet rule can drop, delay and duplicate datagrams", () => {
   const sim = new Simulation({ seed: 19, latencyMsMin: 1, latencyMsMax: 1 });
   const b = sim.addHost("b", receiver(9999));

@@ -748,7 +748,7 @@ export class RingMode {
   }
 
   /** Its socket's handler: a ring datagram arrived. */
-  onMessage(sealed: Uint8Array, from: Address): void {
+  onMessage(sealed: Uint8Array, from: Address, atMs?: number): void {
     if (this.#closed) return;
     // The same plain beat again from a watched subject (the bytes of the last two arrays read;
     // never with a cluster key, whose opened payloads are new arrays each time): noted in the
@@ -764,7 +764,7 @@ export class RingMode {
           this.#beatsAt,
           this.#recentSlot,
           this.#recentEpoch,
-          this.#clock!.now(),
+          atMs ?? this.#clock!.now(),
         )
       ) {
         shortBeats.taken++;
@@ -778,7 +778,7 @@ export class RingMode {
           this.#beatsAt,
           this.#olderSlot,
           this.#olderEpoch,
-          this.#clock!.now(),
+          atMs ?? this.#clock!.now(),
         )
       ) {
         shortBeats.taken++;

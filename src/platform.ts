@@ -172,9 +172,11 @@ export interface DatagramHandlers {
   onReady?(socket: DatagramSocket): void;
   /**
    * A datagram arrived. Treat `data` as read-only: the simulator hands one broadcast payload to
-   * every receiving host without copying it.
+   * every receiving host without copying it. `atMs`, where the platform has it at hand, is the
+   * receiving host's clock reading at the arrival (the simulator passes it: what `clock.now()`
+   * returns during this call); real sockets leave it out, and callers then read the clock.
    */
-  onMessage(data: Uint8Array, from: Address): void;
+  onMessage(data: Uint8Array, from: Address, atMs?: number): void;
   /** Binding or sending failed; after a binding failure the socket is closed. */
   onError?(error: Error): void;
 }
