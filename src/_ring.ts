@@ -272,7 +272,6 @@ export class RingMode {
    */
   #monitorTargets: Address[] = [];
   #monitorEpoch = -1;
-
   #socket: DatagramSocket | undefined;
   /** This run's seal of ring datagrams under the cluster key; none without one. */
   #seal: DatagramSeal | undefined;
@@ -747,7 +746,10 @@ export class RingMode {
     this.#host.log.log("error", "ring.socket-error", { error: error.message });
   }
 
-  /** Its socket's handler: a ring datagram arrived. */
+  /**
+   * Its socket's handler: a ring datagram arrived, at `atMs` on the node's clock where the
+   * platform says (see `DatagramHandlers.onMessage`).
+   */
   onMessage(sealed: Uint8Array, from: Address, atMs?: number): void {
     if (this.#closed) return;
     // The same plain beat again from a watched subject (the bytes of the last two arrays read;
