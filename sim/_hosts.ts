@@ -420,16 +420,13 @@ class SimClock implements Clock {
   }
 
   reschedule(spent: Timer, delayMs: number, fn: () => void): Timer {
-    if (typeof fn !== "function") {
-      throw new TypeError("Cannot schedule: the callback is not a function");
+    if (spent instanceof SimEvent && typeof fn === "function") {
+      const host = this.#host;
+      const delayUs = toUs(delayMs / host.clockRate);
+      if (this.#kernel.rearm(spent, host, this.#incarnation, delayUs, fn)) return spent;
     }
-    const host = this.#host;
-    const delayUs = toUs(delayMs / host.clockRate);
-    if (
-      spent instanceof SimEvent &&
-      this.#kernel.rearm(spent, host, this.#incarnation, delayUs, fn)
-    ) return spent;
-    return this.#kernel.push(delayUs, K_CALL, host, this.#incarnation, fn);
+    // Anything else is a new timer, with schedule's checks.
+    return this.schedule(delayMs, fn);
   }
 }
 
